@@ -1,0 +1,50 @@
+"""Per-variant configuration of Video Depth Anything (reference_spec §1.1)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+# timm model names whose architecture equals the published DINOv2 encoders.
+TIMM_ENCODERS = {
+    "vits": "vit_small_patch14_dinov2",
+    "vitb": "vit_base_patch14_dinov2",
+    "vitl": "vit_large_patch14_dinov2",
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; stored in every checkpoint we write."""
+
+    encoder: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    layer_idx: tuple[int, int, int, int]
+    features: int
+    out_channels: tuple[int, int, int, int]
+    num_frames: int = 32
+    metric: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["layer_idx"] = tuple(d["layer_idx"])
+        d["out_channels"] = tuple(d["out_channels"])
+        return cls(**d)
+
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {
+    "vits": ModelConfig("vits", 384, 12, 6, (2, 5, 8, 11), 64, (48, 96, 192, 384)),
+    "vitb": ModelConfig("vitb", 768, 12, 12, (2, 5, 8, 11), 128, (96, 192, 384, 768)),
+    "vitl": ModelConfig("vitl", 1024, 24, 16, (4, 11, 17, 23), 256, (256, 512, 1024, 1024)),
+}
+
+
+def get_config(encoder: str, metric: bool = False) -> ModelConfig:
+    if encoder not in MODEL_CONFIGS:
+        raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(MODEL_CONFIGS)}")
+    cfg = MODEL_CONFIGS[encoder]
+    return ModelConfig(**{**cfg.to_dict(), "metric": bool(metric)})

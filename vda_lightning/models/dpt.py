@@ -1,0 +1,141 @@
+"""DPT head of Depth Anything V2 and its spatio-temporal variant (reference_spec §4)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .temporal import TemporalModule
+
+MICRO_BATCH = 4  # frames per chunk in the high-resolution tail (memory only; per-frame ops)
+
+
+def _resize(x: torch.Tensor, size=None, scale_factor=None) -> torch.Tensor:
+    return F.interpolate(x.contiguous(), size=size, scale_factor=scale_factor, mode="bilinear", align_corners=True)
+
+
+class ResidualConvUnit(nn.Module):
+    def __init__(self, features: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class FeatureFusionBlock(nn.Module):
+    def __init__(self, features: int):
+        super().__init__()
+        self.resConfUnit1 = ResidualConvUnit(features)
+        self.resConfUnit2 = ResidualConvUnit(features)
+        self.out_conv = nn.Conv2d(features, features, 1)
+
+    def forward(self, x, skip=None, size=None):
+        if skip is not None:
+            x = x + self.resConfUnit1(skip)
+        x = self.resConfUnit2(x)
+        x = _resize(x, size=size) if size is not None else _resize(x, scale_factor=2)
+        return self.out_conv(x)
+
+
+class _Scratch(nn.Module):
+    """Container that reproduces the published `scratch.*` key names."""
+
+    def __init__(self, in_channels: Sequence[int], features: int):
+        super().__init__()
+        for i, c in enumerate(in_channels, start=1):
+            setattr(self, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
+        for i in range(1, 5):
+            setattr(self, f"refinenet{i}", FeatureFusionBlock(features))
+        half = features // 2
+        self.output_conv1 = nn.Conv2d(features, half, 3, padding=1)
+        self.output_conv2 = nn.Sequential(
+            nn.Conv2d(half, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 1, 1), nn.ReLU(), nn.Identity()
+        )
+
+
+class DPTHead(nn.Module):
+    """DPT decoder; with `temporal=True` it carries the four temporal modules of VDA.
+
+    `features`: list of 4 (patch_tokens (N, h*w, D), cls) pairs from the encoder, N = B*T frames.
+    Returns (depth (N, 1, 14h, 14w), cache states) — states are only collected when asked for.
+    """
+
+    def __init__(self, in_dim: int, features: int, out_channels: Sequence[int], temporal: bool = True):
+        super().__init__()
+        self.temporal = temporal
+        self.gradient_checkpointing = False
+        self.projects = nn.ModuleList([nn.Conv2d(in_dim, c, 1) for c in out_channels])
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(out_channels[0], out_channels[0], 4, stride=4),
+                nn.ConvTranspose2d(out_channels[1], out_channels[1], 2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(out_channels[3], out_channels[3], 3, stride=2, padding=1),
+            ]
+        )
+        self.scratch = _Scratch(out_channels, features)
+        if temporal:
+            channels = (out_channels[2], out_channels[3], features, features)
+            self.motion_modules = nn.ModuleList([TemporalModule(c) for c in channels])
+
+    def _tail(self, path_3, layer2_rn, layer1_rn, out_size):
+        """Steps after the last temporal module: per-frame, so they can run in chunks of frames."""
+        s = self.scratch
+        path_2 = s.refinenet2(path_3, layer2_rn, size=layer1_rn.shape[2:])
+        path_1 = s.refinenet1(path_2, layer1_rn)
+        out = _resize(s.output_conv1(path_1), size=out_size)
+        # The published model runs the last convolutions in float32 under CUDA autocast.
+        with torch.autocast(device_type="cuda", enabled=False):
+            depth = s.output_conv2(out.float())
+        return depth.to(out.dtype)
+
+    def _temporal(self, idx, x, num_frames, cached, states):
+        if not self.temporal:
+            return x
+        c = None if cached is None else cached[2 * idx : 2 * idx + 2]
+        module = self.motion_modules[idx]
+        if self.gradient_checkpointing and self.training and cached is None:
+            x, st = checkpoint(module, x, num_frames, None, use_reentrant=False)
+        else:
+            x, st = module(x, num_frames, c)
+        states.extend(st)
+        return x
+
+    def forward(self, features, patch_h: int, patch_w: int, num_frames: int = 1, cached=None):
+        layers = []
+        for i, (tokens, _cls) in enumerate(features):
+            x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], patch_h, patch_w)
+            layers.append(self.resize_layers[i](self.projects[i](x)))
+        layer_1, layer_2, layer_3, layer_4 = layers
+        states: list[torch.Tensor] = []
+        layer_3 = self._temporal(0, layer_3, num_frames, cached, states)
+        layer_4 = self._temporal(1, layer_4, num_frames, cached, states)
+        s = self.scratch
+        layer1_rn, layer2_rn = s.layer1_rn(layer_1), s.layer2_rn(layer_2)
+        layer3_rn, layer4_rn = s.layer3_rn(layer_3), s.layer4_rn(layer_4)
+        path_4 = s.refinenet4(layer4_rn, size=layer3_rn.shape[2:])
+        path_4 = self._temporal(2, path_4, num_frames, cached, states)
+        path_3 = s.refinenet3(path_4, layer3_rn, size=layer2_rn.shape[2:])
+        path_3 = self._temporal(3, path_3, num_frames, cached, states)
+
+        out_size = (patch_h * 14, patch_w * 14)
+        n = path_3.shape[0]
+        if self.temporal and n > MICRO_BATCH and n % MICRO_BATCH == 0:
+            chunks = [
+                self._run_tail(path_3[i : i + MICRO_BATCH], layer2_rn[i : i + MICRO_BATCH], layer1_rn[i : i + MICRO_BATCH], out_size)
+                for i in range(0, n, MICRO_BATCH)
+            ]
+            depth = torch.cat(chunks, dim=0)
+        else:
+            depth = self._run_tail(path_3, layer2_rn, layer1_rn, out_size)
+        return depth, states
+
+    def _run_tail(self, path_3, layer2_rn, layer1_rn, out_size):
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(self._tail, path_3, layer2_rn, layer1_rn, out_size, use_reentrant=False)
+        return self._tail(path_3, layer2_rn, layer1_rn, out_size)
