@@ -4,13 +4,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 # timm model names whose architecture equals the published DINOv2 encoders.
-TIMM_ENCODERS = {
-    "vits": "vit_small_patch14_dinov2",
-    "vitb": "vit_base_patch14_dinov2",
-    "vitl": "vit_large_patch14_dinov2",
-}
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model; stored in every checkpoint we write."""
@@ -40,6 +33,8 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     "vits": ModelConfig("vits", 384, 12, 6, (2, 5, 8, 11), 64, (48, 96, 192, 384)),
     "vitb": ModelConfig("vitb", 768, 12, 12, (2, 5, 8, 11), 128, (96, 192, 384, 768)),
     "vitl": ModelConfig("vitl", 1024, 24, 16, (4, 11, 17, 23), 256, (256, 512, 1024, 1024)),
+    # Not published: a ViT-Ti/14-sized model for CPU tests and the quick start (same code paths, ~3.9M params).
+    "vitt": ModelConfig("vitt", 192, 4, 3, (0, 1, 2, 3), 32, (32, 64, 96, 192)),
 }
 
 

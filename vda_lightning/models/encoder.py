@@ -9,7 +9,6 @@ import torch.nn.functional as F
 import timm
 from timm.models.vision_transformer import VisionTransformer
 
-from .configs import TIMM_ENCODERS
 
 PATCH = 14
 GRID = 37  # 518 / 14: the grid the stored position embedding was trained on
@@ -103,9 +102,3 @@ class DinoV2Encoder(VisionTransformer):
         if return_class_token:
             return tuple((o[:, 1:], o[:, 0]) for o in outputs)
         return tuple(o[:, 1:] for o in outputs)
-
-
-def build_encoder(encoder: str, embed_dim: int, depth: int, num_heads: int, layer_idx) -> DinoV2Encoder:
-    if encoder not in TIMM_ENCODERS:
-        raise ValueError(f"unknown encoder {encoder!r}")
-    return DinoV2Encoder(embed_dim, depth, num_heads, layer_idx)
