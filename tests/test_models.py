@@ -105,3 +105,15 @@ def test_rejects_sizes_not_multiple_of_14():
     model = build_video_model("vits").eval()
     with pytest.raises(ValueError, match="multiples of 14"):
         model(torch.zeros(1, 1, 3, 50, 56))
+
+
+def test_cpu_autocast_runs_in_bfloat16_and_stays_close():
+    torch.manual_seed(0)
+    model = build_video_model("vitt").eval()
+    x = torch.randn(1, 2, 3, 42, 42)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+    assert low.dtype == torch.bfloat16  # the CUDA-only fp32 guard does not switch CPU autocast off
+    assert (low.float() - ref).abs().max().item() < 0.05 * ref.abs().max().item() + 1e-3

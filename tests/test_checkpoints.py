@@ -1,0 +1,119 @@
+"""Checkpoint I/O: the documented entry point, safe unpickling, helpful errors, round trips."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import vda_lightning
+from vda_lightning import CheckpointError, load_model, save_model
+from vda_lightning.models import build_image_model, build_video_model
+
+
+def test_golden_safetensors_reproduces_forward_cases(golden_dir):
+    model = vda_lightning.load_model(golden_dir / "vda_vits_random.safetensors")
+    assert model.config.encoder == "vits" and not model.config.metric and not model.training
+    cases = load_file(str(golden_dir / "forward_cases.safetensors"))
+    for c in "abc":
+        with torch.no_grad():
+            out = model(cases[f"{c}.input"])
+        ref = cases[f"{c}.output"]
+        assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-4
+
+
+def test_published_pth_half_precision_and_metric_name(tmp_path, golden_state_dict):
+    path = tmp_path / "metric_video_depth_anything_vits.pth"
+    torch.save({k: v.half() for k, v in golden_state_dict.items()}, path)
+    model = load_model(path)
+    assert model.config.metric  # published metric files are recognised by name
+    assert model.pretrained.pos_embed.dtype == torch.float32
+    assert torch.allclose(model.state_dict()["head.scratch.output_conv1.weight"],
+                          golden_state_dict["head.scratch.output_conv1.weight"], atol=1e-3)
+
+
+def test_code_payload_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"pretrained.cls_token": torch.zeros(1), "x": Payload()}, path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_image_checkpoint_where_video_expected_gets_helpful_error(tmp_path):
+    image = build_image_model("vits")
+    path = tmp_path / "depth_anything_v2_vits.pth"
+    torch.save(image.state_dict(), path)
+    with pytest.raises(CheckpointError) as err:
+        load_model(path, expect="video")
+    msg = str(err.value)
+    assert str(path) in msg and "missing" in msg and "head.motion_modules.{i}" in msg
+    assert "Depth Anything V2 image checkpoint" in msg and "suggest encoder 'vits'" in msg
+    assert len(msg.splitlines()) < 40  # grouped, not hundreds of lines
+
+
+def test_wrong_size_error_lists_shape_mismatches(tmp_path, golden_state_dict):
+    path = tmp_path / "vda.pth"
+    torch.save(golden_state_dict, path)
+    with pytest.raises(CheckpointError) as err:
+        load_model(path, encoder="vitb")
+    msg = str(err.value)
+    assert "shape mismatches" in msg and "suggest encoder 'vits'" in msg
+
+
+def test_partial_checkpoint_lists_missing_keys(tmp_path, golden_state_dict):
+    sd = {k: v for k, v in golden_state_dict.items() if "motion_modules.3" not in k}
+    sd["head.extra.weight"] = torch.zeros(3)
+    path = tmp_path / "partial.safetensors"
+    save_file(sd, str(path))
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    msg = str(err.value)
+    assert "missing 28 keys" in msg and "unexpected 1 keys" in msg and "head.extra.weight" in msg
+
+
+def test_dav2_checkpoint_becomes_video_model_equal_per_frame(tmp_path):
+    torch.manual_seed(0)
+    image = build_image_model("vitt").eval()
+    path = tmp_path / "depth_anything_v2_vitt.pth"
+    torch.save(image.state_dict(), path)
+    video = load_model(path)
+    x = torch.randn(1, 3, 3, 42, 56)
+    with torch.no_grad():
+        assert torch.allclose(video(x)[0], image(x[0]), atol=1e-6)
+    teacher = vda_lightning.load_image_model(path)
+    assert type(teacher).__name__ == "DepthAnythingV2"
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_save_round_trip_in_published_layout(tmp_path, suffix):
+    torch.manual_seed(0)
+    model = build_video_model("vitt", metric=True).eval()
+    path = save_model(model, tmp_path / f"model{suffix}")
+    if suffix == ".pth":
+        raw = torch.load(path, weights_only=True)
+        assert set(raw) == set(model.state_dict())  # plain published layout, nothing else
+        assert json.loads(Path(str(path) + ".json").read_text())["metric"] is True
+    loaded = load_model(path)
+    assert loaded.config == model.config
+    x = torch.randn(1, 2, 3, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_missing_file_and_garbage_file(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_model(tmp_path / "nope.pth")
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match=str(bad)):
+        load_model(bad)
