@@ -1,0 +1,66 @@
+"""A plain re-statement of the published long-video loop (reference_spec §5), for benchmarks and cross-checks.
+
+Deliberately unoptimised, like the original: every frame is held in memory, each window's 32 frames are
+transformed one by one on the host (cv2) and encoded in full (no feature reuse), all raw maps are kept
+until the end and the result is one big stack.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from .preprocess import MEAN, STD, model_input_shape
+from .runtime import autocast, resolve_device, to_frame_size
+from .windows import INFER_LEN, INTERP_LEN, KEYFRAMES, OVERLAP, STRIDE, least_squares_scale_shift
+
+
+def _transform(frame: np.ndarray, shape) -> np.ndarray:
+    image = cv2.resize(frame.astype(np.float32) / 255.0, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+    image = ((image - list(MEAN)) / list(STD)).astype(np.float32)  # float64 arithmetic, as published
+    return image.transpose(2, 0, 1)
+
+
+@torch.inference_mode()
+def published_loop(model, frames, input_size: int = 518, device="cpu", precision: str = "fp32") -> np.ndarray:
+    device = resolve_device(device)
+    frames = list(frames)  # the published code holds the whole video
+    length = len(frames)
+    if length == 0:
+        raise ValueError("the video has no frames")
+    frame_size = frames[0].shape[:2]
+    shape = model_input_shape(*frame_size, input_size)
+    pad = (STRIDE - length % STRIDE) % STRIDE + OVERLAP
+    padded = frames + [frames[-1]] * pad
+    raw_list: list[np.ndarray] = []
+    previous = None
+    for start in range(0, length, STRIDE):
+        batch = torch.from_numpy(np.stack([_transform(f, shape) for f in padded[start : start + INFER_LEN]]))
+        batch = batch.unsqueeze(0).to(device)
+        if previous is not None:
+            batch[:, :OVERLAP] = previous[:, list(KEYFRAMES)]
+        with autocast(device, precision):
+            depth = model(batch)
+        raw_list += list(to_frame_size(depth[0], frame_size).cpu().numpy())
+        previous = batch
+    return _stitch(raw_list, length, metric=bool(getattr(model.config, "metric", False)))
+
+
+def _stitch(raw_list, length: int, metric: bool) -> np.ndarray:
+    """§5.4 verbatim: a second, list-based statement of the stitching (the streaming Stitcher is checked against it)."""
+    aligned = list(raw_list[:INFER_LEN])
+    ref = [raw_list[0], raw_list[12]]
+    for k in range(1, len(raw_list) // INFER_LEN):
+        cur = raw_list[INFER_LEN * k : INFER_LEN * (k + 1)]
+        if metric:
+            s, t = np.float32(1.0), np.float32(0.0)
+        else:
+            s, t = least_squares_scale_shift(np.concatenate(cur[:2]), np.concatenate(ref))
+        for j in range(INTERP_LEN):
+            new = np.maximum(s * cur[2 + j] + t, np.float32(0))
+            w = j / (INTERP_LEN - 1)
+            aligned[-INTERP_LEN + j] = (1 - w) * aligned[-INTERP_LEN + j] + w * new
+        for j in range(OVERLAP, INFER_LEN):
+            aligned.append(np.maximum(s * cur[j] + t, np.float32(0)))
+        ref = [ref[0], np.maximum(s * cur[12] + t, np.float32(0))]
+    return np.stack(aligned[:length])

@@ -1,0 +1,33 @@
+"""Small shared helpers of the runners: device choice, autocast by precision, output upsampling."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, precision: str):
+    """fp32: nothing; fp16/bf16: torch autocast on the device (the published default is CUDA fp16)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_frame_size(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, h, w) network output -> (N, H, W) float32 at the frame's size (bilinear, align_corners True)."""
+    depth = depth.float()
+    if tuple(depth.shape[-2:]) == tuple(size):
+        return depth
+    return F.interpolate(depth.unsqueeze(1), size=size, mode="bilinear", align_corners=True).squeeze(1)
