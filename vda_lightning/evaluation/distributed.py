@@ -1,0 +1,79 @@
+"""Multi-process evaluation: whole sequences per rank, metric states summed, per-scene rows gathered.
+
+`--devices N` spawns N local processes (gloo on CPU, nccl when N GPUs are visible); under torchrun/SLURM
+(`WORLD_SIZE` > 1 in the environment) the existing process group settings are used instead.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+
+def shard_indices(count: int, rank: int, world_size: int) -> range:
+    """Round-robin split: every index exactly once, no padding (a padded sampler would count a sequence twice)."""
+    return range(rank, count, world_size)
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order (just `[obj]` without a process group)."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return [obj]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, use_cuda: bool, fn: Callable, args: tuple) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        fn(*args)
+    finally:
+        dist.destroy_process_group()
+
+
+def launch(fn: Callable, world_size: int, args: tuple = ()) -> None:
+    """Run `fn(*args)` in `world_size` processes joined in one process group (or in process when 1)."""
+    if world_size <= 1:
+        fn(*args)
+        return
+    use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= world_size
+    torch.multiprocessing.spawn(_worker, args=(world_size, _free_port(), use_cuda, fn, args), nprocs=world_size,
+                                join=True)
+
+
+def init_from_environment() -> bool:
+    """Join a process group described by torchrun-style variables; False when there is none."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+    return True
+
+
+def device_for_rank() -> torch.device:
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

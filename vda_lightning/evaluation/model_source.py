@@ -1,0 +1,97 @@
+"""Predictions from a model: the published benchmark inference (infer/infer.py), with save and resume.
+
+Per sequence, every frame listed in the JSON is read with `cv2.imread` + BGR→RGB (true-colour files on disk give
+true RGB; see `prepare.py` on the published extractors' R/B swap) and the whole list goes through the long-video
+inference as one video — fp32, input size 518, no down-scaling — so context matches the published run even when
+only the first `max_eval_len` frames are scored. Each frame's disparity is saved as float32 `.npy` in the
+published layout; a sequence whose files all exist already is read back instead of recomputed (resume).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .benchmarks import BenchmarkError, Sequence
+from .protocol import prediction_relpath, read_prediction
+
+log = logging.getLogger(__name__)
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_rgb_frames(sequence: Sequence) -> np.ndarray:
+    frames, shape0 = [], None
+    for frame in sequence.frames:
+        path = sequence.root / frame.image
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+        if bgr is None:
+            raise BenchmarkError(f"{path}: image missing or unreadable")
+        if shape0 is not None and bgr.shape != shape0:
+            raise BenchmarkError(f"{path}: image is {bgr.shape[1]}x{bgr.shape[0]}, but the sequence's first "
+                                 f"frame is {shape0[1]}x{shape0[0]}")
+        shape0 = bgr.shape
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return np.stack(frames)
+
+
+class ModelPredictions:
+    """A `PredictionSource` that runs `infer_fn(model, frames, input_size=, device=, precision=)` per sequence.
+
+    infer_fn defaults to `vda_lightning.inference.infer_video_depth` ((L,H,W,3) uint8 RGB → (L,H,W) float32).
+    """
+
+    def __init__(self, model, input_size: int = 518, device: str = "cpu", precision: str = "fp32",
+                 save_dir: Path | None = None, infer_fn: Callable | None = None):
+        self.model, self.input_size, self.device, self.precision = model, input_size, device, precision
+        self.save_dir = None if save_dir is None else Path(save_dir)
+        self.infer_fn = infer_fn
+        self._key: tuple | None = None
+        self._depths: list[np.ndarray] = []
+        self.resumed = self.inferred = 0
+
+    def frame(self, sequence: Sequence, index: int) -> np.ndarray | None:
+        key = (str(sequence.json_path), sequence.name)
+        if key != self._key:
+            self._depths, self._key = self._predict(sequence), key
+        return self._depths[index]
+
+    def _saved_paths(self, sequence: Sequence) -> list[Path] | None:
+        if self.save_dir is None:
+            return None
+        return [self.save_dir / prediction_relpath(sequence.dataset, f.image) for f in sequence.frames]
+
+    def _predict(self, sequence: Sequence) -> list[np.ndarray]:
+        paths = self._saved_paths(sequence)
+        if paths and all(p.is_file() for p in paths):
+            self.resumed += 1
+            log.info("%s/%s: resumed from %d saved predictions", sequence.dataset, sequence.name, len(paths))
+            return [read_prediction(p) for p in paths]
+        frames = read_rgb_frames(sequence)
+        infer = self.infer_fn
+        if infer is None:
+            from vda_lightning.inference import infer_video_depth as infer
+        depths = np.asarray(infer(self.model, frames, input_size=self.input_size, device=self.device,
+                                  precision=self.precision), dtype=np.float32)
+        if depths.shape != frames.shape[:3]:
+            raise RuntimeError(f"{sequence.name}: inference returned {depths.shape} for frames {frames.shape[:3]}")
+        self.inferred += 1
+        if paths:
+            for path, depth in zip(paths, depths):
+                save_npy_atomic(path, depth)
+        return list(depths)

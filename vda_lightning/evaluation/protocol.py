@@ -1,0 +1,145 @@
+"""Reading one benchmark sequence the way the published evaluation does: GT PNGs, crops, prediction resize.
+
+The prediction resize uses OpenCV's bilinear `cv2.resize` on float32, exactly as published: torch's bilinear
+differs from it by ~2e-6 relative (field notes), which is enough to miss a 1e-6 parity bar.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from .benchmarks import BenchmarkError, BenchmarkSpec, Frame, Sequence, TAESpec
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def prediction_relpath(dataset: str, image: str) -> Path:
+    """`<dataset>/<image path>` with the image suffix replaced by `.npy` (the published toolkit's layout)."""
+    path = Path(dataset) / image
+    return path.with_suffix(".npy") if path.suffix.lower() in IMAGE_SUFFIXES else path.with_name(path.name + ".npy")
+
+
+def read_gt_depth(path: Path, factor: float) -> np.ndarray:
+    """Depth in metres (float64) from a 16-bit PNG (or .npy); 0 where the sensor had nothing."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        raw = _load_npy(path, "ground-truth depth")
+    else:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+        if raw is None:
+            raise BenchmarkError(f"{path}: ground-truth depth missing or unreadable")
+    if raw.ndim != 2:
+        raise BenchmarkError(f"{path}: ground-truth depth must be single-channel, got shape {raw.shape}")
+    return raw / factor
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    pred = _load_npy(path, "prediction").astype(np.float32)
+    if pred.ndim != 2:
+        raise BenchmarkError(f"{path}: prediction must be an (H,W) array, got shape {pred.shape}")
+    if not np.isfinite(pred).all():
+        raise BenchmarkError(f"{path}: prediction contains NaN or inf")
+    return pred
+
+
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise BenchmarkError(f"{path}: {what} not found") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise BenchmarkError(f"{path}: {what} is not a readable .npy file ({e})") from None
+
+
+def resize_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if pred.shape == tuple(shape):
+        return pred
+    return cv2.resize(pred, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+class PredictionSource(Protocol):
+    def frame(self, sequence: Sequence, index: int) -> np.ndarray | None:
+        """The (H,W) float32 disparity for frame `index` of `sequence`, or None if it does not exist."""
+
+
+@dataclass
+class SequenceArrays:
+    pred: np.ndarray            # (T,h,w) float32 at the cropped GT size
+    gt: np.ndarray              # (T,h,w) float64 metres
+    frames: list[int]           # JSON indices of the frames kept
+    missing: list[str] = field(default_factory=list)  # prediction files skipped (published behaviour)
+    K: np.ndarray | None = None
+    poses: np.ndarray | None = None
+
+
+def _load_frames(sequence: Sequence, indices: range, source: PredictionSource, crop: tuple[slice, slice],
+                 zero_value: float, crop_prediction: bool, what: str) -> SequenceArrays:
+    preds, gts, kept, missing, shape0 = [], [], [], [], None
+    for i in indices:
+        frame: Frame = sequence.frames[i]
+        pred = source.frame(sequence, i)
+        if pred is None:  # published: a frame without a prediction file is skipped, not an error
+            missing.append(str(prediction_relpath(sequence.dataset, frame.image)))
+            continue
+        gt_path = sequence.root / frame.gt_depth
+        gt = read_gt_depth(gt_path, frame.factor)
+        if shape0 is None:
+            shape0, first = gt.shape, gt_path
+        elif gt.shape != shape0:
+            raise BenchmarkError(f"{gt_path}: depth is {gt.shape[0]}x{gt.shape[1]} but {first} (first frame of "
+                                 f"sequence {sequence.name!r}) is {shape0[0]}x{shape0[1]}")
+        gt = gt.copy()
+        gt[gt == 0] = zero_value
+        gt = gt[crop]
+        if crop_prediction:
+            pred = pred[crop]
+        preds.append(resize_to(pred, gt.shape))
+        gts.append(gt)
+        kept.append(i)
+    if not kept:
+        raise BenchmarkError(f"{sequence.json_path}: sequence {sequence.name!r} has no prediction for any of its "
+                             f"{len(indices)} {what} frames (first expected: {missing[0] if missing else '-'})")
+    if missing:
+        log.warning("%s/%s: %d prediction file(s) missing, frames skipped (published behaviour): %s",
+                    sequence.dataset, sequence.name, len(missing), missing[0])
+    return SequenceArrays(np.stack(preds), np.stack(gts), kept, missing)
+
+
+def accuracy_arrays(sequence: Sequence, spec: BenchmarkSpec, source: PredictionSource) -> SequenceArrays:
+    """Frames [0:max_eval_len] of the JSON list (then missing ones dropped); GT zeros → −1; prediction resized."""
+    indices = range(min(len(sequence.frames), spec.max_eval_len))
+    return _load_frames(sequence, indices, source, spec.crop_slices(), zero_value=-1.0, crop_prediction=False,
+                        what="evaluated")
+
+
+def tae_arrays(sequence: Sequence, spec: TAESpec, source: PredictionSource) -> SequenceArrays:
+    """Frames [start:stop]; GT zeros stay 0; prediction cropped like the GT (then resized only if needed)."""
+    start, stop = spec.frame_range
+    indices = range(len(sequence.frames))[start:stop]
+    arrays = _load_frames(sequence, indices, source, spec.crop_slices(), zero_value=0.0, crop_prediction=True,
+                          what="TAE")
+    arrays.K = np.array([sequence.frames[i].K for i in arrays.frames], dtype=np.float64)
+    arrays.poses = np.array([sequence.frames[i].pose for i in arrays.frames], dtype=np.float64)
+    if arrays.K.shape[1:] not in ((3, 3), (4, 4)) or arrays.poses.shape[1:] != (4, 4):
+        raise BenchmarkError(f"{sequence.json_path}: sequence {sequence.name!r}: K must be 3x3 or 4x4 and pose 4x4, "
+                             f"got {arrays.K.shape[1:]} and {arrays.poses.shape[1:]}")
+    return arrays
+
+
+class NpyPredictions:
+    """Per-frame `.npy` files laid out as the published toolkit writes them (`<root>/<dataset>/<image>.npy`)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise BenchmarkError(f"{self.root}: predictions directory not found")
+
+    def frame(self, sequence: Sequence, index: int) -> np.ndarray | None:
+        path = self.root / prediction_relpath(sequence.dataset, sequence.frames[index].image)
+        return read_prediction(path) if path.is_file() else None

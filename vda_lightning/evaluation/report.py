@@ -1,0 +1,127 @@
+"""Tables in the paper's shape (AbsRel↓ / δ1↑ per benchmark, ScanNet TAE↓, δ1 rank) and atomic JSON/CSV/MD files."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+_TITLES = {"kitti": "KITTI", "scannet": "ScanNet", "bonn": "Bonn", "nyuv2": "NYUv2", "sintel": "Sintel"}
+
+
+def _title(name: str) -> str:
+    base, _, suffix = name.partition("_")
+    return _TITLES.get(base, base) + (f" ({suffix})" if suffix else "")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def delta1_ranks(runs: dict[str, dict]) -> dict[str, float]:
+    """Mean over benchmarks of each run's δ1 rank (1 = best; ties share the better rank)."""
+    benchmarks = sorted({b for r in runs.values() for b in r.get("depth", {})})
+    ranks: dict[str, list[int]] = {label: [] for label in runs}
+    for bench in benchmarks:
+        scored = {label: r["depth"][bench]["delta1_acc"] for label, r in runs.items() if bench in r.get("depth", {})}
+        for label, value in scored.items():
+            ranks[label].append(1 + sum(other > value for other in scored.values()))
+    return {label: sum(v) / len(v) for label, v in ranks.items() if v}
+
+
+def markdown_table(runs: dict[str, dict]) -> str:
+    """One row per run; columns in registry order of appearance, then TAE, then δ1 rank when runs > 1."""
+    benchmarks: list[str] = []
+    for r in runs.values():
+        benchmarks += [b for b in r.get("depth", {}) if b not in benchmarks]
+    tae_names: list[str] = []
+    for r in runs.values():
+        tae_names += [t for t in r.get("tae", {}) if t not in tae_names]
+    header = ["method"]
+    for b in benchmarks:
+        header += [f"{_title(b)} AbsRel↓", f"{_title(b)} δ1↑"]
+    header += [f"{_title(t)} TAE↓" for t in tae_names]
+    ranks = delta1_ranks(runs) if len(runs) > 1 else {}
+    if ranks:
+        header.append("δ1 rank↓")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, r in runs.items():
+        row = [label]
+        for b in benchmarks:
+            d = r.get("depth", {}).get(b)
+            row += [f"{d['abs_relative_difference']:.3f}", f"{d['delta1_acc']:.3f}"] if d else ["–", "–"]
+        row += [f"{r['tae'][t]['mean']:.3f}" if t in r.get("tae", {}) else "–" for t in tae_names]
+        if ranks:
+            row.append(f"{ranks[label]:.2f}" if label in ranks else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def skipped_frames_note(results: dict) -> str:
+    notes = []
+    for kind in ("depth", "tae"):
+        for name, r in results.get(kind, {}).items():
+            missing = r.get("missing_predictions") or {}
+            n = sum(len(v) for v in missing.values())
+            if n:
+                first = next(iter(missing.values()))[0]
+                notes.append(f"{'TAE ' if kind == 'tae' else ''}{name}: {n} prediction file(s) missing in "
+                             f"{len(missing)} sequence(s) — those frames were skipped, as the published evaluation "
+                             f"does (first: {first})")
+    return "\n".join(notes)
+
+
+def results_csv(results: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["benchmark", "scene", "abs_rel", "rmse", "delta1", "tae", "frames", "missing_predictions"])
+    for name, r in results.get("depth", {}).items():
+        for scene, (a, rm, d), frames in zip(r["scenes"], r["per_scene"], r["frames"]):
+            w.writerow([name, scene, repr(a), repr(rm), repr(d), "", frames,
+                        len(r["missing_predictions"].get(scene, []))])
+        w.writerow([name, "mean", repr(r["abs_relative_difference"]), repr(r["rmse_linear"]),
+                    repr(r["delta1_acc"]), "", "", ""])
+    for name, r in results.get("tae", {}).items():
+        for scene, value in zip(r["scenes"], r["per_scene"]):
+            w.writerow([f"tae_{name}", scene, "", "", "", repr(value), "",
+                        len(r["missing_predictions"].get(scene, []))])
+        w.writerow([f"tae_{name}", "mean", "", "", "", repr(r["mean"]), "", ""])
+    return buf.getvalue()
+
+
+def write_results(results: dict, output: Path, label: str) -> list[Path]:
+    """`output` (.json) plus `.csv` and `.md` beside it, each written atomically."""
+    output = Path(output)
+    md = f"# vda-eval: {label}\n\n" + markdown_table({label: results})
+    note = skipped_frames_note(results)
+    if note:
+        md += "\n" + "\n".join(f"- {line}" for line in note.splitlines()) + "\n"
+    paths = [output, output.with_suffix(".csv"), output.with_suffix(".md")]
+    write_text_atomic(paths[0], json.dumps(results, indent=1) + "\n")
+    write_text_atomic(paths[1], results_csv(results))
+    write_text_atomic(paths[2], md)
+    return paths
+
+
+def load_results(path: Path) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: results file not found") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or "depth" not in data:
+        raise ValueError(f"{path}: not a vda-eval results file (no 'depth' key)")
+    return data
