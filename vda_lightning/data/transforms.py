@@ -1,0 +1,176 @@
+"""Per-sample tensor transforms: depth kind -> training target, clip-consistent augmentation, collation.
+
+Everything random is drawn ONCE per clip from a numpy Generator and applied identically to every frame
+(kornia does the pixel work), so a clip stays a consistent video. Geometry keeps K and poses exact:
+pixel centres sit at integer coordinates, so a crop at x0 followed by a resize by s maps u -> (u - x0 + 0.5)s - 0.5;
+a horizontal flip maps u -> W - 1 - u and mirrors the world (c2w -> F c2w F, F = diag(-1, 1, 1, 1)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kornia
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .format import ClipRecord
+
+MIRROR_X = torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
+
+
+def depth_to_target(depth: torch.Tensor, mask: torch.Tensor | None, kind: str, min_depth: float = 1e-3,
+                    max_depth: float = 0.0):
+    """(disparity, metric depth or zeros, valid) from a stored depth of `kind`; invalid pixels are 0 in both.
+
+    metric_depth: valid where min_depth <= depth (<= max_depth when max_depth > 0), target 1/depth.
+    relative_disparity / pseudo_label: valid where the value is > 0, the target is the value, metric depth unknown.
+    """
+    valid = torch.isfinite(depth) & (depth > 0)
+    if mask is not None:
+        valid &= mask
+    zeros = torch.zeros_like(depth)
+    if kind == "metric_depth":
+        valid &= depth >= min_depth
+        if max_depth > 0:
+            valid &= depth <= max_depth
+        safe = torch.where(valid, depth, torch.ones_like(depth))
+        return torch.where(valid, 1.0 / safe, zeros), torch.where(valid, depth, zeros), valid
+    if kind in ("relative_disparity", "pseudo_label"):
+        return torch.where(valid, depth, zeros), zeros, valid
+    raise ValueError(f"depth kind {kind!r} has no training target")
+
+
+def random_crop_box(rng: np.random.Generator, height: int, width: int, out_hw: tuple[int, int],
+                    scale: tuple[float, float], ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    """(x0, y0, w, h) of a random crop covering `scale` of the largest box with the output's aspect ratio,
+    its aspect ratio jittered by a factor in `ratio` (log-uniform). Always inside the image."""
+    oh, ow = out_hw
+    full = min(width / ow, height / oh)       # the largest output-shaped box: (full*ow) x (full*oh)
+    area = rng.uniform(*scale)
+    r = float(np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]))))
+    w = min(width, max(1, int(round(full * ow * np.sqrt(area * r)))))
+    h = min(height, max(1, int(round(full * oh * np.sqrt(area / r)))))
+    return int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h
+
+
+def center_crop_box(height: int, width: int, out_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred box with the output's aspect ratio (short side resize + centre crop)."""
+    oh, ow = out_hw
+    full = min(width / ow, height / oh)
+    w, h = min(width, int(round(full * ow))), min(height, int(round(full * oh)))
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def crop_resize_K(K: torch.Tensor, box: tuple[int, int, int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+    x0, y0, w, h = box
+    sx, sy = out_hw[1] / w, out_hw[0] / h
+    K = K.clone()
+    K[0, 0], K[0, 1], K[1, 1] = K[0, 0] * sx, K[0, 1] * sx, K[1, 1] * sy
+    K[0, 2] = (K[0, 2] - x0 + 0.5) * sx - 0.5
+    K[1, 2] = (K[1, 2] - y0 + 0.5) * sy - 0.5
+    return K
+
+
+def flip_K_poses(K: torch.Tensor, poses: torch.Tensor, width: int):
+    K = K.clone()
+    K[0, 2] = width - 1 - K[0, 2]
+    K[0, 1] = -K[0, 1]
+    m = MIRROR_X.to(poses.dtype)
+    return K, m @ poses @ m
+
+
+@dataclass
+class AugmentConfig:
+    out_hw: tuple[int, int] = (518, 518)      # multiples of 14
+    scale: tuple[float, float] = (0.5, 1.0)   # fraction of the largest output-shaped box
+    ratio: tuple[float, float] = (0.8, 1.25)
+    hflip: float = 0.5
+    brightness: float = 0.1                   # additive, uniform in +-brightness
+    contrast: float = 0.2                     # factor in 1 +- contrast
+    saturation: float = 0.2
+    hue: float = 0.02                         # fraction of a full turn
+
+
+def to_tensors(rec: ClipRecord, kind_min_depth: float, max_depth: float) -> dict:
+    """Frames (T,3,H,W) in [0,1], target disparity/depth/mask, K (zeros if unknown), poses (identity if unknown)."""
+    T, H, W, _ = rec.frames.shape
+    frames = torch.from_numpy(rec.frames).permute(0, 3, 1, 2).float().div_(255.0)
+    out = {"frames": frames}
+    if rec.depth is not None and rec.depth_kind != "none":
+        mask = None if rec.mask is None else torch.from_numpy(rec.mask)
+        disp, depth, valid = depth_to_target(torch.from_numpy(rec.depth), mask, rec.depth_kind, kind_min_depth,
+                                             max_depth)
+        out.update(disparity=disp, depth=depth, mask=valid)
+    out["K"] = torch.zeros(3, 3, dtype=torch.float64) if rec.K is None else torch.from_numpy(rec.K).double()
+    out["poses"] = (torch.eye(4, dtype=torch.float64).repeat(T, 1, 1) if rec.poses is None
+                    else torch.from_numpy(rec.poses).double())
+    out["has_pose"] = rec.poses is not None
+    out["has_K"] = rec.K is not None
+    return out
+
+
+def apply_geometry(s: dict, box: tuple[int, int, int, int], out_hw: tuple[int, int], flip: bool) -> dict:
+    """Crop `box`, resize to out_hw (frames bilinear+antialias, targets nearest: no mixing across edges),
+    optional flip; K and poses follow."""
+    x0, y0, w, h = box
+    H, W = s["frames"].shape[-2:]
+    if (x0, y0, w, h) != (0, 0, W, H) or (h, w) != tuple(out_hw):
+        sl = (..., slice(y0, y0 + h), slice(x0, x0 + w))
+        s["frames"] = kornia.geometry.transform.resize(s["frames"][sl], out_hw, interpolation="bilinear",
+                                                       antialias=True).clamp_(0, 1)
+        for k in ("disparity", "depth", "mask"):
+            if k in s:
+                v = s[k][sl].unsqueeze(1).float()
+                v = F.interpolate(v, size=out_hw, mode="nearest-exact").squeeze(1)
+                s[k] = v.bool() if k == "mask" else v
+        if s["has_K"]:
+            s["K"] = crop_resize_K(s["K"], box, out_hw)
+    if flip:
+        for k in ("frames", "disparity", "depth", "mask"):
+            if k in s:
+                s[k] = s[k].flip(-1)
+        K, s["poses"] = flip_K_poses(s["K"], s["poses"], out_hw[1])
+        if s["has_K"]:
+            s["K"] = K
+    return s
+
+
+def color_jitter(frames: torch.Tensor, rng: np.random.Generator, cfg: AugmentConfig) -> torch.Tensor:
+    """The same brightness/contrast/saturation/hue change for every frame of the clip."""
+    b = rng.uniform(-cfg.brightness, cfg.brightness)
+    c = rng.uniform(1 - cfg.contrast, 1 + cfg.contrast)
+    sat = rng.uniform(1 - cfg.saturation, 1 + cfg.saturation)
+    hue = rng.uniform(-cfg.hue, cfg.hue) * 2 * np.pi
+    x = kornia.enhance.adjust_brightness(frames, float(b))
+    x = kornia.enhance.adjust_contrast(x, float(c))
+    x = kornia.enhance.adjust_saturation(x, float(sat))
+    x = kornia.enhance.adjust_hue(x, float(hue))
+    return x.clamp_(0, 1)
+
+
+def augment(s: dict, rng: np.random.Generator, cfg: AugmentConfig) -> dict:
+    H, W = s["frames"].shape[-2:]
+    box = random_crop_box(rng, H, W, cfg.out_hw, cfg.scale, cfg.ratio)
+    s = apply_geometry(s, box, cfg.out_hw, flip=bool(rng.random() < cfg.hflip))
+    s["frames"] = color_jitter(s["frames"], rng, cfg)
+    return s
+
+
+BATCH_TENSORS = ("frames", "disparity", "depth", "mask", "K", "poses", "has_pose", "frame_indices")
+BATCH_STRINGS = ("dataset", "sequence", "depth_kind", "key", "shard")
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack samples into the batch dict of docs/architecture.md (float32 tensors; strings as lists).
+
+    Targets are kept only if every sample has one (an unlabelled image batch is labelled online by the teacher).
+    """
+    out = {}
+    for k in BATCH_TENSORS:
+        if all(k in s for s in samples):
+            v = torch.stack([torch.as_tensor(s[k]) for s in samples])
+            out[k] = v.float() if v.is_floating_point() else v
+    for k in BATCH_STRINGS:
+        out[k] = [s[k] for s in samples]
+    return out

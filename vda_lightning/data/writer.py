@@ -1,0 +1,144 @@
+"""Write shards atomically with a per-shard index, find shards from patterns, read the indexes back.
+
+A shard `NAME.tar` is complete when `NAME.index.json` exists beside it and describes it (same byte size, and
+the same `spec_hash` when the writer was given one). Both files are written to temporary names and moved in
+place with os.replace, tar first, so a crash never leaves a complete-looking but partial shard.
+"""
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import tarfile
+from collections import Counter
+
+import braceexpand
+
+from .format import FORMAT_VERSION, ClipRecord, encode_record, sample_key
+
+
+def index_path(shard: str) -> str:
+    return (shard[:-4] if shard.endswith(".tar") else shard) + ".index.json"
+
+
+def read_index(shard: str) -> dict | None:
+    """The shard's index, or None if it is missing or unreadable."""
+    try:
+        with open(index_path(shard)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def shard_is_complete(shard: str, spec_hash: str | None = None) -> bool:
+    index = read_index(shard)
+    if index is None or not os.path.exists(shard) or os.path.getsize(shard) != index.get("bytes"):
+        return False
+    return spec_hash is None or index.get("spec_hash") == spec_hash
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class ShardWriter:
+    """Writes one shard. Use as a context manager; the shard appears (atomically) only on a clean exit."""
+
+    def __init__(self, path: str, spec_hash: str = "", frame_format: str = "png", depth_encoding: str = "png16",
+                 depth_scale: float | None = None, jpeg_quality: int = 95):
+        self.path = path
+        self.spec_hash = spec_hash
+        self.encode_kw = dict(frame_format=frame_format, depth_encoding=depth_encoding,
+                              depth_scale=depth_scale, jpeg_quality=jpeg_quality)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._tmp = f"{path}.tmp{os.getpid()}"
+        self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
+        self.keys: list[str] = []
+        self.num_frames = 0
+        self.types: Counter = Counter()
+        self.datasets: Counter = Counter()
+
+    def write(self, rec: ClipRecord) -> str:
+        key = rec.key or sample_key(rec.dataset, rec.sequence, len(self.keys))
+        if key in self.keys or "." in key or "/" in key:
+            raise ValueError(f"{self.path}: sample key {key!r} is duplicated or contains '.' or '/'")
+        members = encode_record(rec, **self.encode_kw)
+        for ext in ["json"] + [e for e in members if e != "json"]:  # json first: readers learn the layout early
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size, info.mtime, info.mode = len(members[ext]), 0, 0o644  # mtime 0: reproducible bytes
+            self._tar.addfile(info, io.BytesIO(members[ext]))
+        self.keys.append(key)
+        self.num_frames += rec.num_frames
+        self.types[rec.sample_type] += 1
+        self.datasets[rec.dataset] += 1
+        return key
+
+    def close(self) -> dict:
+        self._tar.close()
+        os.replace(self._tmp, self.path)
+        index = {"format_version": FORMAT_VERSION, "shard": os.path.basename(self.path),
+                 "num_samples": len(self.keys), "num_frames": self.num_frames,
+                 "sample_types": dict(self.types), "datasets": dict(self.datasets),
+                 "bytes": os.path.getsize(self.path), "spec_hash": self.spec_hash, "keys": self.keys}
+        _atomic_write_bytes(index_path(self.path), json.dumps(index, indent=1).encode())
+        return index
+
+    def abort(self) -> None:
+        self._tar.close()
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _is_remote(url: str) -> bool:
+    return url.startswith(("pipe:", "http://", "https://", "gs://", "s3://"))
+
+
+def expand_shards(spec: str | list[str] | None, what: str = "shards") -> list[str]:
+    """Shard URLs from a brace pattern ('a-{000..009}.tar'), '::'-joined patterns, globs or a list of these.
+
+    Local paths must exist: a pattern that matches no file is a start-up error naming the pattern.
+    """
+    if spec is None or spec == "" or spec == []:
+        return []
+    patterns = [spec] if isinstance(spec, str) else list(spec)
+    urls: list[str] = []
+    for pattern in patterns:
+        for piece in str(pattern).split("::"):
+            for url in braceexpand.braceexpand(os.path.expanduser(piece)):
+                if _is_remote(url):
+                    urls.append(url)
+                elif any(c in url for c in "*?["):
+                    urls.extend(sorted(p for p in glob.glob(url) if p.endswith(".tar")))
+                elif os.path.isfile(url):
+                    urls.append(url)
+                elif os.path.isdir(url):
+                    urls.extend(sorted(glob.glob(os.path.join(url, "*.tar"))))
+                else:
+                    raise FileNotFoundError(f"{what}: shard {url!r} (from pattern {pattern!r}) does not exist")
+    if not urls:
+        raise FileNotFoundError(f"{what}: pattern {spec!r} matches no shard files")
+    return urls
+
+
+def count_samples(urls: list[str]) -> int | None:
+    """Total samples from the per-shard indexes, or None if any shard has no index (remote or legacy)."""
+    total = 0
+    for url in urls:
+        index = None if _is_remote(url) else read_index(url)
+        if index is None:
+            return None
+        total += int(index["num_samples"])
+    return total
