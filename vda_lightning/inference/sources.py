@@ -1,0 +1,151 @@
+"""Lazy frame sources: video files through PyAV, folders of PNG/JPEG frames in natural order.
+
+Each source yields uint8 RGB (H, W, 3) frames one at a time and can be iterated again (the writers
+make a second pass for the side-by-side video and the point clouds). Problems become an `InputError`
+whose message is one line naming the file and the cause.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+class InputError(ValueError):
+    """A bad input: the message names the file and the cause, on one line."""
+
+
+def natural_key(name: str):
+    """'frame_10.png' after 'frame_9.png': digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def limited_size(height: int, width: int, max_res: int) -> tuple[int, int]:
+    """run.py's rule: scale the long side down to max_res, round, bump odd sides to even (<= 0: no limit)."""
+    if max_res <= 0 or max(height, width) <= max_res:
+        return height, width
+    scale = max_res / max(height, width)
+    h, w = round(height * scale), round(width * scale)
+    return h + h % 2, w + w % 2
+
+
+def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if frame.shape[:2] == size:
+        return frame
+    return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)  # area: alias-free downscale
+
+
+class FrameSource:
+    """Common options: max_res (long-side cap), max_len (frames kept, -1 all), target_fps (-1 native)."""
+
+    def __init__(self, path, max_res: int = 1280, max_len: int = -1, target_fps: float = -1):
+        self.path = Path(path)
+        self.max_res, self.max_len, self.target_fps = max_res, max_len, target_fps
+
+    native_fps: float = 30.0
+
+    @property
+    def fps(self) -> float:
+        return self.target_fps if self.target_fps > 0 else self.native_fps
+
+    @property
+    def stride(self) -> int:
+        return max(round(self.native_fps / self.fps), 1)
+
+    def _raw_frames(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def expected_frames(self) -> int | None:
+        """A length estimate for the progress bar (None when the container does not say)."""
+        return None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        kept = 0
+        size = None
+        for i, frame in enumerate(self._raw_frames()):
+            if i % self.stride:
+                continue
+            if 0 <= self.max_len <= kept:
+                break
+            if size is None:
+                size = limited_size(*frame.shape[:2], self.max_res)
+            yield _resize(frame, size)
+            kept += 1
+        if kept == 0:
+            raise InputError(f"{self.path}: contains no frames")
+
+
+class VideoSource(FrameSource):
+    def __init__(self, path, **kw):
+        super().__init__(path, **kw)
+        import av
+
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise InputError(f"{self.path}: not a video (no video stream)")
+                stream = container.streams.video[0]
+                self.native_fps = float(stream.average_rate or 30.0)
+                self._frames_hint = int(stream.frames or 0) or None
+        except InputError:
+            raise
+        except Exception as e:  # PyAV raises InvalidDataError & co. on non-media files
+            raise InputError(f"{self.path}: not a readable video ({type(e).__name__}: {e})".replace("\n", " ")) from None
+
+    def expected_frames(self) -> int | None:
+        if self._frames_hint is None:
+            return None
+        n = -(-self._frames_hint // self.stride)
+        return n if self.max_len < 0 else min(n, self.max_len)
+
+    def _raw_frames(self) -> Iterator[np.ndarray]:
+        import av
+
+        with av.open(str(self.path)) as container:
+            i = -1
+            try:
+                for i, frame in enumerate(container.decode(video=0)):
+                    yield frame.to_ndarray(format="rgb24")
+            except av.FFmpegError as e:
+                raise InputError(f"{self.path}: cannot decode frame {i + 1} ({e})".replace("\n", " ")) from None
+
+
+class FolderSource(FrameSource):
+    def __init__(self, path, **kw):
+        super().__init__(path, **kw)
+        self.files = sorted(
+            (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+            key=lambda p: natural_key(p.name),
+        )
+        if not self.files:
+            raise InputError(f"{self.path}: folder contains no PNG/JPEG frames")
+
+    def expected_frames(self) -> int | None:
+        n = -(-len(self.files) // self.stride)
+        return n if self.max_len < 0 else min(n, self.max_len)
+
+    def _raw_frames(self) -> Iterator[np.ndarray]:
+        first = None
+        for file in self.files:
+            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if image is None:
+                raise InputError(f"{file}: unreadable image (corrupt or not PNG/JPEG)")
+            if first is None:
+                first = image.shape
+            elif image.shape != first:
+                raise InputError(f"{file}: frame size {image.shape[1]}x{image.shape[0]} differs from the first frame's {first[1]}x{first[0]}")
+            yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def open_source(path, max_res: int = 1280, max_len: int = -1, target_fps: float = -1) -> FrameSource:
+    """A video file or a folder of frames; InputError (one line) when missing or unreadable."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or directory")
+    cls = FolderSource if p.is_dir() else VideoSource
+    return cls(p, max_res=max_res, max_len=max_len, target_fps=target_fps)
