@@ -1,0 +1,218 @@
+"""`vda-submit`: render an sbatch script for a `vda-fit` run, save it beside the run, and submit it.
+
+    vda-submit --config conf/quickstart.yaml --run-dir runs/qs --nodes 2 --gpus-per-node 8 --dry-run
+    vda-submit --config conf/quickstart.yaml --run-dir runs/qs --gpus-per-node 0 --tasks-per-node 2   # CPU DDP
+    vda-submit ... -- --trainer.max_steps 20000          # everything after `--` goes to vda-fit unchanged
+    vda-submit --find-checkpoint runs/qs                # the checkpoint a restart resumes from (or nothing)
+
+Lightning's SLURMEnvironment needs one srun task per device (`--ntasks-per-node` == `trainer.devices`) and the
+processes launched by `srun`; the script does both. `--signal=USR1@S` asks SLURM to warn every task S seconds
+before the time limit; `RequeueOnSignal` then saves and requeues, and the restarted script resumes from the newest
+valid checkpoint in the run folder. See docs/cluster.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REQUEUE_CALLBACK = "vda_lightning.cluster.requeue.RequeueOnSignal"
+SCALE_CALLBACK = "vda_lightning.cluster.ddp_report.DDPScaleReport"
+
+
+@dataclasses.dataclass
+class SubmitOptions:
+    config: str
+    run_dir: str
+    nodes: int = 1
+    gpus_per_node: int = 1
+    tasks_per_node: int | None = None  # only for CPU runs (gpus_per_node == 0); GPU runs use one task per GPU
+    cpus_per_task: int = 8
+    mem: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = None
+    job_name: str = "vda-fit"
+    signal_seconds: int = 120
+    env_setup: list[str] = dataclasses.field(default_factory=list)
+    sbatch_extra: list[str] = dataclasses.field(default_factory=list)
+    fit_args: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        positive = {"nodes": self.nodes, "cpus_per_task": self.cpus_per_task, "signal_seconds": self.signal_seconds}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1, got {value}")
+        if self.gpus_per_node < 0:
+            raise ValueError(f"--gpus-per-node must be ≥ 0, got {self.gpus_per_node}")
+        if self.gpus_per_node > 0 and self.tasks_per_node not in (None, self.gpus_per_node):
+            raise ValueError(
+                f"--tasks-per-node {self.tasks_per_node} != --gpus-per-node {self.gpus_per_node}: Lightning's SLURM "
+                "environment needs exactly one task per GPU")
+        if self.tasks_per_node is not None and self.tasks_per_node < 1:
+            raise ValueError(f"--tasks-per-node must be ≥ 1, got {self.tasks_per_node}")
+
+    @property
+    def devices(self) -> int:
+        """Processes per node = srun tasks per node = trainer.devices."""
+        return self.gpus_per_node or self.tasks_per_node or 1
+
+    @property
+    def accelerator(self) -> str:
+        return "gpu" if self.gpus_per_node else "cpu"
+
+
+def sbatch_directives(o: SubmitOptions) -> list[str]:
+    log = os.path.join(o.run_dir, "slurm", "%x-%j.out")
+    lines = [f"--job-name={o.job_name}", f"--nodes={o.nodes}", f"--ntasks-per-node={o.devices}",
+             f"--cpus-per-task={o.cpus_per_task}"]
+    if o.gpus_per_node:
+        lines.append(f"--gres=gpu:{o.gpus_per_node}")
+    lines += [f"--{key}={value}" for key, value in
+              (("mem", o.mem), ("partition", o.partition), ("account", o.account), ("qos", o.qos), ("time", o.time))
+              if value]
+    # USR1 to every task (not only the batch shell) signal_seconds before the limit; requeue allowed; both runs of
+    # a requeued job append to the same per-job log.
+    lines += [f"--signal=USR1@{o.signal_seconds}", "--requeue", "--open-mode=append", f"--output={log}"]
+    lines += [extra if extra.startswith("--") else "--" + extra for extra in o.sbatch_extra]
+    return ["#SBATCH " + line for line in lines]
+
+
+def fit_command(o: SubmitOptions) -> list[str]:
+    run_dir = o.run_dir
+    return ["vda-fit", "--config", o.config,
+            "--trainer.accelerator", o.accelerator, "--trainer.strategy", "ddp",
+            "--trainer.num_nodes", str(o.nodes), "--trainer.devices", str(o.devices),
+            "--trainer.default_root_dir", run_dir, "--checkpoint.dirpath", os.path.join(run_dir, "checkpoints"),
+            f"--trainer.callbacks+={REQUEUE_CALLBACK}", f"--trainer.callbacks+={SCALE_CALLBACK}",
+            *o.fit_args]
+
+
+def render_sbatch(o: SubmitOptions, now: datetime.datetime | None = None) -> str:
+    """The whole batch script as text (a pure function of the options; `now` only stamps the header)."""
+    stamp = (now or datetime.datetime.now()).strftime("%Y-%m-%d %H:%M:%S")
+    q = shlex.quote
+    fit = " ".join(q(a) for a in fit_command(o))
+    body = [
+        "#!/bin/bash",
+        f"# Rendered by vda-submit at {stamp}. {o.nodes} node(s) x {o.devices} {o.accelerator} task(s).",
+        *sbatch_directives(o),
+        "",
+        "set -euo pipefail",
+        *o.env_setup,
+        'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"',
+        f"RUN_DIR={q(o.run_dir)}",
+        'echo "[vda-submit] job ${SLURM_JOB_ID} restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST}"',
+        "",
+        "# Resume from the newest valid checkpoint of this run, if any (a requeued job restarts this script).",
+        'RESUME="$(vda-submit --find-checkpoint "$RUN_DIR")"',
+        "RESUME_ARGS=()",
+        'if [ -n "$RESUME" ]; then echo "[vda-submit] resuming from $RESUME"; RESUME_ARGS=(--ckpt_path "$RESUME"); fi',
+        "",
+        "# One task per device, launched by srun (what Lightning's SLURMEnvironment expects). The batch shell",
+        "# forwards a SIGUSR1 sent to it alone (scancel --signal=USR1 --batch) to the tasks.",
+        f'srun --kill-on-bad-exit=1 {fit} "${{RESUME_ARGS[@]}}" &',
+        "STEP=$!",
+        "trap 'kill -USR1 \"$STEP\" 2>/dev/null || true' USR1",
+        'while kill -0 "$STEP" 2>/dev/null; do wait "$STEP" || true; done',
+        'wait "$STEP"',
+        "",
+    ]
+    return "\n".join(body)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+
+
+def submit(o: SubmitOptions, dry_run: bool = False) -> str:
+    """Save the script as `<run_dir>/slurm/<job_name>.sbatch`; print it (dry run) or sbatch it. Returns the job id
+    (or the script text for a dry run)."""
+    if dry_run:
+        return render_sbatch(o)
+    if not os.path.isfile(o.config):
+        raise FileNotFoundError(f"{o.config}: training config not found")
+    # The job may start in another folder than this one: pin the paths.
+    o = dataclasses.replace(o, config=os.path.abspath(o.config), run_dir=os.path.abspath(o.run_dir))
+    script = render_sbatch(o)
+    path = Path(o.run_dir) / "slurm" / f"{o.job_name}.sbatch"
+    write_atomic(path, script)  # also creates the log folder, which sbatch does not
+    try:
+        result = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
+    except FileNotFoundError as e:
+        raise RuntimeError("sbatch not found: run vda-submit on a SLURM login node (or use --dry-run)") from e
+    if result.returncode != 0:
+        raise RuntimeError(f"sbatch {path} failed ({result.returncode}): {result.stderr.strip()}")
+    return result.stdout.strip().split(";")[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vda-submit", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Arguments after `--` are passed to vda-fit unchanged.")
+    p.add_argument("--config", help="training recipe for vda-fit (YAML)")
+    p.add_argument("--run-dir", help="run folder: checkpoints, logs, the rendered script, SLURM logs")
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--gpus-per-node", type=int, default=1, help="0 = CPU run (DDP over gloo)")
+    p.add_argument("--tasks-per-node", type=int, help="CPU runs only: processes per node (default 1)")
+    p.add_argument("--cpus-per-task", type=int, default=8)
+    p.add_argument("--mem", help="memory per node, e.g. 64G")
+    p.add_argument("--partition")
+    p.add_argument("--account")
+    p.add_argument("--qos")
+    p.add_argument("--time", help="time limit, e.g. 24:00:00")
+    p.add_argument("--job-name", default="vda-fit")
+    p.add_argument("--signal-seconds", type=int, default=120,
+                   help="SIGUSR1 this many seconds before the time limit (save + requeue)")
+    p.add_argument("--env-setup", action="append", default=[], metavar="LINE",
+                   help="shell line run before training (module load ..., source .venv/bin/activate); repeatable")
+    p.add_argument("--sbatch", action="append", default=[], dest="sbatch_extra", metavar="OPTION",
+                   help="extra #SBATCH option, e.g. --sbatch=--exclusive --sbatch=--constraint=a100; repeatable")
+    p.add_argument("--dry-run", action="store_true", help="print the script instead of submitting it")
+    p.add_argument("--find-checkpoint", metavar="RUN_DIR",
+                   help="print the newest valid checkpoint under RUN_DIR (nothing if none) and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    fit_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    ours = argv[:argv.index("--")] if "--" in argv else argv
+    parser = build_parser()
+    a = parser.parse_args(ours)
+    if a.find_checkpoint:
+        from .resume import find_resume_checkpoint
+
+        found = find_resume_checkpoint(a.find_checkpoint)
+        if found:
+            print(found)
+        return 0
+    if not a.config or not a.run_dir:
+        parser.error("--config and --run-dir are required")
+    fields = {f.name for f in dataclasses.fields(SubmitOptions)}
+    try:
+        opts = SubmitOptions(**{k: v for k, v in vars(a).items() if k in fields}, fit_args=fit_args)
+        out = submit(opts, dry_run=a.dry_run)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"vda-submit: error: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    if not a.dry_run:
+        print(f"script and logs in {Path(opts.run_dir).resolve() / 'slurm'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
