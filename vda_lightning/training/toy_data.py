@@ -56,7 +56,14 @@ def toy_batch(seed: int, batch_size: int, num_frames: int, height: int, width: i
 
 
 class StepwiseLoader:
-    """Endless train batches; batch n comes from seed (seed, n). Stateful so resuming continues at n."""
+    """Endless train batches; batch n comes from seed (seed, n). Stateful so resuming continues at n.
+
+    Lightning's training fetcher pulls `lookahead` (= 1 in lightning 2.6) batch beyond the step being run, so at
+    checkpoint time one more batch has been handed out than trained on; the saved position discounts it
+    (checked by the deterministic-resume test).
+    """
+
+    lookahead = 1
 
     def __init__(self, seed, batch_size, num_frames, height, width, image_batch_size=0, length=None):
         self.seed, self.batch_size, self.num_frames = seed, batch_size, num_frames
@@ -81,7 +88,7 @@ class StepwiseLoader:
         self.position = 0
 
     def state_dict(self) -> dict:
-        return {"position": self.position}
+        return {"position": max(0, self.position - self.lookahead)}
 
     def load_state_dict(self, state: dict) -> None:
         self.position = int(state["position"])

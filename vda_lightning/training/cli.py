@@ -1,0 +1,86 @@
+"""`vda-fit`: train the head from a YAML recipe (LightningCLI, omegaconf interpolation).
+
+    vda-fit --config conf/quickstart.yaml
+    vda-fit --config conf/paper/vits_stage2.yaml --trainer.devices 8 --trainer.num_nodes 2
+    vda-fit --config conf/quickstart.yaml --ckpt_path last          # resume from <checkpoint.dirpath>/last.ckpt
+    vda-fit --config conf/quickstart.yaml --print_config            # the fully resolved config
+
+The config is checked completely (unknown keys, wrong types) before any model, data or trainer is built.
+Top-level keys besides the LightningCLI ones: `ckpt_path`, `validate_before_fit` (a validation pass before
+training, so that the final table shows before vs after) and `results_file` (JSON of that table).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from .callbacks import AtomicCheckpointIO, SaveConfigBesideCheckpoints, format_results_table, write_results
+from .module import VideoDepthModule
+
+
+class VDACLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000})
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="resume from this checkpoint ('last' = <checkpoint.dirpath>/last.ckpt)")
+        parser.add_argument("--validate_before_fit", type=bool, default=False,
+                            help="validate once before training (the final table then shows before vs after)")
+        parser.add_argument("--results_file", type=str | None, default=None,
+                            help="write the final validation table as JSON here (default: beside the checkpoints)")
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a user's own CheckpointIO plugin
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+
+def _final_validation(cli: VDACLI, before: dict | None) -> None:
+    trainer, model = cli.trainer, cli.model
+    if not trainer.val_dataloaders and not (cli.datamodule and _has_val(cli.datamodule)):
+        return
+    trainer.validate(model, datamodule=cli.datamodule, verbose=False)
+    if not trainer.is_global_zero or not model.val_results:
+        return
+    print(f"\nValidation after {trainer.global_step} steps:\n" + format_results_table(before, model.val_results))
+    path = cli.config.get("results_file")
+    if not path and trainer.checkpoint_callback is not None and trainer.checkpoint_callback.dirpath:
+        path = os.path.join(trainer.checkpoint_callback.dirpath, "final_validation.json")
+    if path:
+        write_results(path, before, model.val_results, trainer.global_step)
+        print(f"(written to {path})")
+
+
+def _has_val(datamodule: LightningDataModule) -> bool:
+    return type(datamodule).val_dataloader is not LightningDataModule.val_dataloader
+
+
+def main(args: list[str] | None = None) -> VDACLI:
+    cli = VDACLI(
+        VideoDepthModule,
+        LightningDataModule,
+        subclass_mode_data=True,
+        run=False,
+        save_config_callback=SaveConfigBesideCheckpoints,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"parser_mode": "omegaconf"},
+        auto_configure_optimizers=False,  # the module builds AdamW + schedule from its own arguments
+        args=args,
+    )
+    before = None
+    if cli.config.get("validate_before_fit") and cli.config.get("ckpt_path") is None:
+        cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+        before = dict(cli.model.val_results)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    _final_validation(cli, before)
+    return cli
+
+
+if __name__ == "__main__":
+    main()
