@@ -84,18 +84,21 @@ class TrainStream(_DistAware):
     def _samples(self, urls, clip_len, buffer, counters, need_target, rng, slot, n_slots, source_id):
         epoch = int(self.epoch[0])
         shards = endless_shards(urls, self.seed + 7919 * source_id, epoch, slot, n_slots)
-        fn = lambda raw: train_sample(raw, clip_len, rng, self.aug, self.min_depth, self.max_depth, need_target)  # noqa: E731
-        dry = 0
-        for url in shards:  # one shard at a time, so that a reader that only ever fails is noticed
-            got = 0
-            for s in decode_stream(shuffled(iter_tar_samples(url, counters), buffer, rng), fn, counters):
-                got += 1
-                yield s
-            dry = 0 if got else dry + 1
-            if dry > 2 * len(urls) + 2:
-                raise RuntimeError(f"{counters.name}: no usable sample in {dry} shards in a row from {urls[:3]}...; "
-                                   f"skip counts {counters.as_dict()}")
 
+        def raw_samples():  # endless; a reader whose shards never yield anything must fail, not spin
+            empty = 0
+            for url in shards:
+                got = 0
+                for raw in iter_tar_samples(url, counters):
+                    got += 1
+                    yield raw
+                empty = 0 if got else empty + 1
+                if empty > 2 * len(urls) + 2:
+                    raise RuntimeError(f"{counters.name}: {empty} shards in a row gave no sample "
+                                       f"(e.g. {url}); counts {counters.as_dict()}")
+
+        fn = lambda raw: train_sample(raw, clip_len, rng, self.aug, self.min_depth, self.max_depth, need_target)  # noqa: E731
+        yield from decode_stream(shuffled(raw_samples(), buffer, rng), fn, counters, max_failures_in_row=1000)
     def __iter__(self):
         slot, n_slots, _ = reader_slot(self.rank, self.world_size)
         rng = np.random.default_rng([self.seed, int(self.epoch[0]), slot])

@@ -127,20 +127,27 @@ def ordered_assignment(urls: list[str], slot: int, n_slots: int) -> tuple[list[s
     return list(urls), slot
 
 
-def decode_stream(raw_samples, fn, counters: SkipCounters) -> Iterator[dict]:
-    """Apply fn to each raw sample; failures are skipped and counted, never raised."""
+def decode_stream(raw_samples, fn, counters: SkipCounters, max_failures_in_row: int | None = None) -> Iterator[dict]:
+    """Apply fn to each raw sample; failures are skipped and counted, never raised. An endless stream in which
+    `max_failures_in_row` samples in a row fail stops with an error instead of spinning forever."""
+    failures = 0
     for raw in raw_samples:
         where = f"{raw.get('__url__')}:{raw.get('__key__')}"
         try:
             out = fn(raw)
         except SampleError as exn:
             counters.skip(exn.reason, where, exn.detail)
-            continue
         except Exception as exn:  # a stream must not die on one bad sample; the message names it
             counters.skip("other_error", where, f"{type(exn).__name__}: {exn}")
+        else:
+            failures = 0
+            counters.ok()
+            yield out
             continue
-        counters.ok()
-        yield out
+        failures += 1
+        if max_failures_in_row is not None and failures >= max_failures_in_row:
+            raise RuntimeError(f"{counters.name}: {failures} samples in a row failed to decode; "
+                               f"counts {counters.as_dict()}")
 
 
 def shuffled(items: Iterator, buffer: int, rng: np.random.Generator) -> Iterator:

@@ -1,0 +1,105 @@
+"""`vda-bench data`: decode + augmentation throughput of training clips, per worker (one process, one thread).
+
+Measures, per clip of the shards: tar read, member decode (PNG/JPEG frames, 16-bit depth), target conversion and
+the clip-consistent augmentation to crop x crop — exactly the work a dataloader worker does for one sample.
+Without --shards it first writes synthetic clips of frames x size x size (rendered small and upscaled; such frames
+compress better than camera footage, so MB/s on real data is higher per clip/s).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+from .datasets import train_sample
+from .format import ClipRecord
+from .streams import SkipCounters, iter_tar_samples
+from .transforms import AugmentConfig
+from .writer import ShardWriter, expand_shards, shard_is_complete
+
+
+def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_format: str, depth_encoding: str):
+    import cv2
+
+    from .synthetic import render_clip
+
+    spec = f"bench-{n_clips}-{frames}-{size}-{frame_format}-{depth_encoding}"
+    if shard_is_complete(path, spec):
+        return
+    small = max(28, size // 4)
+    with ShardWriter(path, spec_hash=spec, frame_format=frame_format, depth_encoding=depth_encoding) as w:
+        for i in range(n_clips):
+            c = render_clip([12345, i], frames, small, small)
+            up = lambda a, interp: np.stack([cv2.resize(x, (size, size), interpolation=interp) for x in a])  # noqa: E731
+            w.write(ClipRecord(up(c["frames"], cv2.INTER_CUBIC), "bench", f"clip{i}", list(range(frames)),
+                               depth=up(c["depth"], cv2.INTER_NEAREST), mask=up(c["mask"].astype(np.uint8),
+                                                                               cv2.INTER_NEAREST) > 0,
+                               K=c["K"] * [[size / small], [size / small], [1]], poses=c["poses"]))
+
+
+def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 0) -> dict:
+    aug = AugmentConfig(out_hw=(crop, crop))
+    counters = SkipCounters(1, "bench")
+    rng = np.random.default_rng(seed)
+    read_s = work_s = 0.0
+    clips = nbytes = 0
+    for _ in range(repeat):
+        for url in urls:
+            t0 = time.perf_counter()
+            raws = list(iter_tar_samples(url, counters))
+            read_s += time.perf_counter() - t0
+            for raw in raws:
+                t0 = time.perf_counter()
+                train_sample(raw, clip_len, rng, aug, 1e-3, 0.0, need_target=True)
+                work_s += time.perf_counter() - t0
+                clips += 1
+                nbytes += sum(len(v) for k, v in raw.items() if not k.startswith("__"))
+    total = read_s + work_s
+    return {"clips": clips, "clip_len": clip_len, "crop": crop, "seconds": total, "read_seconds": read_s,
+            "clips_per_s": clips / total, "frames_per_s": clips * clip_len / total,
+            "MB_per_s": nbytes / 2**20 / total, "MB_per_clip": nbytes / 2**20 / max(1, clips),
+            "skipped": counters.as_dict()["skipped"]}
+
+
+def run_data_bench(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vda-bench data", description=__doc__)
+    ap.add_argument("--shards", default=None, help="shards to read (default: synthetic clips in --work-dir)")
+    ap.add_argument("--work-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "vda-lightning", "bench"))
+    ap.add_argument("--clips", type=int, default=4, help="synthetic clips to write")
+    ap.add_argument("--frames", type=int, default=32, help="frames per clip (also the training clip length)")
+    ap.add_argument("--size", type=int, default=518, help="stored frame size of synthetic clips")
+    ap.add_argument("--crop", type=int, default=518, help="augmentation output size (multiple of 14)")
+    ap.add_argument("--frame-format", choices=["png", "jpg"], nargs="+", default=["png", "jpg"])
+    ap.add_argument("--depth-encoding", choices=["png16", "f16", "f32"], default="png16")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (a dataloader worker uses 1)")
+    ap.add_argument("--json", default="bench_data.json", help="where to write the figures")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    results = []
+    if a.shards:
+        runs = [("given", expand_shards(a.shards, "--shards"))]
+    else:
+        runs = []
+        for fmt in a.frame_format:
+            path = os.path.join(a.work_dir, f"bench-{a.frames}x{a.size}-{fmt}-{a.depth_encoding}.tar")
+            _make_bench_shard(path, a.clips, a.frames, a.size, fmt, a.depth_encoding)
+            runs.append((f"{fmt}+{a.depth_encoding}", [path]))
+    for name, urls in runs:
+        r = measure(urls, a.frames, a.crop, a.repeat)
+        r.update(name=name, threads=a.threads)
+        results.append(r)
+        print(f"data [{name}] {r['clips']} clips of {a.frames}x{a.crop}x{a.crop}: {r['clips_per_s']:.3f} clips/s, "
+              f"{r['frames_per_s']:.1f} frames/s, {r['MB_per_s']:.1f} MB/s per worker "
+              f"({r['MB_per_clip']:.1f} MB/clip, {a.threads} thread)")
+    out = {"benchmark": "data", "per_worker": results, "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    tmp = f"{a.json}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(out, f, indent=1)
+    os.replace(tmp, a.json)
+    print(f"wrote {a.json}")
+    return 0

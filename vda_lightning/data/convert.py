@@ -1,0 +1,161 @@
+"""Sequences -> clip jobs -> shards (parallel, resumable). The engine behind `vda-shard`.
+
+Shard i holds jobs [i*n, (i+1)*n) of the deterministic job list, so a rerun recomputes the same plan and skips
+every shard whose index says it is complete with the same inputs and options (`spec_hash`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .depth_io import read_depth, read_frame, read_mask
+from .format import ClipRecord, encode_record, sample_key
+from .sources import SequenceSpec, clip_starts
+from .writer import ShardWriter, shard_is_complete
+
+
+@dataclass
+class ShardOptions:
+    clip_len: int = 32
+    stride: int = 32
+    frame_step: int = 1
+    short_side: int = 0                 # 0: keep the stored size
+    sample_type: str = "clip"           # "image": every frame becomes its own T = 1 sample
+    frame_format: str = "png"
+    depth_encoding: str = "png16"
+    depth_scale: float | None = None    # png16 scale; None: per clip, the finest that fits
+    jpeg_quality: int = 95
+    max_samples_per_shard: int = 64
+    max_shard_mb: float = 2048.0
+
+    def encode_kw(self) -> dict:
+        return dict(frame_format=self.frame_format, depth_encoding=self.depth_encoding,
+                    depth_scale=self.depth_scale, jpeg_quality=self.jpeg_quality)
+
+
+def plan_jobs(seqs: list[SequenceSpec], opt: ShardOptions) -> list[tuple[int, list[int]]]:
+    """(sequence index, frame indices) of every sample, in a fixed order."""
+    jobs = []
+    for si, s in enumerate(seqs):
+        n = len(s.frames)
+        if opt.sample_type == "image":
+            jobs.extend((si, [i]) for i in range(0, n, max(1, opt.frame_step)))
+            continue
+        for start in clip_starts(n, opt.clip_len, opt.stride, opt.frame_step):
+            stop = n if opt.clip_len <= 0 else start + (opt.clip_len - 1) * opt.frame_step + 1
+            jobs.append((si, list(range(start, stop, opt.frame_step))))
+    return jobs
+
+
+def resize_short_side(frames, depth, mask, K, short_side: int):
+    """Resize so that min(H, W) == short_side: frames INTER_AREA (down) / INTER_CUBIC (up), depth and mask
+    nearest (no blending across depth edges), K scaled with pixel centres at integer coordinates."""
+    H, W = frames.shape[1:3]
+    s = short_side / min(H, W)
+    h, w = int(round(H * s)), int(round(W * s))
+    if (h, w) == (H, W):
+        return frames, depth, mask, K
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    frames = np.stack([cv2.resize(f, (w, h), interpolation=interp) for f in frames])
+    if depth is not None:
+        depth = np.stack([cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) for d in depth])
+    if mask is not None:
+        mask = np.stack([cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0 for m in mask])
+    if K is not None:
+        sx, sy = w / W, h / H
+        K = K.copy()
+        K[..., 0, 0] *= sx
+        K[..., 1, 1] *= sy
+        K[..., 0, 2] = (K[..., 0, 2] + 0.5) * sx - 0.5
+        K[..., 1, 2] = (K[..., 1, 2] + 0.5) * sy - 0.5
+    return frames, depth, mask, K
+
+
+def load_job(seq: SequenceSpec, ids: list[int], opt: ShardOptions) -> ClipRecord:
+    frames = np.stack([read_frame(seq.frames[i]) for i in ids])
+    H, W = frames.shape[1:3]
+    depth = mask = None
+    if seq.depths is not None:
+        depth = np.stack([read_depth(seq.depths[i], seq.factor) for i in ids])
+        if depth.shape[1:] != (H, W):
+            raise ValueError(f"{seq.depths[ids[0]]}: depth is {depth.shape[1:]} but frame is {(H, W)}")
+    if seq.masks is not None:
+        mask = np.stack([read_mask(seq.masks[i]) for i in ids])
+        if mask.shape[1:] != (H, W):
+            raise ValueError(f"{seq.masks[ids[0]]}: mask is {mask.shape[1:]} but frame is {(H, W)}")
+    K = None if seq.K is None else (seq.K if seq.K.ndim == 2 else seq.K[ids])
+    if opt.short_side:
+        frames, depth, mask, K = resize_short_side(frames, depth, mask, K, opt.short_side)
+    extra = {}
+    if K is not None and K.ndim == 3:  # one K per clip in the format; keep per-frame Ks only if they differ
+        if not np.allclose(K, K[0]):
+            extra["K_per_frame"] = K.tolist()
+        K = K[0]
+    poses = None if seq.poses is None else seq.poses[ids]
+    return ClipRecord(frames, seq.dataset, seq.name, ids, depth=depth, mask=mask, K=K, poses=poses,
+                      depth_kind=seq.depth_kind if depth is not None else "none", depth_units=seq.units,
+                      sample_type=opt.sample_type, extra=extra, key=sample_key(seq.dataset, seq.name, ids[0]))
+
+
+def _spec_hash(seqs, jobs, opt) -> str:
+    desc = [(seqs[si].dataset, seqs[si].name, [seqs[si].frames[i] for i in ids],
+             None if seqs[si].depths is None else [seqs[si].depths[i] for i in ids], seqs[si].factor)
+            for si, ids in jobs]
+    return hashlib.sha1(json.dumps([desc, opt.__dict__], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_one(path: str, seqs: dict[int, SequenceSpec], jobs, opt: ShardOptions, spec: str) -> int:
+    with ShardWriter(path, spec_hash=spec, **opt.encode_kw()) as w:
+        for si, ids in jobs:
+            w.write(load_job(seqs[si], ids, opt))
+    return len(jobs)
+
+
+def samples_per_shard(seqs, jobs, opt: ShardOptions) -> int:
+    """max_samples_per_shard, lowered so that a shard stays under max_shard_mb (size of the first sample)."""
+    if not jobs:
+        return 1
+    first = encode_record(load_job(seqs[jobs[0][0]], jobs[0][1], opt), **opt.encode_kw())
+    size = sum(len(v) + 1024 for v in first.values())  # + tar headers/padding
+    return max(1, min(opt.max_samples_per_shard, int(opt.max_shard_mb * 2**20 // size)))
+
+
+def write_shards(seqs: list[SequenceSpec], out_dir: str, prefix: str, opt: ShardOptions, workers: int = 1,
+                 progress: bool = True) -> dict:
+    """Write `<out_dir>/<prefix>-NNNNNN.tar` (+ .index.json); returns a summary (shards written/skipped)."""
+    jobs = plan_jobs(seqs, opt)
+    if not jobs:
+        raise ValueError(f"no samples: {len(seqs)} sequences are all shorter than a clip "
+                         f"({opt.clip_len} frames at step {opt.frame_step})")
+    n = samples_per_shard(seqs, jobs, opt)
+    groups = [jobs[i:i + n] for i in range(0, len(jobs), n)]
+    os.makedirs(out_dir, exist_ok=True)
+    todo, paths, skipped = [], [], 0
+    for g, group in enumerate(groups):
+        path = os.path.join(out_dir, f"{prefix}-{g:06d}.tar")
+        paths.append(path)
+        spec = _spec_hash(seqs, group, opt)
+        if shard_is_complete(path, spec):
+            skipped += 1
+        else:
+            todo.append((path, {si: seqs[si] for si, _ in group}, group, opt, spec))
+    bar = tqdm(total=len(todo), desc=f"vda-shard {prefix}", unit="shard", disable=not progress)
+    if workers <= 1:
+        for args in todo:
+            _write_one(*args)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for fut in as_completed([pool.submit(_write_one, *args) for args in todo]):
+                fut.result()  # re-raises a worker's error (finished shards stay complete: a rerun resumes)
+                bar.update()
+    bar.close()
+    return {"shards": paths, "samples": len(jobs), "samples_per_shard": n, "written": len(todo),
+            "skipped_complete": skipped, "sequences": len(seqs)}
