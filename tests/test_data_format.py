@@ -8,8 +8,8 @@ import torch
 
 from vda_lightning.data.depth_io import read_depth, write_dpt
 from vda_lightning.data.format import ClipRecord, SampleError, decode_members, encode_record
-from vda_lightning.data.transforms import (AugmentConfig, apply_geometry, augment, crop_resize_K, depth_to_target,
-                                           flip_K_poses, random_crop_box)
+from vda_lightning.data.transforms import (AugmentConfig, apply_geometry, augment, color_matrix, crop_resize_K,
+                                           depth_to_target, finish_frames, flip_K_poses, random_crop_box)
 
 
 def make_record(T=3, H=10, W=12, seed=0, **kw) -> ClipRecord:
@@ -163,3 +163,16 @@ def test_random_crop_box_stays_inside():
     for _ in range(200):
         x0, y0, w, h = random_crop_box(rng, 37, 91, (14, 28), (0.3, 1.0), (0.7, 1.4))
         assert 0 <= x0 and x0 + w <= 91 and 0 <= y0 and y0 + h <= 37 and w >= 1 and h >= 1
+
+
+def test_color_matrix_by_hand():
+    A, t = color_matrix(0.0, 1.0, 1.0, 0.0)
+    assert torch.allclose(A, torch.eye(3, dtype=torch.float64), atol=1e-12) and torch.all(t == 0)
+    grey = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+    A, _ = color_matrix(0.0, 1.0, 0.0, 0.0)  # saturation 0: every channel becomes the luma
+    assert torch.allclose(A, torch.ones(3, 1, dtype=torch.float64) * grey)
+    A, _ = color_matrix(0.0, 1.0, 1.0, 0.1)  # a hue turn keeps luma and maps grey to grey
+    assert torch.allclose(grey @ A, grey, atol=1e-12) and torch.allclose(A.sum(1), torch.ones(3, dtype=torch.float64))
+    A, t = color_matrix(0.1, 2.0, 1.0, 0.0)  # contrast around 0.5, then brightness: 0.6 -> 0.5 + 0.2 + 0.1
+    u8 = torch.full((1, 3, 1, 1), 153, dtype=torch.uint8)  # 153/255 = 0.6
+    assert torch.allclose(finish_frames(u8, A, t), torch.full((1, 3, 1, 1), 0.8), atol=1e-6)

@@ -12,7 +12,7 @@ from torch.utils.data import IterableDataset
 from .format import SampleError, decode_members, parse_meta
 from .streams import (SkipCounters, decode_stream, endless_shards, iter_tar_samples, ordered_assignment,
                       reader_slot, shuffled)
-from .transforms import AugmentConfig, apply_geometry, augment, center_crop_box, collate, to_tensors
+from .transforms import AugmentConfig, apply_geometry, augment, center_crop_box, collate, finish_frames, to_tensors
 
 
 def _describe(s: dict, rec, raw: dict) -> dict:
@@ -48,6 +48,7 @@ def val_sample(raw: dict, clip_len: int, out_hw: tuple[int, int] | None, min_dep
     if out_hw is not None:
         H, W = s["frames"].shape[-2:]
         s = apply_geometry(s, center_crop_box(H, W, out_hw), out_hw, flip=False)
+    s["frames"] = finish_frames(s["frames"])
     return _describe(s, rec, raw)
 
 

@@ -1,15 +1,17 @@
 """Per-sample tensor transforms: depth kind -> training target, clip-consistent augmentation, collation.
 
-Everything random is drawn ONCE per clip from a numpy Generator and applied identically to every frame
-(kornia does the pixel work), so a clip stays a consistent video. Geometry keeps K and poses exact:
-pixel centres sit at integer coordinates, so a crop at x0 followed by a resize by s maps u -> (u - x0 + 0.5)s - 0.5;
+Everything random is drawn ONCE per clip from a numpy Generator and applied identically to every frame, so a
+clip stays a consistent video. Speed matters here (32 frames of 518x518 per sample, one core per worker): frames
+stay uint8 through crop + resize (torch's uint8 antialiased bilinear path, ~7x faster than float), and the whole
+colour jitter is ONE affine colour map (brightness, contrast, saturation as a grey blend, hue as a YIQ rotation)
+applied in a single pass (kornia's HSV-based hue/saturation took ~8 s per such clip).
+Geometry keeps K and poses exact: pixel centres sit at integer coordinates, so a crop at x0 followed by a resize by s maps u -> (u - x0 + 0.5)s - 0.5;
 a horizontal flip maps u -> W - 1 - u and mirrors the world (c2w -> F c2w F, F = diag(-1, 1, 1, 1)).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,20 +27,21 @@ def depth_to_target(depth: torch.Tensor, mask: torch.Tensor | None, kind: str, m
 
     metric_depth: valid where min_depth <= depth (<= max_depth when max_depth > 0), target 1/depth.
     relative_disparity / pseudo_label: valid where the value is > 0, the target is the value, metric depth unknown.
+    NaN fails every comparison below, so it is never valid.
     """
-    valid = torch.isfinite(depth) & (depth > 0)
-    if mask is not None:
-        valid &= mask
     zeros = torch.zeros_like(depth)
     if kind == "metric_depth":
-        valid &= depth >= min_depth
-        if max_depth > 0:
-            valid &= depth <= max_depth
-        safe = torch.where(valid, depth, torch.ones_like(depth))
-        return torch.where(valid, 1.0 / safe, zeros), torch.where(valid, depth, zeros), valid
-    if kind in ("relative_disparity", "pseudo_label"):
-        return torch.where(valid, depth, zeros), zeros, valid
-    raise ValueError(f"depth kind {kind!r} has no training target")
+        valid = depth >= max(min_depth, 1e-12)
+        valid &= (depth <= max_depth) if max_depth > 0 else torch.isfinite(depth)
+    elif kind in ("relative_disparity", "pseudo_label"):
+        valid = (depth > 0) & torch.isfinite(depth)
+    else:
+        raise ValueError(f"depth kind {kind!r} has no training target")
+    if mask is not None:
+        valid &= mask
+    if kind == "metric_depth":
+        return torch.where(valid, depth.reciprocal(), zeros), torch.where(valid, depth, zeros), valid
+    return torch.where(valid, depth, zeros), zeros, valid
 
 
 def random_crop_box(rng: np.random.Generator, height: int, width: int, out_hw: tuple[int, int],
@@ -92,14 +95,14 @@ class AugmentConfig:
     hue: float = 0.02                         # fraction of a full turn
 
 
-def to_tensors(rec: ClipRecord, kind_min_depth: float, max_depth: float) -> dict:
-    """Frames (T,3,H,W) in [0,1], target disparity/depth/mask, K (zeros if unknown), poses (identity if unknown)."""
-    T, H, W, _ = rec.frames.shape
-    frames = torch.from_numpy(rec.frames).permute(0, 3, 1, 2).float().div_(255.0)
-    out = {"frames": frames}
+def to_tensors(rec: ClipRecord, min_depth: float, max_depth: float) -> dict:
+    """Frames uint8 (T,3,H,W) (a channels-last view; `finish` makes them float), target disparity/depth/mask,
+    K (zeros if unknown), poses (identity if unknown)."""
+    T = rec.frames.shape[0]
+    out = {"frames": torch.from_numpy(rec.frames).permute(0, 3, 1, 2)}
     if rec.depth is not None and rec.depth_kind != "none":
         mask = None if rec.mask is None else torch.from_numpy(rec.mask)
-        disp, depth, valid = depth_to_target(torch.from_numpy(rec.depth), mask, rec.depth_kind, kind_min_depth,
+        disp, depth, valid = depth_to_target(torch.from_numpy(rec.depth), mask, rec.depth_kind, min_depth,
                                              max_depth)
         out.update(disparity=disp, depth=depth, mask=valid)
     out["K"] = torch.zeros(3, 3, dtype=torch.float64) if rec.K is None else torch.from_numpy(rec.K).double()
@@ -117,13 +120,15 @@ def apply_geometry(s: dict, box: tuple[int, int, int, int], out_hw: tuple[int, i
     H, W = s["frames"].shape[-2:]
     if (x0, y0, w, h) != (0, 0, W, H) or (h, w) != tuple(out_hw):
         sl = (..., slice(y0, y0 + h), slice(x0, x0 + w))
-        s["frames"] = kornia.geometry.transform.resize(s["frames"][sl], out_hw, interpolation="bilinear",
-                                                       antialias=True).clamp_(0, 1)
+        frames = s["frames"][sl]
+        if frames.dtype == torch.uint8:  # the fast path wants channels-last uint8
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        s["frames"] = F.interpolate(frames, size=out_hw, mode="bilinear", antialias=True, align_corners=False)
         for k in ("disparity", "depth", "mask"):
             if k in s:
-                v = s[k][sl].unsqueeze(1).float()
-                v = F.interpolate(v, size=out_hw, mode="nearest-exact").squeeze(1)
-                s[k] = v.bool() if k == "mask" else v
+                v = s[k][sl].unsqueeze(1)
+                v = F.interpolate(v.to(torch.uint8) if k == "mask" else v, size=out_hw, mode="nearest-exact")
+                s[k] = v.squeeze(1).bool() if k == "mask" else v.squeeze(1)
         if s["has_K"]:
             s["K"] = crop_resize_K(s["K"], box, out_hw)
     if flip:
@@ -136,24 +141,43 @@ def apply_geometry(s: dict, box: tuple[int, int, int, int], out_hw: tuple[int, i
     return s
 
 
-def color_jitter(frames: torch.Tensor, rng: np.random.Generator, cfg: AugmentConfig) -> torch.Tensor:
-    """The same brightness/contrast/saturation/hue change for every frame of the clip."""
-    b = rng.uniform(-cfg.brightness, cfg.brightness)
-    c = rng.uniform(1 - cfg.contrast, 1 + cfg.contrast)
-    sat = rng.uniform(1 - cfg.saturation, 1 + cfg.saturation)
-    hue = rng.uniform(-cfg.hue, cfg.hue) * 2 * np.pi
-    x = kornia.enhance.adjust_brightness(frames, float(b))
-    x = kornia.enhance.adjust_contrast(x, float(c))
-    x = kornia.enhance.adjust_saturation(x, float(sat))
-    x = kornia.enhance.adjust_hue(x, float(hue))
-    return x.clamp_(0, 1)
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                           dtype=torch.float64)
+_GREY = _RGB_TO_YIQ[0]
+
+
+def color_matrix(brightness: float, contrast: float, saturation: float, hue_turns: float):
+    """(A, t) of x -> A x + t on RGB in [0, 1]: hue rotation, then saturation, contrast around 0.5, brightness."""
+    c, s = np.cos(2 * np.pi * hue_turns), np.sin(2 * np.pi * hue_turns)
+    rot = torch.tensor([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=torch.float64)
+    A = torch.linalg.inv(_RGB_TO_YIQ) @ rot @ _RGB_TO_YIQ
+    A = (saturation * torch.eye(3, dtype=torch.float64) + (1 - saturation) * torch.ones(3, 1) * _GREY) @ A
+    A = contrast * A
+    t = torch.full((3,), 0.5 * (1 - contrast) + brightness, dtype=torch.float64)
+    return A, t
+
+
+def finish_frames(frames: torch.Tensor, A: torch.Tensor | None = None, t: torch.Tensor | None = None):
+    """uint8 or float (T,3,H,W) -> contiguous float32 in [0, 1], through the affine colour map if given."""
+    scale = 1 / 255 if frames.dtype == torch.uint8 else 1.0
+    if A is None:
+        return frames.float().mul_(scale).contiguous()
+    x = frames.permute(0, 2, 3, 1).float()  # (T,H,W,3): one small matmul per pixel
+    x = torch.addmm(t.float(), x.reshape(-1, 3), (A.T * scale).float()).reshape(x.shape)
+    return x.clamp_(0, 1).permute(0, 3, 1, 2).contiguous()
+
+
+def color_jitter_params(rng: np.random.Generator, cfg: AugmentConfig):
+    """One draw per clip: the same colour change for every frame."""
+    return color_matrix(rng.uniform(-cfg.brightness, cfg.brightness), rng.uniform(1 - cfg.contrast, 1 + cfg.contrast),
+                        rng.uniform(1 - cfg.saturation, 1 + cfg.saturation), rng.uniform(-cfg.hue, cfg.hue))
 
 
 def augment(s: dict, rng: np.random.Generator, cfg: AugmentConfig) -> dict:
     H, W = s["frames"].shape[-2:]
     box = random_crop_box(rng, H, W, cfg.out_hw, cfg.scale, cfg.ratio)
     s = apply_geometry(s, box, cfg.out_hw, flip=bool(rng.random() < cfg.hflip))
-    s["frames"] = color_jitter(s["frames"], rng, cfg)
+    s["frames"] = finish_frames(s["frames"], *color_jitter_params(rng, cfg))
     return s
 
 
