@@ -1,0 +1,147 @@
+"""The LightningModule: it learns, the encoder stays frozen, checkpoints stay small and restore, NaNs are skipped."""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vda_lightning import load_model, save_model
+from vda_lightning.models import build_video_model
+from vda_lightning.training import VideoDepthModule, warmup_cosine
+from vda_lightning.training.toy_data import ToyDataModule, toy_batch
+
+STEPS = 40
+
+
+def _trainer(tmp_path, **kw) -> L.Trainer:
+    args = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(tmp_path))
+    return L.Trainer(**{**args, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train the quick-start model (vitt) from an initial checkpoint on fresh synthetic clips; keep everything."""
+    tmp = tmp_path_factory.mktemp("train")
+    torch.manual_seed(0)
+    init = save_model(build_video_model("vitt"), tmp / "init.safetensors")
+    module = VideoDepthModule(encoder="vitt", init_checkpoint=str(init), lr=2e-3, warmup_steps=4)
+    data = ToyDataModule(seed=1, batch_size=2, num_frames=4, height=42, width=42, val_clips=3, val_num_frames=6)
+    trainer = _trainer(tmp, max_steps=STEPS, limit_val_batches=3, val_check_interval=None,
+                       check_val_every_n_epoch=None)
+    trainer.validate(module, datamodule=data, verbose=False)
+    before = dict(module.val_results["toy_val"])
+    trainer.fit(module, datamodule=data)
+    trainer.validate(module, datamodule=data, verbose=False)
+    after = dict(module.val_results["toy_val"])
+    ckpt = tmp / "final.ckpt"
+    trainer.save_checkpoint(ckpt)
+    return {"module": module, "trainer": trainer, "init": init, "before": before, "after": after, "ckpt": ckpt}
+
+
+def test_head_learns_absrel_falls_and_tae_does_not_rise(trained):
+    before, after = trained["before"], trained["after"]
+    print(f"toy_val before {before} after {after}")
+    assert after["abs_rel"] <= 0.7 * before["abs_rel"]
+    assert after["tae"] <= before["tae"]
+
+
+def test_encoder_bit_identical_and_only_head_in_optimizer(trained):
+    module, trainer = trained["module"], trained["trainer"]
+    initial = load_file(str(trained["init"]))
+    encoder = module.model.pretrained.state_dict()
+    assert encoder and all(torch.equal(encoder[k], initial["pretrained." + k]) for k in encoder)
+    head_params = {id(p) for p in module.model.head.parameters()}
+    optimizer = trainer.optimizers[0]
+    in_optimizer = [p for g in optimizer.param_groups for p in g["params"]]
+    assert {id(p) for p in in_optimizer} == head_params
+    assert all(id(p) in head_params for p in optimizer.state)
+    # Every head parameter has AdamW state except the one published block that never runs (reference_spec §13.6).
+    stateless = {n for n, p in module.model.head.named_parameters() if p not in optimizer.state}
+    assert stateless == {f"scratch.refinenet4.resConfUnit1.conv{i}.{w}" for i in (1, 2) for w in ("weight", "bias")}
+    assert all(p.grad is None for p in module.model.pretrained.parameters())
+
+
+def test_checkpoint_is_small_references_encoder_and_restores(trained, tmp_path):
+    module, ckpt = trained["module"], trained["ckpt"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert not any(k.startswith("model.pretrained.") for k in state["state_dict"])
+    info = state["vda"]
+    assert info["config"] == module.model.config.to_dict() and info["prefix"] == "model."
+    from vda_lightning.checkpoints import file_sha256
+
+    assert info["encoder_source"] == {"path": str(trained["init"]), "sha256": file_sha256(trained["init"])}
+    restored = load_model(ckpt)
+    x = torch.rand(1, 2, 3, 42, 42)
+    module.eval()
+    with torch.no_grad():
+        assert torch.equal(restored(x), module.model(x))
+    # Restoring into a fresh module (what --ckpt_path does) refills the encoder and must fit strictly.
+    fresh = VideoDepthModule(encoder="vitt", init_checkpoint=str(trained["init"]))
+    fresh.on_load_checkpoint(state)
+    fresh.load_state_dict(state["state_dict"], strict=True)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.model.parameters(), module.model.parameters()))
+
+
+def test_encoder_stays_in_eval_mode_when_module_trains():
+    module = VideoDepthModule(encoder="vitt").train()
+    assert module.model.head.training and not module.model.pretrained.training
+    assert not any(m.training for m in module.model.pretrained.modules())
+    assert not any(p.requires_grad for p in module.model.pretrained.parameters())
+
+
+class _OneBatch(torch.utils.data.IterableDataset):
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def test_nonfinite_loss_is_skipped_and_counted(tmp_path):
+    torch.manual_seed(0)
+    module = VideoDepthModule(encoder="vitt", lr=1e-2)
+    bad = toy_batch(3, 1, 2, 28, 28)
+    bad["disparity"][0, 0, 0, 0] = float("nan")
+    good = toy_batch(4, 1, 2, 28, 28)
+    head_before = {k: v.clone() for k, v in module.model.head.state_dict().items()}
+    loader = torch.utils.data.DataLoader(_OneBatch([{"video": bad, "image": None}]), batch_size=None)
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(module, train_dataloaders=loader)
+    assert module.counters["skipped_nonfinite_loss"] == 1
+    assert all(torch.equal(v, head_before[k]) for k, v in module.model.head.state_dict().items())
+    assert len(trainer.optimizers[0].state) == 0  # not even AdamW's moments saw the step
+    # A finite batch afterwards does train.
+    loader = torch.utils.data.DataLoader(_OneBatch([{"video": good, "image": None}]), batch_size=None)
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(module, train_dataloaders=loader)
+    assert module.counters["skipped_nonfinite_loss"] == 1
+    assert not all(torch.equal(v, head_before[k]) for k, v in module.model.head.state_dict().items())
+
+
+def test_image_batches_are_one_frame_clips_labelled_by_the_teacher():
+    torch.manual_seed(0)
+    module = VideoDepthModule(encoder="vitt", teacher_encoder="vitt")
+    image = toy_batch(5, 2, 1, 28, 28)
+    loss = module.training_step({"video": None, "image": {"frames": image["frames"]}}, 0)
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert all(p.grad is None for p in module.teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.head.parameters())
+    # Stored pseudo-labels take precedence over the teacher; a label equal to the student's output costs 0.
+    with torch.no_grad():
+        own = module(image["frames"])
+    zero = module.training_step({"video": None, "image": {"frames": image["frames"], "disparity": 3 * own + 1}}, 0)
+    assert zero.item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_warmup_cosine_schedule():
+    assert warmup_cosine(0, 4, 20, 0.0) == pytest.approx(0.25)
+    assert warmup_cosine(3, 4, 20, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine(4, 4, 20, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine(12, 4, 20, 0.0) == pytest.approx(0.5)
+    assert warmup_cosine(20, 4, 20, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(12, 0, 20, 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.6)))
