@@ -41,10 +41,14 @@ def fail(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
+HINTS = ("looks like", "suggest", "no known encoder")
+
+
 def one_line(exc: Exception) -> str:
-    """Checkpoint errors list keys over many lines: keep the first line and the closing hint."""
+    """Checkpoint errors list keys over many lines: keep the first line and the diagnosis lines."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if len(lines) < 2 else f"{lines[0]} ({lines[-1]})"
+    hints = [line for line in lines[1:] if any(h in line for h in HINTS)]
+    return lines[0] + (f" ({'; '.join(hints)})" if hints else "")
 
 
 def check_output_dir(path: Path) -> str | None:
@@ -121,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.checkpoint, encoder=None if args.encoder == "auto" else args.encoder, expect="video")
     except CheckpointError as e:
         fail(one_line(e))
+        return 2
+    if args.encoder != "auto" and model.config.encoder != args.encoder:  # our files carry their config
+        fail(f"{args.checkpoint}: holds a {model.config.encoder} model, not --encoder {args.encoder}")
         return 2
     metric = bool(model.config.metric)
     if "ply" in formats and not metric:

@@ -1,0 +1,49 @@
+"""Bounded memory by construction: the runner pulls frames lazily and emits maps promptly; viz helpers."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vda_lightning.inference import OfflineRunner, published_loop
+from vda_lightning.models import build_video_model
+from vda_lightning.viz import _lut, colorize, temporal_profile
+
+
+def test_runner_reads_at_most_one_window_ahead_and_matches_the_published_loop():
+    torch.manual_seed(0)
+    model = build_video_model("vitt").eval()
+    frames = np.random.default_rng(1).integers(0, 256, (75, 20, 30, 3), dtype=np.uint8)
+    pulled = 0
+
+    def lazy():
+        nonlocal pulled
+        for f in frames:
+            pulled += 1
+            yield f
+
+    runner = OfflineRunner(model, input_size=28)
+    out = []
+    for depth in runner.run(lazy()):
+        out.append(depth)
+        assert pulled - len(out) < 32  # never more than one window of frames in flight
+    assert len(out) == 75 and runner.windows_run == 4 and runner.frames_encoded == 75
+    np.testing.assert_allclose(np.stack(out), published_loop(model, frames, input_size=28), rtol=1e-4, atol=1e-6)
+
+
+def test_colorize_maps_the_range_onto_the_palette():
+    d = np.array([[0.0, 1.0], [2.0, np.nan]], np.float32)
+    rgb = colorize(d, vmin=0.0, vmax=2.0)
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 2, 3)
+    lut = _lut("inferno")
+    assert (rgb[0, 0] == lut[0]).all() and (rgb[1, 0] == lut[255]).all() and (rgb[0, 1] == lut[127]).all()
+    assert (rgb[1, 1] == lut[0]).all()  # NaN shows as the low end
+    assert (lut[0] < 20).all() and lut[255][0] > 240  # inferno: black to pale yellow
+
+
+def test_temporal_profile_is_a_column_over_time():
+    depths = np.zeros((4, 3, 5), np.float32)
+    depths[2, :, 1] = 1.0  # column 1 lights up at t = 2 only
+    img = temporal_profile(depths, column=1, vmin=0, vmax=1)
+    assert img.shape == (3, 4, 3)
+    lut = _lut("inferno")
+    assert (img[:, 2] == lut[255]).all() and (img[:, [0, 1, 3]] == lut[0]).all()
