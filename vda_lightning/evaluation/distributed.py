@@ -58,8 +58,10 @@ def launch(fn: Callable, world_size: int, args: tuple = ()) -> None:
         fn(*args)
         return
     use_cuda = torch.cuda.is_available() and torch.cuda.device_count() >= world_size
-    torch.multiprocessing.spawn(_worker, args=(world_size, _free_port(), use_cuda, fn, args), nprocs=world_size,
-                                join=True)
+    # CUDA cannot be forked; on the CPU, fork spares each rank re-importing torch and torchmetrics (seconds each).
+    torch.multiprocessing.start_processes(_worker, args=(world_size, _free_port(), use_cuda, fn, args),
+                                          nprocs=world_size, join=True,
+                                          start_method="spawn" if use_cuda else "fork")
 
 
 def init_from_environment() -> bool:
