@@ -42,7 +42,8 @@ def render_slurm_conf(root: Path, host: str, cpus: int, munge_socket: Path, port
         f"SlurmdPort={ports[1]}",
         "SlurmUser=root",
         "SlurmdUser=root",
-        f"AuthInfo=socket={munge_socket}",
+        # cred_expire also sets how long a requeued job waits before it may start again (default 120 s).
+        f"AuthInfo=socket={munge_socket},cred_expire=10",
         "AuthType=auth/munge",
         "CredType=cred/munge",
         # No cgroups inside containers: plain /proc process tracking and no task binding.
@@ -219,6 +220,7 @@ def _wait_for(cond, timeout: float, why) -> None:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `timeout`/kill still stop the daemons
     with LocalSlurmCluster() as c:
         print(f"export SLURM_CONF={c.conf}", flush=True)
         try:

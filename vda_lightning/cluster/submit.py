@@ -40,6 +40,9 @@ class SubmitOptions:
     qos: str | None = None
     time: str | None = None
     job_name: str = "vda-fit"
+    # The published DPT head never uses refinenet4.resConfUnit1; until the training module freezes it, plain
+    # `ddp` stops with "parameters that were not used in producing the loss".
+    strategy: str = "ddp_find_unused_parameters_true"
     signal_seconds: int = 120
     env_setup: list[str] = dataclasses.field(default_factory=list)
     sbatch_extra: list[str] = dataclasses.field(default_factory=list)
@@ -88,7 +91,7 @@ def sbatch_directives(o: SubmitOptions) -> list[str]:
 def fit_command(o: SubmitOptions) -> list[str]:
     run_dir = o.run_dir
     return ["vda-fit", "--config", o.config,
-            "--trainer.accelerator", o.accelerator, "--trainer.strategy", "ddp",
+            "--trainer.accelerator", o.accelerator, "--trainer.strategy", o.strategy,
             "--trainer.num_nodes", str(o.nodes), "--trainer.devices", str(o.devices),
             "--trainer.default_root_dir", run_dir, "--checkpoint.dirpath", os.path.join(run_dir, "checkpoints"),
             f"--trainer.callbacks+={REQUEUE_CALLBACK}", f"--trainer.callbacks+={SCALE_CALLBACK}",
@@ -174,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qos")
     p.add_argument("--time", help="time limit, e.g. 24:00:00")
     p.add_argument("--job-name", default="vda-fit")
+    p.add_argument("--strategy", default=SubmitOptions.strategy, help="Lightning DDP strategy name")
     p.add_argument("--signal-seconds", type=int, default=120,
                    help="SIGUSR1 this many seconds before the time limit (save + requeue)")
     p.add_argument("--env-setup", action="append", default=[], metavar="LINE",

@@ -1,0 +1,94 @@
+"""Train the vitt head for a few steps on CPU with 1 or 2 processes over the same global batches, validate, and save
+head weights + validation metrics (rank 0). Run by tests/test_ddp_equivalence.py as a subprocess: strategy `ddp`
+re-launches this script for rank 1, which would re-run pytest if done in process.
+
+    python tests/ddp_equivalence_script.py --devices 2 --steps 3 --out result.pt --run-dir DIR
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import lightning as L
+import torch
+
+from vda_lightning.cluster.ddp_report import DDPScaleReport
+from vda_lightning.training.callbacks import AtomicCheckpointIO
+from vda_lightning.training.module import VideoDepthModule
+from vda_lightning.training.toy_data import ToyDataModule, toy_batch
+
+GLOBAL_BATCH = 2
+
+
+class RankSlicedToyData(ToyDataModule):
+    """Step n's global batch is the same whatever the process count; process r trains on its slice of it."""
+
+    def train_dataloader(self):
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        per_rank = GLOBAL_BATCH // world
+        h = self.hparams
+
+        def batches():
+            for n in range(10**6):
+                full = toy_batch(h.seed + 7919 * n, GLOBAL_BATCH, h.num_frames, h.height, h.width)
+                part = slice(rank * per_rank, (rank + 1) * per_rank)
+                yield {"video": {k: v[part] for k, v in full.items()}, "image": None}
+
+        return batches()
+
+
+class SGDModule(VideoDepthModule):
+    """Plain SGD: AdamW's first steps are ~lr·sign(grad), which turns float-order noise in the exactly-zero-ish
+    gradients of the zero-initialised temporal projections into lr-sized weight differences (seen: 3·lr after 3
+    steps) — a property of Adam, not of DDP. SGD keeps weight differences proportional to gradient differences."""
+
+    def configure_optimizers(self):
+        return torch.optim.SGD([p for p in self.model.head.parameters() if p.requires_grad], lr=self.hparams.lr)
+
+
+class RecordingCheckpointIO(AtomicCheckpointIO):
+    """Notes which rank wrote each checkpoint (the test asserts: only rank 0)."""
+
+    def __init__(self, record: str):
+        super().__init__()
+        self.record = record
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        with open(self.record, "a") as f:
+            f.write(f"{os.environ.get('RANK', os.environ.get('LOCAL_RANK', '0'))} {os.path.basename(path)}\n")
+        super().save_checkpoint(checkpoint, path, storage_options)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--devices", type=int, required=True)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--out", required=True)
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--tgm-weight", type=float, default=0.0)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    L.seed_everything(0)
+    # tgm_weight 0: the TGM term averages over the whole batch's frame pairs, so a mean of per-rank TGM losses is
+    # not the 1-process TGM loss (6.1e-2 vs 6.07e-2 on two toy clips); the spatial loss is a mean of per-clip terms.
+    model = SGDModule(encoder="vitt", lr=0.05, tgm_weight=a.tgm_weight)
+    data = RankSlicedToyData(batch_size=GLOBAL_BATCH // a.devices, num_frames=2, height=28, width=28, val_clips=4)
+    report = DDPScaleReport()
+    trainer = L.Trainer(
+        accelerator="cpu", devices=a.devices, strategy=os.environ.get("VDA_TEST_STRATEGY", "ddp_find_unused_parameters_true") if a.devices > 1 else "auto", max_steps=a.steps,
+        check_val_every_n_epoch=None, val_check_interval=10**6, num_sanity_val_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=a.run_dir, plugins=[RecordingCheckpointIO(os.path.join(a.run_dir, "writers.txt"))],
+        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=os.path.join(a.run_dir, "ckpt"), every_n_train_steps=1),
+                   report],
+    )
+    initial = {k: v.detach().clone() for k, v in model.model.head.state_dict().items()}
+    trainer.fit(model, datamodule=data)
+    trainer.validate(model, datamodule=data, verbose=False)
+    if trainer.is_global_zero:
+        head = {k: v.detach().clone() for k, v in model.model.head.state_dict().items()}
+        torch.save({"head": head, "initial_head": initial, "val": model.val_results, "world_size": trainer.world_size,
+                    "effective_batch": report.summary["ddp/effective_batch"]}, a.out)
+
+
+if __name__ == "__main__":
+    main()
