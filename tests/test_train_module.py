@@ -13,7 +13,7 @@ from vda_lightning.models import build_video_model
 from vda_lightning.training import VideoDepthModule, warmup_cosine
 from vda_lightning.training.toy_data import ToyDataModule, toy_batch
 
-STEPS = 40
+STEPS = 25
 
 
 def _trainer(tmp_path, **kw) -> L.Trainer:
@@ -28,7 +28,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
     torch.manual_seed(0)
     init = save_model(build_video_model("vitt"), tmp / "init.safetensors")
-    module = VideoDepthModule(encoder="vitt", init_checkpoint=str(init), lr=2e-3, warmup_steps=4)
+    module = VideoDepthModule(encoder="vitt", init_checkpoint=str(init), lr=3e-3, warmup_steps=4)
     data = ToyDataModule(seed=1, batch_size=2, num_frames=4, height=42, width=42, val_clips=3, val_num_frames=6)
     trainer = _trainer(tmp, max_steps=STEPS, limit_val_batches=3, val_check_interval=None,
                        check_val_every_n_epoch=None)
