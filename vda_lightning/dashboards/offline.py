@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -60,7 +61,8 @@ class OfflineRun:
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
-    artifacts: list[str] = field(default_factory=list)
+    artifacts: list[tuple[str, str]] = field(default_factory=list)  # (name, type)
+    complete: bool = False  # the run's exit record was read (wandb.finish() or process exit completed)
 
     def scalar_keys(self) -> set[str]:
         return {k for row in self.history for k, v in row.items() if isinstance(v, (int, float))}
@@ -78,11 +80,23 @@ def _put(target: dict, item) -> None:
     target[keys[-1]] = json.loads(item.value_json)
 
 
-def read_offline_run(run_dir: str | Path) -> OfflineRun:
-    """Parse ``<run_dir>/run-*.wandb`` into an ``OfflineRun``."""
+def read_offline_run(run_dir: str | Path, wait: float = 0.0) -> OfflineRun:
+    """Parse ``<run_dir>/run-*.wandb`` into an ``OfflineRun``.
+
+    wandb's writer process may still be flushing for a moment after ``wandb.finish()`` returns (seen under CPU
+    load), so ``wait`` > 0 re-reads until the exit record is there or that many seconds have passed.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        run = _read_once(Path(run_dir))
+        if run.complete or time.monotonic() >= deadline:
+            return run
+        time.sleep(0.2)
+
+
+def _read_once(run_dir: Path) -> OfflineRun:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    run_dir = Path(run_dir)
     logs = sorted(run_dir.glob("run-*.wandb"))
     if not logs:
         raise FileNotFoundError(f"{run_dir}: no run-*.wandb file (is this an offline-run-* folder?)")
@@ -103,8 +117,10 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
             # the initial config rides on the run record, later updates on config records
             for item in (record.config.update if kind == "config" else record.run.config.update):
                 _put(run.config, item)
+        elif kind == "exit":
+            run.complete = True
         elif kind == "artifact":
-            run.artifacts.append(record.artifact.name)
+            run.artifacts.append((record.artifact.name, record.artifact.type))
     explicit, run.summary = run.summary, {}
     for row in run.history:  # the summary is the last value of each key unless set explicitly
         run.summary.update(row)
