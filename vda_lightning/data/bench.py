@@ -47,6 +47,7 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
     rng = np.random.default_rng(seed)
     read_s = work_s = 0.0
     clips = nbytes = 0
+    cpu0 = time.process_time()  # CPU seconds too: on a shared machine wall time also counts other processes
     for _ in range(repeat):
         for url in urls:
             t0 = time.perf_counter()
@@ -59,7 +60,8 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
                 clips += 1
                 nbytes += sum(len(v) for k, v in raw.items() if not k.startswith("__"))
     total = read_s + work_s
-    return {"clips": clips, "clip_len": clip_len, "crop": crop, "seconds": total, "read_seconds": read_s,
+    cpu = time.process_time() - cpu0
+    return {"cpu_seconds": cpu, "clips_per_cpu_s": clips / cpu, "clips": clips, "clip_len": clip_len, "crop": crop, "seconds": total, "read_seconds": read_s,
             "clips_per_s": clips / total, "frames_per_s": clips * clip_len / total,
             "MB_per_s": nbytes / 2**20 / total, "MB_per_clip": nbytes / 2**20 / max(1, clips),
             "skipped": counters.as_dict()["skipped"]}
@@ -95,7 +97,7 @@ def run_data_bench(argv: list[str] | None = None) -> int:
         results.append(r)
         print(f"data [{name}] {r['clips']} clips of {a.frames}x{a.crop}x{a.crop}: {r['clips_per_s']:.3f} clips/s, "
               f"{r['frames_per_s']:.1f} frames/s, {r['MB_per_s']:.1f} MB/s per worker "
-              f"({r['MB_per_clip']:.1f} MB/clip, {a.threads} thread)")
+              f"({r['MB_per_clip']:.1f} MB/clip, {a.threads} thread; {r['clips_per_cpu_s']:.3f} clips per CPU-s)")
     out = {"benchmark": "data", "per_worker": results, "cpu_count": os.cpu_count(), "torch": torch.__version__}
     tmp = f"{a.json}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
