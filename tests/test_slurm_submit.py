@@ -1,0 +1,83 @@
+"""vda-submit rendering, the resume resolver and the DDP arithmetic (pure; no cluster needed)."""
+import io
+import os
+import zipfile
+
+import pytest
+import torch
+
+from vda_lightning.cluster import effective_batch_size, find_resume_checkpoint, scaled_learning_rate
+from vda_lightning.cluster.requeue import slurm_job_id
+from vda_lightning.cluster.submit import SubmitOptions, main, render_sbatch
+
+
+def test_two_nodes_by_eight_gpus_meets_lightnings_slurm_requirements():
+    text = render_sbatch(SubmitOptions(config="conf/quickstart.yaml", run_dir="runs/x", nodes=2, gpus_per_node=8,
+                                       partition="gpu", account="proj", qos="high", time="24:00:00", mem="480G",
+                                       env_setup=["module load cuda"], sbatch_extra=["--exclusive"]))
+    for line in ["#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gres=gpu:8",
+                 "#SBATCH --signal=USR1@120", "#SBATCH --requeue", "#SBATCH --output=runs/x/slurm/%x-%j.out",
+                 "#SBATCH --partition=gpu", "#SBATCH --account=proj", "#SBATCH --qos=high", "#SBATCH --mem=480G",
+                 "#SBATCH --time=24:00:00", "#SBATCH --exclusive", "module load cuda"]:
+        assert line in text.splitlines(), line
+    launch = next(line for line in text.splitlines() if line.startswith("srun "))
+    assert "vda-fit --config conf/quickstart.yaml" in launch
+    assert "--trainer.num_nodes 2 --trainer.devices 8 " in launch and "--trainer.accelerator gpu" in launch
+    assert "RequeueOnSignal" in launch and '"${RESUME_ARGS[@]}"' in launch
+
+
+def test_cpu_mode_uses_tasks_per_node_and_no_gpus():
+    text = render_sbatch(SubmitOptions(config="c.yaml", run_dir="r", gpus_per_node=0, tasks_per_node=2))
+    assert "#SBATCH --ntasks-per-node=2" in text and "gres" not in text
+    assert "--trainer.accelerator cpu" in text and "--trainer.devices 2 " in text
+
+
+def test_tasks_must_equal_gpus_and_bad_values_fail_clearly(capsys):
+    with pytest.raises(ValueError, match="one task per GPU"):
+        SubmitOptions(config="c", run_dir="r", gpus_per_node=4, tasks_per_node=2)
+    assert main(["--config", "missing.yaml", "--run-dir", "/tmp/x-never", "--gpus-per-node", "0"]) == 2
+    assert "missing.yaml: training config not found" in capsys.readouterr().err
+
+
+def _ckpt(path, step):
+    torch.save({"global_step": step}, path)
+
+
+def test_resume_picks_the_newest_valid_checkpoint(tmp_path):
+    assert find_resume_checkpoint(tmp_path / "absent") is None
+    (tmp_path / "checkpoints").mkdir()
+    old, new, cut = (tmp_path / "checkpoints" / n for n in ("a.ckpt", "b.ckpt", "c.ckpt"))
+    _ckpt(old, 1)
+    _ckpt(new, 2)
+    buffer = io.BytesIO()
+    torch.save({"global_step": 3}, buffer)
+    cut.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # a half-written file
+    hidden = tmp_path / "checkpoints" / ".tmp-x.ckpt"  # an atomic writer's staging name
+    _ckpt(hidden, 4)
+    for i, p in enumerate((old, new, cut, hidden)):
+        os.utime(p, (1000 + i, 1000 + i))
+    assert find_resume_checkpoint(tmp_path) == new
+    with zipfile.ZipFile(new) as z:  # flip bytes inside the pickled payload: CRC check catches it
+        info = z.getinfo(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    data = bytearray(new.read_bytes())
+    h = info.header_offset  # local header: 30 bytes, then name and extra (lengths at +26 and +28)
+    start = h + 30 + int.from_bytes(data[h + 26:h + 28], "little") + int.from_bytes(data[h + 28:h + 30], "little")
+    data[start + 2] ^= 0xFF
+    new.write_bytes(bytes(data))
+    os.utime(new, (1001, 1001))
+    assert find_resume_checkpoint(tmp_path) == old
+
+
+def test_effective_batch_and_lr_scaling_by_hand():
+    assert effective_batch_size(per_device=2, devices=8, num_nodes=2, accumulate=3) == 96
+    assert scaled_learning_rate(1e-4, 16, 64, "linear") == pytest.approx(4e-4)
+    assert scaled_learning_rate(1e-4, 16, 64, "sqrt") == pytest.approx(2e-4)
+    assert scaled_learning_rate(1e-4, 16, 64, "none") == 1e-4
+    with pytest.raises(ValueError):
+        effective_batch_size(0, 8)
+
+
+def test_requeue_job_id_handles_array_jobs():
+    assert slurm_job_id({"SLURM_JOB_ID": "42"}) == "42"
+    assert slurm_job_id({"SLURM_JOB_ID": "43", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "3"}) == "40_3"
+    assert slurm_job_id({}) is None
