@@ -145,3 +145,21 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(12, 4, 20, 0.0) == pytest.approx(0.5)
     assert warmup_cosine(20, 4, 20, 0.1) == pytest.approx(0.1)
     assert warmup_cosine(12, 0, 20, 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.6)))
+
+
+@pytest.mark.parametrize("fmt", ["pth", "safetensors"])
+def test_export_writes_the_published_layout(trained, tmp_path, fmt):
+    from vda_lightning.export import main as export_main
+
+    out = tmp_path / f"model.{fmt}"
+    export_main([str(trained["ckpt"]), "--format", fmt, "--output", str(out)])
+    if fmt == "pth":
+        state = torch.load(out, map_location="cpu", weights_only=True)
+    else:
+        state = load_file(str(out))
+    model = build_video_model("vitt")
+    model.load_state_dict(state, strict=True)  # what the published code does with its own checkpoints
+    x = torch.rand(1, 2, 3, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), trained["module"].model.eval()(x))
+        assert torch.equal(load_model(out)(x), model(x))
