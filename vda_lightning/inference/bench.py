@@ -1,0 +1,223 @@
+"""`vda-bench infer`: frames/s and peak host/GPU memory of the streaming runner vs the published-loop baseline.
+
+Every (mode, length) measurement runs in a fresh subprocess so that peak RSS (ru_maxrss) belongs to that
+run alone; both modes see the same synthetic video (generated frame by frame, so the runner's source
+holds nothing) and the same weights, and their outputs are compared when both ran on a length.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODES = ("runner", "baseline", "streaming")
+
+
+def synthetic_frame(i: int, height: int, width: int) -> np.ndarray:
+    """Deterministic moving scene: a drifting gradient and a travelling bright square."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = 127 + 120 * np.sin((x + 3 * i) / (width / 6.28))
+    g = 127 + 120 * np.cos((y - 2 * i) / (height / 6.28))
+    b = (x + y + 5 * i) % 256
+    img = np.stack([r, g, b], axis=-1)
+    s = max(height // 6, 2)
+    cy, cx = (i * 3) % max(height - s, 1), (i * 7) % max(width - s, 1)
+    img[cy : cy + s, cx : cx + s] = 250
+    return img.astype(np.uint8)
+
+
+def synthetic_video(length: int, height: int, width: int):
+    return (synthetic_frame(i, height, width) for i in range(length))
+
+
+def _build_model(spec: dict):
+    import torch
+
+    if spec.get("checkpoint"):
+        from .. import load_model
+
+        return load_model(spec["checkpoint"], encoder=spec["encoder"], expect="video")
+    from ..models import build_video_model
+
+    torch.manual_seed(0)
+    model = build_video_model(spec["encoder"]).eval()
+    with torch.no_grad():  # random but active temporal layers (fresh ones are exact identities)
+        for m in model.head.motion_modules:
+            torch.nn.init.normal_(m.temporal_transformer.proj_out.weight, std=0.02)
+    return model
+
+
+def worker(spec: dict) -> dict:
+    """One measurement; called in a subprocess by run_infer_bench."""
+    import torch
+
+    from .offline import OfflineRunner
+    from .runtime import resolve_device
+    from .baseline import published_loop
+    from .streaming import StreamingRunner
+    from .writers import DepthSpool
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    device = resolve_device(spec["device"])
+    model = _build_model(spec).to(device)
+    frames = synthetic_video(spec["length"], spec["height"], spec["width"])
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    encoded = None
+    if spec["mode"] == "baseline":
+        out = published_loop(model, frames, spec["input_size"], device, spec["precision"])
+        elapsed = time.perf_counter() - start
+        if spec.get("save"):
+            out.tofile(spec["save"])
+        count = len(out)
+    else:
+        Runner = OfflineRunner if spec["mode"] == "runner" else StreamingRunner
+        runner = Runner(model, spec["input_size"], device, spec["precision"])
+        spool = DepthSpool(spec.get("save") or os.devnull)  # what vda-infer does with finished maps
+        for depth in runner.run(frames):
+            spool.append(depth)
+        spool.close()
+        elapsed = time.perf_counter() - start
+        count = spool.count
+        encoded = getattr(runner, "frames_encoded", None)
+    result = {
+        **{k: spec[k] for k in ("mode", "encoder", "input_size", "precision", "length", "height", "width")},
+        "device": str(device), "frames": count, "seconds": elapsed, "frames_per_s": count / elapsed,
+        "encoder_frame_passes": encoded,
+        "peak_host_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "host_mib_before_run": rss_before,
+    }
+    if device.type == "cuda":
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vda-bench infer", description=__doc__.splitlines()[0])
+    p.add_argument("--encoder", default="vits", choices=["vits", "vitb", "vitl", "vitt"])
+    p.add_argument("--checkpoint", default=None, help="weights to use (default: seeded random weights)")
+    p.add_argument("--input-size", type=int, default=518)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--lengths", default="54", help="comma list of video lengths (frames)")
+    p.add_argument("--height", type=int, default=518, help="synthetic frame height")
+    p.add_argument("--width", type=int, default=518, help="synthetic frame width")
+    p.add_argument("--modes", default="runner,baseline", help=f"comma list of {','.join(MODES)}")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--repeats", type=int, default=1, help="interleaved repeats per mode; the fastest is kept")
+    p.add_argument("--json", default="infer_bench.json", help="where to write the results")
+    return p
+
+
+def _run_worker(spec: dict) -> dict:
+    cmd = [sys.executable, "-m", "vda_lightning.inference.bench", "--worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark worker {spec['mode']}/{spec['length']} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _compare(a: Path, b: Path, shape) -> float:
+    """max |a - b| / max |b| over two raw float32 files, read in chunks."""
+    n = int(np.prod(shape))
+    worst, scale = 0.0, 0.0
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = np.fromfile(fa, np.float32, n * 16), np.fromfile(fb, np.float32, n * 16)
+            if x.size == 0 and y.size == 0:
+                break
+            if x.size != y.size:
+                return float("inf")
+            worst, scale = max(worst, float(np.abs(x - y).max())), max(scale, float(np.abs(y).max()))
+    return worst / scale if scale else worst
+
+
+def run_infer_bench(argv) -> int:
+    args = build_parser().parse_args(list(argv))
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if set(modes) - set(MODES):
+        print(f"vda-bench infer: error: --modes takes {','.join(MODES)}", file=sys.stderr)
+        return 2
+    lengths = [int(x) for x in args.lengths.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vda-bench-") as tmp:
+        for length in lengths:
+            saved, best = {}, {}
+            for repeat in range(args.repeats):  # interleaved, so a busy spell on a shared CPU hits both modes
+                for mode in modes:
+                    spec = {"mode": mode, "encoder": args.encoder, "checkpoint": args.checkpoint,
+                            "input_size": args.input_size, "precision": args.precision, "device": args.device,
+                            "length": length, "height": args.height, "width": args.width, "threads": args.threads}
+                    if {"runner", "baseline"} <= set(modes) and mode in ("runner", "baseline") and repeat == 0:
+                        spec["save"] = saved[mode] = str(Path(tmp) / f"{mode}_{length}.f32")
+                    print(f"vda-bench infer: {mode} on {length} frames (run {repeat + 1}) ...", file=sys.stderr, flush=True)
+                    r = _run_worker(spec)
+                    if mode in best:
+                        r["all_seconds"] = best[mode]["all_seconds"] + [r["seconds"]]
+                        r["peak_host_mib"] = max(r["peak_host_mib"], best[mode]["peak_host_mib"])
+                        if r["seconds"] > best[mode]["seconds"]:
+                            r = {**best[mode], "all_seconds": r["all_seconds"], "peak_host_mib": r["peak_host_mib"]}
+                    else:
+                        r["all_seconds"] = [r["seconds"]]
+                    best[mode] = r
+            rows += [best[m] for m in modes]
+            if len(saved) == 2:
+                err = _compare(Path(saved["runner"]), Path(saved["baseline"]), (args.height, args.width))
+                for r in rows[-len(modes):]:
+                    r["max_rel_diff_runner_vs_baseline"] = err
+                for f in saved.values():
+                    os.unlink(f)
+    _attach_speedups(rows)
+    _print_table(rows)
+    report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
+                          "python": platform.python_version(), "torch": _torch_version()},
+              "args": vars(args), "results": rows}
+    tmp_json = Path(args.json).with_name(f".{Path(args.json).name}.partial")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    tmp_json.write_text(json.dumps(report, indent=1))
+    os.replace(tmp_json, args.json)
+    print(f"vda-bench infer: results written to {args.json}")
+    return 0
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def _attach_speedups(rows):
+    base = {r["length"]: r for r in rows if r["mode"] == "baseline"}
+    for r in rows:
+        if r["length"] in base:
+            r["speedup_vs_baseline"] = r["frames_per_s"] / base[r["length"]]["frames_per_s"]
+
+
+def _print_table(rows):
+    cols = [("mode", "{}"), ("length", "{}"), ("frames_per_s", "{:.3f}"), ("seconds", "{:.1f}"),
+            ("speedup_vs_baseline", "{:.2f}x"), ("encoder_frame_passes", "{}"), ("peak_host_mib", "{:.0f}"),
+            ("peak_gpu_mib", "{:.0f}"), ("max_rel_diff_runner_vs_baseline", "{:.1e}")]
+    cols = [(c, f) for c, f in cols if any(c in r for r in rows)]
+    table = [[c for c, _ in cols]] + [[f.format(r[c]) if r.get(c) is not None else "-" for c, f in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        print(json.dumps(worker(json.loads(sys.argv[2]))))
+    else:
+        sys.exit(run_infer_bench(sys.argv[1:]))
