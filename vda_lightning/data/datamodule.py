@@ -1,6 +1,6 @@
 """LightningDataModules: video clips with ground truth + image samples for training, exactly-once validation.
 
-Every init argument is a plain typed value so LightingCLI can set it from YAML. Shard arguments take a brace
+Every init argument is a plain typed value so LightningCLI can set it from YAML. Shard arguments take a brace
 pattern ('shards/train-{000000..000099}.tar'), '::'-joined patterns, a glob, a folder, or a list of these; for
 `train_shards` a list means one *source* per entry, mixed per sample by `train_weights` (equal by default, the
 paper's uniform sampling over datasets).

@@ -75,6 +75,8 @@ def read_folders(root: str, dataset: str | None = None, factor: float = 1.0, dep
     A root that itself contains frames/ is one sequence.
     """
     root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise ValueError(f"{root}: folder does not exist")
     seq_dirs = [root] if os.path.isdir(os.path.join(root, "frames")) else sorted(
         (os.path.join(root, d) for d in os.listdir(root) if os.path.isdir(os.path.join(root, d, "frames"))),
         key=natural_key)
