@@ -42,7 +42,7 @@ class SubmitOptions:
     job_name: str = "vda-fit"
     # The published DPT head never uses refinenet4.resConfUnit1; until the training module freezes it, plain
     # `ddp` stops with "parameters that were not used in producing the loss".
-    strategy: str = "ddp_find_unused_parameters_true"
+    strategy: str = "ddp"
     signal_seconds: int = 120
     env_setup: list[str] = dataclasses.field(default_factory=list)
     sbatch_extra: list[str] = dataclasses.field(default_factory=list)

@@ -26,7 +26,10 @@ from .module import VideoDepthModule
 class VDACLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000})
+        # No version counter: a re-run into the same folder replaces last.ckpt rather than writing last-v1.ckpt,
+        # which resume (`--ckpt_path last`, SLURM requeue) would never pick up.
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000,
+                             "checkpoint.enable_version_counter": False})
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="resume from this checkpoint ('last' = <checkpoint.dirpath>/last.ckpt)")
         parser.add_argument("--validate_before_fit", type=bool, default=False,
@@ -61,7 +64,8 @@ def _has_val(datamodule: LightningDataModule) -> bool:
     return type(datamodule).val_dataloader is not LightningDataModule.val_dataloader
 
 
-def main(args: list[str] | None = None) -> VDACLI:
+def run(args: list[str] | None = None) -> VDACLI:
+    """Parse, train, validate; returns the CLI object (for tests and scripts)."""
     cli = VDACLI(
         VideoDepthModule,
         LightningDataModule,
@@ -80,6 +84,11 @@ def main(args: list[str] | None = None) -> VDACLI:
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     _final_validation(cli, before)
     return cli
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point: returns None so that `sys.exit(main())` exits 0 after a good run."""
+    run(args)
 
 
 if __name__ == "__main__":

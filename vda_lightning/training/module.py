@@ -82,6 +82,9 @@ class VideoDepthModule(L.LightningModule):
             raise ValueError(f"encoder_storage must be 'reference' or 'embed', got {encoder_storage!r}")
         self.model = self._initial_model(encoder, init_checkpoint, metric)
         self.model.pretrained.requires_grad_(False).eval()
+        # The published head carries refinenet4.resConfUnit1 but never runs it: without gradients it stays
+        # out of the optimizer, and plain DDP (find_unused_parameters=False) does not fail on it.
+        self.model.head.scratch.refinenet4.resConfUnit1.requires_grad_(False)
         self.model.head.gradient_checkpointing = gradient_checkpointing
         self.encoder_source = None
         if init_checkpoint and encoder_storage == "reference":
