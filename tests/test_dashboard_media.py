@@ -88,6 +88,9 @@ def test_panels_are_shrunk_to_max_side_and_bad_shapes_are_named():
                                np.repeat(np.repeat(1.0 / depth, 10, -1), 10, -2),
                                np.repeat(np.repeat(depth, 10, -1), 10, -2), max_side=60)
     assert pics["video"][0].shape[0] == 40  # 200×300 → 40×60
+    tiny = media.clip_pictures(frames, 1.0 / depth, depth, min_side=100)  # 20×30 → ×4 (whole factor) = 80×120
+    assert tiny["video"][0].shape[:2] == (80, 3 * 120 + 2 * media.GAP)
+    assert np.array_equal(tiny["video"][0][:4, :4], np.broadcast_to(tiny["video"][0][0, 0], (4, 4, 3)))
     with pytest.raises(ValueError, match=r"frames \(6, 20, 30\) and prediction \(6, 20, 29\)"):
         media.clip_pictures(frames, np.ones((T, H, W - 1)), depth)
 

@@ -56,15 +56,20 @@ def to_uint8_rgb(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def fit_size(height: int, width: int, max_side: int) -> tuple[int, int]:
-    scale = min(1.0, max_side / max(height, width))
+def fit_size(height: int, width: int, max_side: int, min_side: int = 0) -> tuple[int, int]:
+    """Shrink so the longest side is ≤ max_side, or enlarge tiny clips by a whole factor to reach min_side."""
+    longest = max(height, width)
+    scale = min(1.0, max_side / longest)
+    if longest < min_side:
+        scale = float(min(-(-min_side // longest), max(1, max_side // longest)))
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def resize(image: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
     if image.shape[:2] == tuple(hw):
         return image
-    mode = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    enlarge = hw[0] > image.shape[0]
+    mode = cv2.INTER_NEAREST if nearest or enlarge else cv2.INTER_AREA  # enlarged pixels stay crisp blocks
     return cv2.resize(image, (hw[1], hw[0]), interpolation=mode)
 
 
@@ -131,12 +136,13 @@ def profile_image(rgb: np.ndarray, aligned: np.ndarray, gt_disp: np.ndarray | No
 
 
 def clip_pictures(frames, pred, gt_depth=None, mask=None, max_side: int = 256, error: bool = True,
-                  cmap: str = "inferno") -> dict:
+                  cmap: str = "inferno", min_side: int = 0) -> dict:
     """Everything the dashboard shows for one clip.
 
     frames: (T, 3, H, W) or (T, H, W, 3) in [0, 1] (or uint8); pred: (T, H, W) relative disparity;
     gt_depth, mask: (T, H, W) or None. Returns {"compare": image, "profile": image, "video": [frames],
-    "abs_rel": clip AbsRel or None}, all uint8 RGB, at most `max_side` pixels per panel side.
+    "abs_rel": clip AbsRel or None}, all uint8 RGB, at most `max_side` pixels per panel side (clips smaller
+    than `min_side` are enlarged by a whole factor, nearest neighbour).
     """
     rgb = to_uint8_rgb(frames)
     pred = np.asarray(pred, dtype=np.float32)
@@ -145,7 +151,7 @@ def clip_pictures(frames, pred, gt_depth=None, mask=None, max_side: int = 256, e
     aligned, gt_disp, vmin, vmax = clip_disparities(pred, gt_depth, mask)
     # pixel-mean AbsRel of the aligned clip, for captions (the protocol's per-frame mean lives in evaluation/)
     abs_rel = None if gt_disp is None else float(np.nanmean(relative_error(aligned, gt_disp)))
-    hw = fit_size(pred.shape[1], pred.shape[2], max_side)
+    hw = fit_size(pred.shape[1], pred.shape[2], max_side, min_side)
     rgb = np.stack([resize(f, hw) for f in rgb])
     aligned = np.stack([resize(a.astype(np.float32), hw) for a in aligned])
     if gt_disp is not None:

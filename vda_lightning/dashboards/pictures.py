@@ -81,13 +81,14 @@ class DepthPictures(Callback):
         every_n_validations: render at validation 1, 1 + n, 1 + 2n, ... (sanity checks excluded).
         max_frames: frames kept per clip (video length and profile width).
         max_side: longest side of each panel in pixels.
+        min_side: clips smaller than this are enlarged (whole factor, nearest) so that tiny ones stay legible.
         fps: frame rate of the logged video.
         error_panel: add the AbsRel error map to the comparison image.
         video, profile: switch those pictures off.
     """
 
     def __init__(self, num_clips: int = 2, every_n_validations: int = 1, max_frames: int = 16,
-                 max_side: int = 256, fps: float = 6.0, error_panel: bool = True, video: bool = True,
+                 max_side: int = 256, min_side: int = 128, fps: float = 6.0, error_panel: bool = True, video: bool = True,
                  profile: bool = True):
         if num_clips < 1 or every_n_validations < 1 or max_frames < 1:
             raise ValueError("num_clips, every_n_validations and max_frames must be ≥ 1")
@@ -95,6 +96,7 @@ class DepthPictures(Callback):
         self.every_n_validations = every_n_validations
         self.max_frames = max_frames
         self.max_side = max_side
+        self.min_side = min_side
         self.fps = fps
         self.error_panel = error_panel
         self.video = video
@@ -128,7 +130,8 @@ class DepthPictures(Callback):
                 pred = pl_module(clip["frames"][None].to(pl_module.device))[0].float().cpu().numpy()
             depth = clip["depth"].numpy() if "depth" in clip else None
             mask = clip["mask"].numpy() if "mask" in clip else None
-            pics = clip_pictures(clip["frames"].numpy(), pred, depth, mask, self.max_side, self.error_panel)
+            pics = clip_pictures(clip["frames"].numpy(), pred, depth, mask, self.max_side, self.error_panel,
+                                 min_side=self.min_side)
             name = f"pictures/{safe_key(clip['dataset'])}_{index}"
             caption = f"{clip['dataset']}/{clip['sequence']} step {trainer.global_step}"
             if pics["abs_rel"] is not None:
