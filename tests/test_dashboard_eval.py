@@ -74,3 +74,21 @@ def test_exported_model_is_a_versioned_artifact(offline_env):
     assert [a for a in back.artifacts if a[1] == "model"] == [("vda-vitt", "model")] and back.summary["eval/kitti/rmse"] == 2.5
     with pytest.raises(FileNotFoundError, match="missing.pth: no such model file"):
         log_model_artifact(offline_env / "missing.pth", run, "x")
+
+
+def test_vda_eval_wandb_flag_logs_the_table(offline_env):
+    """`vda-eval --wandb` on the synthetic benchmark: the offline run holds the same numbers as results.json."""
+    from vda_lightning.evaluation.cli import main
+    from vda_lightning.evaluation.synthetic import make_tiny_benchmark
+
+    root = make_tiny_benchmark(offline_env / "bench")
+    out = offline_env / "eval" / "results.json"
+    assert main(["--predictions", str(root / "predictions"), "--benchmark-root", str(root / "benchmark"),
+                 "--benchmark", "kitti",
+                 "--output", str(out), "--no-progress", "--wandb"]) == 0
+    results = json.loads(out.read_text())
+    runs = sorted((offline_env / "eval").rglob("offline-run-*"))
+    assert len(runs) == 1
+    run = read_offline_run(runs[0], wait=30)
+    assert run.summary["eval/kitti/abs_rel"] == pytest.approx(results["depth"]["kitti"]["abs_relative_difference"])
+    assert run.summary["eval/kitti/delta1"] == pytest.approx(results["depth"]["kitti"]["delta1_acc"])

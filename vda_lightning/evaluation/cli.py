@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", type=Path, help="model weights (published .pth, safetensors, Lightning ckpt)")
     src.add_argument("--predictions", type=Path, help="per-frame .npy laid out as <dir>/<dataset>/<image>.npy")
-    p.add_argument("--encoder", choices=["vits", "vitb", "vitl"], help="encoder size when the file does not say")
+    p.add_argument("--encoder", choices=["vits", "vitb", "vitl", "vitt"], help="encoder size when the file does not say")
     p.add_argument("--input-size", type=int, default=518, help="inference input size (published: 518)")
     p.add_argument("--precision", default="fp32", help="inference precision (published benchmarks: fp32)")
     p.add_argument("--device", default="auto", help="inference device for one process: auto, cpu, cuda")
@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", help="row name in the table (default: checkpoint or predictions folder name)")
     p.add_argument("--compare", type=Path, nargs="+", metavar="RESULTS_JSON", help="tabulate saved results")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--wandb", action="store_true", help="log the results table and per-sequence metrics to wandb")
+    p.add_argument("--wandb-project", default="vda-lightning")
+    p.add_argument("--wandb-group", default=None)
+    p.add_argument("--wandb-mode", default="auto", choices=["auto", "online", "offline", "disabled"],
+                   help="auto: offline unless credentials and network are available (WANDB_MODE wins)")
     return p
 
 
@@ -89,6 +94,14 @@ def run(args) -> dict:
             print(note)
         for path in write_results(results, args.output, label):
             print(f"wrote {path}")
+        if args.wandb:
+            from vda_lightning.dashboards.eval_report import log_eval_results
+
+            run_dir = log_eval_results(results, label=label, project=args.wandb_project, group=args.wandb_group,
+                             mode=args.wandb_mode, save_dir=str(args.output.parent),
+                             markdown=args.output.with_suffix(".md").read_text())
+            if run_dir is not None:
+                print(f"wandb run: {run_dir}")
     return results
 
 
