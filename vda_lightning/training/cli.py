@@ -83,7 +83,15 @@ def run(args: list[str] | None = None) -> VDACLI:
         before = dict(cli.model.val_results)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     _final_validation(cli, before)
+    _close_wandb()
     return cli
+
+
+def _close_wandb() -> None:
+    """Finish an open wandb run now, so its offline files are complete before the process exits."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 def main(args: list[str] | None = None) -> None:
