@@ -54,7 +54,9 @@ def test_encoder_bit_identical_and_only_head_in_optimizer(trained):
     initial = load_file(str(trained["init"]))
     encoder = module.model.pretrained.state_dict()
     assert encoder and all(torch.equal(encoder[k], initial["pretrained." + k]) for k in encoder)
-    head_params = {id(p) for p in module.model.head.parameters()}
+    head_params = {id(p) for p in module.model.head.parameters() if p.requires_grad}
+    never_run = {id(p) for p in module.model.head.scratch.refinenet4.resConfUnit1.parameters()}
+    assert never_run and not never_run & head_params  # the published block that never runs is kept out
     optimizer = trainer.optimizers[0]
     in_optimizer = [p for g in optimizer.param_groups for p in g["params"]]
     assert {id(p) for p in in_optimizer} == head_params
