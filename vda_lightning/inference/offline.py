@@ -36,9 +36,9 @@ class OfflineRunner:
     """`for depth in OfflineRunner(model).run(frames): ...` — float32 (H, W) maps in frame order."""
 
     def __init__(self, model, input_size: int = 518, device="cpu", precision: str = "fp32"):
-        self.model = model
-        self.input_size = input_size
         self.device = resolve_device(device)
+        self.model = model.to(self.device)  # in place, like nn.Module.to: the caller's model moves too
+        self.input_size = input_size
         self.precision = precision
         self.metric = bool(getattr(model.config, "metric", False))
         self.windows_run = 0

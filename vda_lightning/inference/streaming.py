@@ -22,9 +22,9 @@ RECENT = 29  # consecutive predecessors in the context
 
 class StreamingRunner:
     def __init__(self, model, input_size: int = 518, device="cpu", precision: str = "fp32"):
-        self.model = model
-        self.input_size = input_size
         self.device = resolve_device(device)
+        self.model = model.to(self.device)  # in place, like nn.Module.to: the caller's model moves too
+        self.input_size = input_size
         self.precision = precision
         self.reset()
 
