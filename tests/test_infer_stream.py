@@ -47,3 +47,18 @@ def test_temporal_profile_is_a_column_over_time():
     assert img.shape == (3, 4, 3)
     lut = _lut("inferno")
     assert (img[:, 2] == lut[255]).all() and (img[:, [0, 1, 3]] == lut[0]).all()
+
+
+def test_bench_compares_runner_and_baseline_in_one_run(tmp_path):
+    from vda_lightning.bench import main as bench_main
+
+    out = tmp_path / "bench.json"
+    assert bench_main(["infer", "--encoder", "vitt", "--input-size", "28", "--lengths", "30", "--height", "20",
+                       "--width", "30", "--json", str(out)]) == 0
+    import json
+
+    rows = {r["mode"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"runner", "baseline"}
+    assert rows["runner"]["encoder_frame_passes"] == 30 and rows["runner"]["frames"] == 30
+    assert rows["runner"]["max_rel_diff_runner_vs_baseline"] <= 1e-5
+    assert rows["baseline"]["speedup_vs_baseline"] == 1.0 and rows["runner"]["peak_host_mib"] > 0
