@@ -43,12 +43,14 @@ def slurm():
     shutil.rmtree(cluster.root, ignore_errors=True)
 
 
-def submit(slurm, tmp_path, name, steps):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY)
+def submit(slurm, tmp_path, name, steps, config=None, overrides=()):
+    if config is None:
+        config = tmp_path / "tiny.yaml"
+        config.write_text(TINY)
     run_dir = tmp_path / name
     cmd = [str(BIN / "vda-submit"), "--config", str(config), "--run-dir", str(run_dir), "--gpus-per-node", "0",
-           "--tasks-per-node", "2", "--cpus-per-task", "1", "--job-name", name, "--", "--trainer.max_steps", str(steps)]
+           "--tasks-per-node", "2", "--cpus-per-task", "1", "--job-name", name, "--", "--trainer.max_steps", str(steps),
+           *overrides]
     r = slurm.run(cmd)
     job = r.stdout.strip()
     assert job.isdigit(), r.stdout + r.stderr
@@ -65,12 +67,19 @@ def final_step(run_dir):
 
 
 def test_two_rank_cpu_ddp_job_trains_checkpoints_and_reports_once(slurm, tmp_path):
-    job, run_dir = submit(slurm, tmp_path, "qs", steps=4)
+    """The quick-start recipe itself (synthetic shards, wandb off), shrunk on the command line."""
+    data = "--data.init_args."
+    overrides = ["--validate_before_fit=false", "--trainer.logger=false", "--trainer.val_check_interval=4",
+                 "--trainer.enable_progress_bar=false", "--checkpoint.every_n_train_steps=2",
+                 f"{data}synthetic_dir={tmp_path / 'synthetic'}", f"{data}synthetic_train_clips=4",
+                 f"{data}synthetic_val_clips=2", f"{data}epoch_length=4"]
+    quickstart = Path(__file__).resolve().parents[1] / "conf" / "quickstart.yaml"
+    job, run_dir = submit(slurm, tmp_path, "qs", steps=4, config=quickstart, overrides=overrides)
     state = slurm.wait_job(job, timeout=240)
     log = job_log(run_dir, "qs", job)
     assert state == "COMPLETED", log[-3000:]
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
-    assert "effective batch 2" in log
+    assert "effective batch 4" in log  # 2 ranks x the recipe's 2 clips
     assert is_valid_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     assert log.count("Validation after 4 steps") == 1  # final metrics from rank 0 only
     assert final_step(run_dir)["step"] == 4
