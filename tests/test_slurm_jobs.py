@@ -86,7 +86,7 @@ def test_two_rank_cpu_ddp_job_trains_checkpoints_and_reports_once(slurm, tmp_pat
 
 
 def test_sigusr1_requeues_and_the_job_resumes_to_the_configured_step(slurm, tmp_path):
-    steps = 10
+    steps = 40  # tiny steps: enough of them that the signal lands mid-run even when it is delivered late
     job, run_dir = submit(slurm, tmp_path, "pre", steps=steps)
     deadline = time.monotonic() + 180
     while not (run_dir / "checkpoints" / "last.ckpt").exists():  # mid-run: a periodic checkpoint exists

@@ -81,3 +81,30 @@ def test_requeue_job_id_handles_array_jobs():
     assert slurm_job_id({"SLURM_JOB_ID": "42"}) == "42"
     assert slurm_job_id({"SLURM_JOB_ID": "43", "SLURM_ARRAY_JOB_ID": "40", "SLURM_ARRAY_TASK_ID": "3"}) == "40_3"
     assert slurm_job_id({}) is None
+
+
+def test_signal_on_the_final_step_finishes_instead_of_requeueing(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from vda_lightning.cluster.requeue import RequeueExit, RequeueOnSignal
+
+    saved = []
+    strategy = SimpleNamespace(reduce=lambda t, reduce_op: t, barrier=lambda name: None)
+    trainer = SimpleNamespace(accumulate_grad_batches=1, strategy=strategy, max_steps=10, global_step=10,
+                              checkpoint_callback=None, default_root_dir=str(tmp_path), is_global_zero=True,
+                              save_checkpoint=saved.append)
+    module = SimpleNamespace(device=torch.device("cpu"))
+    cb = RequeueOnSignal(requeue=False)
+    cb.pending = True
+    cb.on_train_batch_end(trainer, module, None, None, 9)  # last step: no save, no exit
+    assert saved == [] and not cb.pending
+    trainer.global_step = 4
+    cb.pending = True
+    try:
+        cb.on_train_batch_end(trainer, module, None, None, 3)
+        raise AssertionError("expected RequeueExit mid-run")
+    except RequeueExit:
+        pass
+    assert saved == [str(tmp_path / "checkpoints" / "requeue.ckpt")]

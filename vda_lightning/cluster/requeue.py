@@ -81,6 +81,12 @@ class RequeueOnSignal(Callback):
         flag = torch.tensor(float(self.pending), device=pl_module.device)
         if float(trainer.strategy.reduce(flag, reduce_op="max")) == 0:
             return
+        if 0 < trainer.max_steps <= trainer.global_step:
+            # The signal landed on the last step: the run is done, so let it finish (its last.ckpt, final
+            # validation and results) instead of requeueing a job with nothing left to do.
+            rank_zero_info(f"{self.signum.name} at the final step {trainer.global_step}: finishing, not requeueing")
+            self.pending = False
+            return
         path = self.checkpoint_path(trainer)
         trainer.save_checkpoint(path)  # collective; rank 0 writes (atomically, through the CheckpointIO plugin)
         rank_zero_info(f"{self.signum.name}: saved {path} at step {trainer.global_step}")
