@@ -117,3 +117,14 @@ def test_cpu_autocast_runs_in_bfloat16_and_stays_close():
             low = model(x)
     assert low.dtype == torch.bfloat16  # the CUDA-only fp32 guard does not switch CPU autocast off
     assert (low.float() - ref).abs().max().item() < 0.05 * ref.abs().max().item() + 1e-3
+
+
+def test_timm_forward_features_equals_last_intermediate_layer():
+    torch.manual_seed(0)
+    encoder = build_video_model("vitt").pretrained.eval()
+    x = torch.randn(2, 3, 42, 70)
+    with torch.no_grad():
+        tokens = encoder.forward_features(x)
+        (last, cls), = encoder.get_intermediate_layers(x, n=[3])
+    assert tokens.shape == (2, 1 + 3 * 5, 192)
+    assert torch.equal(tokens[:, 1:], last) and torch.equal(tokens[:, 0], cls)

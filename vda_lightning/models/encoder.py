@@ -65,8 +65,13 @@ class DinoV2Encoder(VisionTransformer):
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
         self.layer_idx = tuple(layer_idx)
 
-    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:  # used by timm's own forward paths
-        raise NotImplementedError("use DinoV2Encoder.tokens(), which knows the input's token grid")
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        # timm's helper sees flattened tokens and cannot know the grid of a non-square input; every path of
+        # ours goes through tokens(), which does.
+        raise NotImplementedError("DinoV2Encoder resamples position embeddings in tokens(); use forward_features")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # timm's API: normalised tokens of any size
+        return self.norm(self.blocks(self.tokens(x)))
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Patchify, prepend the class token, add the (resampled) position embedding."""
