@@ -19,8 +19,9 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from ..files import write_text_atomic
 
 REQUEUE_CALLBACK = "vda_lightning.cluster.requeue.RequeueOnSignal"
 SCALE_CALLBACK = "vda_lightning.cluster.ddp_report.DDPScaleReport"
@@ -131,15 +132,6 @@ def render_sbatch(o: SubmitOptions, now: datetime.datetime | None = None) -> str
     return "\n".join(body)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
-
-
 def submit(o: SubmitOptions, dry_run: bool = False) -> str:
     """Save the script as `<run_dir>/slurm/<job_name>.sbatch`; print it (dry run) or sbatch it. Returns the job id
     (or the script text for a dry run)."""
@@ -151,7 +143,7 @@ def submit(o: SubmitOptions, dry_run: bool = False) -> str:
     o = dataclasses.replace(o, config=os.path.abspath(o.config), run_dir=os.path.abspath(o.run_dir))
     script = render_sbatch(o)
     path = Path(o.run_dir) / "slurm" / f"{o.job_name}.sbatch"
-    write_atomic(path, script)  # also creates the log folder, which sbatch does not
+    write_text_atomic(path, script, mode=0o755)  # also creates the log folder, which sbatch does not
     try:
         result = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
     except FileNotFoundError as e:

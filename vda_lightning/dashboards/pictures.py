@@ -10,7 +10,6 @@ under `<log_dir>/media/` (so a run with wandb disabled still has its pictures).
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import WandbLogger
 
 from vda_lightning.dashboards.media import clip_pictures
+from vda_lightning.files import write_bytes_atomic
 from vda_lightning.viz import VideoWriter
 
 
@@ -35,9 +35,7 @@ def write_png(path: Path, image: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
     if not ok:
         raise RuntimeError(f"{path}: PNG encoding failed")
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:

@@ -21,6 +21,7 @@ import yaml
 
 from vda_lightning.dashboards.media import GAP
 from vda_lightning.dashboards.pictures import write_png
+from vda_lightning.files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,10 +69,9 @@ def frame_strip(frames: list[np.ndarray], count: int = 4) -> np.ndarray:
 def write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.partial")
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
 
 
 def collect(media: Path, out: Path) -> list[Path]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..files import natural_key
 from .depth_io import DEPTH_EXTENSIONS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -49,10 +49,6 @@ class SequenceSpec:
         if self.poses is not None:
             self.poses = np.asarray(self.poses, np.float64).reshape(n, 4, 4)
         return self
-
-
-def natural_key(path: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", os.path.basename(path))]
 
 
 def _files(folder: str, exts: tuple[str, ...]) -> list[str]:

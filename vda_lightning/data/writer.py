@@ -15,6 +15,7 @@ from collections import Counter
 
 import braceexpand
 
+from ..files import write_bytes_atomic
 from .format import FORMAT_VERSION, ClipRecord, encode_record, sample_key
 
 
@@ -36,13 +37,6 @@ def shard_is_complete(shard: str, spec_hash: str | None = None) -> bool:
     if index is None or not os.path.exists(shard) or os.path.getsize(shard) != index.get("bytes"):
         return False
     return spec_hash is None or index.get("spec_hash") == spec_hash
-
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 class ShardWriter:
@@ -84,7 +78,7 @@ class ShardWriter:
                  "num_samples": len(self.keys), "num_frames": self.num_frames,
                  "sample_types": dict(self.types), "datasets": dict(self.datasets),
                  "bytes": os.path.getsize(self.path), "spec_hash": self.spec_hash, "keys": self.keys}
-        _atomic_write_bytes(index_path(self.path), json.dumps(index, indent=1).encode())
+        write_bytes_atomic(index_path(self.path), json.dumps(index, indent=1).encode())
         return index
 
     def abort(self) -> None:

@@ -9,14 +9,13 @@ published layout; a sequence whose files all exist already is read back instead 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 
+from ..files import atomic_path
 from .benchmarks import BenchmarkError, Sequence
 from .protocol import prediction_relpath, read_prediction
 
@@ -24,15 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 def read_rgb_frames(sequence: Sequence) -> np.ndarray:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -32,14 +31,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .benchmarks import BENCHMARKS, TAE_SETTINGS, BenchmarkError
-from .report import write_text_atomic
+from ..files import natural_key, write_text_atomic
 
 SINTEL_TAG = 202021.25
 SINTEL_FACTOR = 65535 / 650
-
-
-def natural_key(name: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _listing(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from ..files import write_text_atomic
 
 _TITLES = {"kitti": "KITTI", "scannet": "ScanNet", "bonn": "Bonn", "nyuv2": "NYUv2", "sintel": "Sintel"}
 
@@ -14,19 +14,6 @@ _TITLES = {"kitti": "KITTI", "scannet": "ScanNet", "bonn": "Bonn", "nyuv2": "NYU
 def _title(name: str) -> str:
     base, _, suffix = name.partition("_")
     return _TITLES.get(base, base) + (f" ({suffix})" if suffix else "")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def delta1_ranks(runs: dict[str, dict]) -> dict[str, float]:

@@ -10,14 +10,15 @@ import cv2
 import numpy as np
 import torch
 
-from .preprocess import MEAN, STD, model_input_shape
+from ..models.configs import IMAGENET_MEAN, IMAGENET_STD
+from .preprocess import model_input_shape
 from .runtime import autocast, resolve_device, to_frame_size
 from .windows import INFER_LEN, INTERP_LEN, KEYFRAMES, OVERLAP, STRIDE, least_squares_scale_shift
 
 
 def _transform(frame: np.ndarray, shape) -> np.ndarray:
     image = cv2.resize(frame.astype(np.float32) / 255.0, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
-    image = ((image - list(MEAN)) / list(STD)).astype(np.float32)  # float64 arithmetic, as published
+    image = ((image - list(IMAGENET_MEAN)) / list(IMAGENET_STD)).astype(np.float32)  # float64 arithmetic, as published
     return image.transpose(2, 0, 1)
 
 

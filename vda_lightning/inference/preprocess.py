@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.configs import IMAGENET_MEAN, IMAGENET_STD
+
 PATCH = 14
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 MAX_ASPECT = 1.78
 
 
@@ -45,8 +45,8 @@ class Preprocessor:
         self.frame_size = (height, width)
         self.shape = model_input_shape(height, width, input_size)
         self.device = torch.device(device)
-        self.mean = torch.tensor(MEAN, dtype=torch.float64, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(STD, dtype=torch.float64, device=self.device).view(1, 3, 1, 1)
+        self.mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD, dtype=torch.float64, device=self.device).view(1, 3, 1, 1)
 
     def __call__(self, frames) -> torch.Tensor:
         x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)

@@ -6,23 +6,19 @@ whose message is one line naming the file and the cause.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
 
+from ..files import natural_key
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
 class InputError(ValueError):
     """A bad input: the message names the file and the cause, on one line."""
-
-
-def natural_key(name: str):
-    """'frame_10.png' after 'frame_9.png': digit runs compare as numbers."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def limited_size(height: int, width: int, max_res: int) -> tuple[int, int]:

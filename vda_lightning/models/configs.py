@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# The encoder's input convention (DINOv2 / Depth Anything): RGB in [0, 1], normalised with ImageNet statistics.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 # timm model names whose architecture equals the published DINOv2 encoders.
 @dataclass(frozen=True)
 class ModelConfig:

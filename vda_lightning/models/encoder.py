@@ -6,7 +6,6 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import timm
 from timm.models.vision_transformer import VisionTransformer
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import torch
@@ -11,25 +10,7 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same folder + fsync + os.replace (never a half-written file)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from ..files import write_bytes_atomic
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -47,7 +28,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        write_bytes_atomic(path, buffer.getvalue(), fsync=True)
 
     def load_checkpoint(self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None):
         # Our checkpoints hold tensors, numbers, strings and plain containers only.
@@ -62,7 +43,7 @@ class SaveConfigBesideCheckpoints(SaveConfigCallback):
         for callback in trainer.checkpoint_callbacks:
             dirpath = getattr(callback, "dirpath", None)
             if dirpath and "://" not in str(dirpath):
-                atomic_write_bytes(os.path.join(str(dirpath), "config.yaml"), text.encode())
+                write_bytes_atomic(os.path.join(str(dirpath), "config.yaml"), text.encode(), fsync=True)
 
 
 def format_results_table(before: dict[str, dict] | None, after: dict[str, dict]) -> str:
@@ -83,4 +64,4 @@ def format_results_table(before: dict[str, dict] | None, after: dict[str, dict])
 
 def write_results(path: str, before: dict | None, after: dict, step: int) -> None:
     payload = {"step": step, "before": before, "after": after}
-    atomic_write_bytes(path, json.dumps(payload, indent=1).encode())
+    write_bytes_atomic(path, json.dumps(payload, indent=1).encode(), fsync=True)

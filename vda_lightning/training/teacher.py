@@ -5,9 +5,7 @@ import torch
 import torch.nn as nn
 
 from ..models import build_image_model
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..models.configs import IMAGENET_MEAN, IMAGENET_STD
 
 
 def normalize_frames(frames: torch.Tensor) -> torch.Tensor:
