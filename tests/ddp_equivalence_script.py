@@ -13,7 +13,7 @@ import lightning as L
 import torch
 
 from vda_lightning.cluster.ddp_report import DDPScaleReport
-from vda_lightning.training.callbacks import AtomicCheckpointIO
+from vda_lightning.training.checkpoint_io import AtomicCheckpointIO
 from vda_lightning.training.module import VideoDepthModule
 from vda_lightning.training.toy_data import ToyDataModule, toy_batch
 
@@ -75,8 +75,10 @@ def main() -> None:
     data = RankSlicedToyData(batch_size=GLOBAL_BATCH // a.devices, num_frames=2, height=28, width=28, val_clips=4)
     report = DDPScaleReport()
     trainer = L.Trainer(
-        accelerator="cpu", devices=a.devices, strategy=os.environ.get("VDA_TEST_STRATEGY", "ddp") if a.devices > 1 else "auto", max_steps=a.steps,
-        check_val_every_n_epoch=None, val_check_interval=10**6, num_sanity_val_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu", devices=a.devices, max_steps=a.steps,
+        strategy=os.environ.get("VDA_TEST_STRATEGY", "ddp") if a.devices > 1 else "auto",
+        check_val_every_n_epoch=None, val_check_interval=10**6, num_sanity_val_steps=0, logger=False,
+        enable_progress_bar=False, enable_model_summary=False,
         default_root_dir=a.run_dir, plugins=[RecordingCheckpointIO(os.path.join(a.run_dir, "writers.txt"))],
         callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=os.path.join(a.run_dir, "ckpt"), every_n_train_steps=1),
                    report],

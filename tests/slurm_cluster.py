@@ -91,7 +91,7 @@ class LocalSlurmCluster:
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
 
     # -- start ------------------------------------------------------------------------------------------------
-    def start(self, timeout: float = 60.0) -> "LocalSlurmCluster":
+    def start(self, timeout: float = 60.0) -> LocalSlurmCluster:
         missing = [b for b in BINARIES if shutil.which(b) is None and not Path(f"/usr/sbin/{b}").exists()]
         if missing:
             raise SlurmUnavailable(f"SLURM/munge not installed (missing {', '.join(missing)}); "
@@ -148,7 +148,8 @@ class LocalSlurmCluster:
                     raise SlurmUnavailable(f"{name} exited with {p.returncode}: {self._why(name)}")
             r = self.run(["sinfo", "-h", "-N", "-o", "%T"], check=False)
             return r.returncode == 0 and r.stdout.strip() == "idle"
-        _wait_for(idle, timeout, lambda: "node never became idle: " + self._why("slurmctld", self.root / "log/slurmctld.log"))
+        _wait_for(idle, timeout, lambda: "node never became idle: " + self._why("slurmctld",
+                                                                                self.root / "log/slurmctld.log"))
 
     def _why(self, name: str, log: Path | None = None) -> str:
         text = ""

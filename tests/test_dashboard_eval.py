@@ -7,7 +7,7 @@ import pytest
 
 from vda_lightning.dashboards.artifacts import log_model_artifact
 from vda_lightning.dashboards.eval_report import log_eval_results, sequence_rows, summary_rows
-from vda_lightning.dashboards.offline import read_offline_run
+from vda_lightning.dashboards.offline_reader import read_offline_run
 
 RESULTS = {
     "depth": {"kitti": {"abs_relative_difference": 0.11, "rmse_linear": 2.5, "delta1_acc": 0.9,
@@ -71,7 +71,8 @@ def test_exported_model_is_a_versioned_artifact(offline_env):
     run_dir = offline_env / "wandb" / f"offline-{run.dir.split('/offline-')[1].split('/')[0]}"
     run.finish()
     back = read_offline_run(run_dir, wait=30)
-    assert [a for a in back.artifacts if a[1] == "model"] == [("vda-vitt", "model")] and back.summary["eval/kitti/rmse"] == 2.5
+    assert [a for a in back.artifacts if a[1] == "model"] == [("vda-vitt",
+                                                               "model")] and back.summary["eval/kitti/rmse"] == 2.5
     with pytest.raises(FileNotFoundError, match="missing.pth: no such model file"):
         log_model_artifact(offline_env / "missing.pth", run, "x")
 
@@ -79,7 +80,8 @@ def test_exported_model_is_a_versioned_artifact(offline_env):
 def test_vda_eval_wandb_flag_logs_the_table(offline_env):
     """`vda-eval --wandb` on the synthetic benchmark: the offline run holds the same numbers as results.json."""
     from vda_lightning.evaluation.cli import main
-    from vda_lightning.evaluation.synthetic import make_tiny_benchmark
+
+    from tests.fakes.benchmark import make_tiny_benchmark
 
     root = make_tiny_benchmark(offline_env / "bench")
     out = offline_env / "eval" / "results.json"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from vda_lightning.dashboards import media
-from vda_lightning.dashboards.monitor import batch_sizes, wait_fraction
+from vda_lightning.dashboards import render as media
+from vda_lightning.dashboards.training_dashboard import batch_sizes, wait_fraction
 from vda_lightning.viz import colorize
 
 T, H, W = 6, 20, 30

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vda_lightning.dashboards.offline import latest_offline_run, read_offline_run
+from vda_lightning.dashboards.offline_reader import latest_offline_run, read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 2
@@ -45,7 +45,8 @@ def run_quickstart(tmp: Path, wandb_mode: str | None, prefix: list[str]) -> tupl
     override = tmp / f"dash_{wandb_mode or 'auto'}.yaml"
     config = {"trainer": dict(DASHBOARD["trainer"])}
     config["trainer"]["logger"] = {**DASHBOARD["trainer"]["logger"]}
-    config["trainer"]["logger"]["init_args"] = {**DASHBOARD["trainer"]["logger"]["init_args"], "save_dir": str(run_root)}
+    config["trainer"]["logger"]["init_args"] = {**DASHBOARD["trainer"]["logger"]["init_args"],
+                                                "save_dir": str(run_root)}
     override.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
     env.update(HOME=str(tmp / "home"), WANDB_DIR=str(run_root), WANDB_CONFIG_DIR=str(tmp / "wbconfig"),

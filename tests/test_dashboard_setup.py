@@ -6,8 +6,8 @@ import struct
 import pytest
 from lightning.pytorch.loggers import CSVLogger
 
-from vda_lightning.dashboards import setup as dsetup
-from vda_lightning.dashboards.offline import BLOCK, iter_payloads
+from vda_lightning.dashboards import loggers as dsetup
+from vda_lightning.dashboards.offline_reader import BLOCK, iter_payloads
 
 
 def _never(*_):

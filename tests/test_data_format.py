@@ -8,8 +8,17 @@ import torch
 
 from vda_lightning.data.depth_io import read_depth, write_dpt
 from vda_lightning.data.format import ClipRecord, SampleError, decode_members, encode_record
-from vda_lightning.data.transforms import (AugmentConfig, apply_geometry, augment, color_matrix, crop_resize_K,
-                                           depth_to_target, finish_frames, flip_K_poses, random_crop_box)
+from vda_lightning.data.transforms import (
+    AugmentConfig,
+    apply_geometry,
+    augment,
+    color_matrix,
+    crop_resize_K,
+    depth_to_target,
+    finish_frames,
+    flip_K_poses,
+    random_crop_box,
+)
 
 
 def make_record(T=3, H=10, W=12, seed=0, **kw) -> ClipRecord:

@@ -104,7 +104,8 @@ def test_clip_sampling_resize_resume_and_parallel(tmp_path):
     assert os.path.getmtime(tmp_path / "o1" / "train-000000.tar") == mtime
     assert vda_shard(args + ["--out", str(tmp_path / "o2"), "--workers", "2"]) == 0  # parallel: same bytes
     for i in range(2):
-        assert (tmp_path / "o1" / f"train-{i:06d}.tar").read_bytes() == (tmp_path / "o2" / f"train-{i:06d}.tar").read_bytes()
+        name = f"train-{i:06d}.tar"
+        assert (tmp_path / "o1" / name).read_bytes() == (tmp_path / "o2" / name).read_bytes()
 
 
 def test_benchmark_json_and_manifests(tmp_path, capsys):

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from vda_lightning.data import generate_synthetic_shards, read_index, render_clip
-from vda_lightning.data.synthetic import intrinsics, random_scene, render_frame
+from vda_lightning.data.synthetic_scenes import intrinsics, random_scene, render_frame
 
 
 def empty_room_scene(eye, target):

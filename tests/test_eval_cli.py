@@ -8,8 +8,9 @@ from PIL import Image
 import vda_lightning.inference as inference
 from vda_lightning import save_model
 from vda_lightning.evaluation.cli import main
-from vda_lightning.evaluation.synthetic import make_tiny_benchmark
 from vda_lightning.models import build_video_model
+
+from tests.fakes.benchmark import make_tiny_benchmark
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from vda_lightning.evaluation.cli import main
-from vda_lightning.evaluation.synthetic import make_tiny_benchmark
+
+from tests.fakes.benchmark import make_tiny_benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,7 +7,8 @@ import pytest
 
 from vda_lightning.evaluation.cli import main
 from vda_lightning.evaluation.functional import sequence_depth_metrics
-from vda_lightning.evaluation.synthetic import make_tiny_benchmark
+
+from tests.fakes.benchmark import make_tiny_benchmark
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import torch
 from vda_lightning import save_model
 from vda_lightning.inference import OfflineRunner, StreamingRunner
 from vda_lightning.inference.cli import main
-from vda_lightning.inference.sources import open_source
+from vda_lightning.inference.frame_sources import open_source
 from vda_lightning.models import build_image_model, build_video_model
 
 
@@ -46,7 +46,8 @@ def tiny(tmp_path_factory):
     write_video(d / "clip.mp4", frames)
     return {
         "dir": d, "model": model, "frames": frames,
-        "ckpt": save_model(model, d / "tiny.safetensors"), "metric_ckpt": save_model(metric, d / "metric_tiny.safetensors"),
+        "ckpt": save_model(model, d / "tiny.safetensors"), "metric_ckpt": save_model(metric,
+                                                                                     d / "metric_tiny.safetensors"),
         "video": d / "clip.mp4", "folder": write_pngs(d / "pngs", frames),
     }
 
@@ -62,7 +63,8 @@ def test_cli_reproduces_the_published_long_video_reference(golden_dir, tmp_path,
     case = np.load(golden_dir / "long_video_case.npz")
     folder = write_pngs(tmp_path / "frames", case["frames"])
     code, errors = run_cli([folder, "--checkpoint", golden_dir / "vda_vits_random.safetensors", "--encoder", "vits",
-                            "--input-size", 70, "--precision", "fp32", "--save", "npz", "--output-dir", tmp_path / "out"], capsys)
+                            "--input-size", 70, "--precision", "fp32", "--save", "npz",
+                            "--output-dir", tmp_path / "out"], capsys)
     assert code == 0 and not errors
     depths = np.load(tmp_path / "out" / "frames_depths.npz")["depths"]
     ref = case["depths"]
@@ -96,8 +98,10 @@ def test_all_outputs_agree_with_the_runner(tiny, tmp_path, capsys):
 
 def test_streaming_mode_and_metric_point_clouds(tiny, tmp_path, capsys):
     out = tmp_path / "out"
-    code, errors = run_cli([tiny["folder"], "--checkpoint", tiny["metric_ckpt"], "--mode", "streaming", "--input-size", 28,
-                            "--save", "npz,ply,png16", "--focal-length-x", 100, "--focal-length-y", 50, "--output-dir", out], capsys)
+    code, errors = run_cli([tiny["folder"], "--checkpoint", tiny["metric_ckpt"], "--mode", "streaming",
+                            "--input-size", 28,
+                            "--save", "npz,ply,png16", "--focal-length-x", 100, "--focal-length-y", 50,
+                            "--output-dir", out], capsys)
     assert code == 0 and not errors
     depths = np.load(out / "pngs_depths.npz")["depths"]
     metric = build_video_model("vitt", metric=True).eval()
@@ -165,9 +169,12 @@ def test_wrong_checkpoint_and_unwritable_output_dir(tiny, bad, tmp_path, capsys)
     code, errors = run_cli([tiny["folder"], "--checkpoint", bad["image_ckpt"], "--output-dir", tmp_path / "o"], capsys)
     # an image-model checkpoint is refused by the video loader
     assert code == 2 and len(errors) == 1 and str(bad["image_ckpt"]) in errors[0] and "image" in errors[0]
-    code, errors = run_cli([tiny["folder"], "--checkpoint", tiny["ckpt"], "--encoder", "vits", "--input-size", 28, "--output-dir", tmp_path / "o"], capsys)
+    code, errors = run_cli([tiny["folder"], "--checkpoint", tiny["ckpt"], "--encoder", "vits", "--input-size", 28,
+                            "--output-dir", tmp_path / "o"], capsys)
     assert code == 2 and len(errors) == 1 and "vitt" in errors[0]  # encoder mismatch names the real one
-    code, errors = run_cli([tiny["folder"], "--checkpoint", tiny["ckpt"], "--output-dir", bad["blocker"] / "sub"], capsys)
+    code, errors = run_cli([tiny["folder"], "--checkpoint", tiny["ckpt"], "--output-dir", bad["blocker"] / "sub"],
+                           capsys)
     assert code == 2 and len(errors) == 1 and "not writable" in errors[0] and str(bad["blocker"] / "sub") in errors[0]
-    code, errors = run_cli([tiny["folder"], "--checkpoint", tiny["ckpt"], "--save", "ply", "--input-size", 28, "--output-dir", tmp_path / "o"], capsys)
+    code, errors = run_cli([tiny["folder"], "--checkpoint", tiny["ckpt"], "--save", "ply", "--input-size", 28,
+                            "--output-dir", tmp_path / "o"], capsys)
     assert code == 2 and "metric" in errors[0]

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from slurm_cluster import LocalSlurmCluster, SlurmUnavailable
+
 from vda_lightning.cluster import is_valid_checkpoint
 
 pytestmark = pytest.mark.slurm
@@ -103,6 +103,8 @@ def test_sigusr1_requeues_and_the_job_resumes_to_the_configured_step(slurm, tmp_
     assert f"Restored all states from the checkpoint at {requeue_ckpt}" in log
     assert log.count(f"Validation after {steps} steps") == 1 and final_step(run_dir)["step"] == steps
     assert is_valid_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    r = subprocess.run([sys.executable, "-c", f"import torch; print(torch.load({str(run_dir / 'checkpoints' / 'last.ckpt')!r}, weights_only=True)['global_step'])"],
+    last = str(run_dir / "checkpoints" / "last.ckpt")
+    r = subprocess.run([sys.executable, "-c",
+                        f"import torch; print(torch.load({last!r}, weights_only=True)['global_step'])"],
                        capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == str(steps), r.stderr

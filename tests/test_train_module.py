@@ -61,7 +61,8 @@ def test_encoder_bit_identical_and_only_head_in_optimizer(trained):
     in_optimizer = [p for g in optimizer.param_groups for p in g["params"]]
     assert {id(p) for p in in_optimizer} == head_params
     assert all(id(p) in head_params for p in optimizer.state)
-    # Every head parameter has AdamW state except the one published block that never runs (reference_spec §13.6).
+    # Every head parameter has AdamW state except the one published block that never runs
+    # (published `dpt.py`: refinenet4 has no skip input).
     stateless = {n for n, p in module.model.head.named_parameters() if p not in optimizer.state}
     assert stateless == {f"scratch.refinenet4.resConfUnit1.conv{i}.{w}" for i in (1, 2) for w in ("weight", "bias")}
     assert all(p.grad is None for p in module.model.pretrained.parameters())

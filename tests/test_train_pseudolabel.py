@@ -10,8 +10,8 @@ from vda_lightning.models import build_image_model
 
 def test_pseudolabel_writes_teacher_disparity(tmp_path, capsys):
     from vda_lightning.data.format import ClipRecord, decode_members
+    from vda_lightning.data.shards import ShardWriter
     from vda_lightning.data.streams import SkipCounters, iter_tar_samples
-    from vda_lightning.data.writer import ShardWriter
     from vda_lightning.training.pseudolabel import label_frames, main
     from vda_lightning.training.teacher import Teacher
 

@@ -140,7 +140,8 @@ def check_state_dict(model: nn.Module, sd: dict, path: Path, expected: str) -> N
     guess = infer_encoder(sd)
     if any(k.startswith("depth_head.") for k in sd):
         parts.append("  this looks like a Depth Anything V2 image checkpoint (depth_head.*, no temporal modules)")
-    parts.append(f"  the checkpoint's shapes suggest encoder {guess!r}" if guess else "  no known encoder fits its shapes")
+    parts.append(f"  the checkpoint's shapes suggest encoder {guess!r}" if guess
+                 else "  no known encoder fits its shapes")
     raise CheckpointError("\n".join(parts))
 
 

@@ -1,10 +1,10 @@
-"""Training losses of Video Depth Anything (reference_spec §8), as pure functions plus thin modules.
+"""Training losses of Video Depth Anything (published `loss/loss.py`), as pure functions plus thin modules.
 
 Shapes: predictions/targets are (B, T, H, W) float, masks (B, T, H, W) bool. Spatial terms treat the B*T frames
 as independent images (M, H, W). Every reduction is "batch-based": a sum over all images divided by the total
 number of valid pixels, as in the published code.
 
-Where the paper and the published code disagree (§8.2) the code is the default; `tgm_variant="paper"` gives the
+Where the paper and the published code disagree (the TGM term) the code is the default; `tgm_variant="paper"` gives the
 paper's formula (absolute temporal differences, absolute threshold, mean over frame pairs).
 """
 from __future__ import annotations

@@ -19,7 +19,8 @@ def _lut(cmap: str) -> np.ndarray:
     return (colors * 255).astype(np.uint8)
 
 
-def colorize(depth: np.ndarray, vmin: float | None = None, vmax: float | None = None, cmap: str = "inferno") -> np.ndarray:
+def colorize(depth: np.ndarray, vmin: float | None = None, vmax: float | None = None,
+             cmap: str = "inferno") -> np.ndarray:
     """(…, H, W) float map -> (…, H, W, 3) uint8 RGB; values are mapped as uint8((d - vmin)/(vmax - vmin)*255)
     like the published visualisation (vmin/vmax default to the map's own range; NaN shows as vmin)."""
     d = np.asarray(depth, dtype=np.float32)
@@ -66,8 +67,9 @@ class VideoWriter:
         self.frames = 0
 
     def write(self, rgb: np.ndarray):
-        import av
         from fractions import Fraction
+
+        import av
 
         rgb = np.asarray(rgb, dtype=np.uint8)
         h, w = rgb.shape[:2]

@@ -1,7 +1,7 @@
 """DDP arithmetic: how many samples one optimizer step sees, and what that means for the learning rate.
 
 Under DDP every process draws its own `per_device` clips, gradients are averaged over all processes, so one step
-averages over `per_device × devices × nodes × accumulate` clips. The paper's recipe (reference_spec §9) states its
+averages over `per_device × devices × nodes × accumulate` clips. The paper's recipe (arXiv 2501.12375) states its
 LR for its own global batch; when a run uses a different global batch, `scaled_learning_rate` says what the same
 recipe gives under the usual rules (linear: Goyal et al.; sqrt: for adaptive optimizers). The default rule is
 "none": the configured LR is used as is and only reported.

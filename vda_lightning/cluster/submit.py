@@ -41,8 +41,6 @@ class SubmitOptions:
     qos: str | None = None
     time: str | None = None
     job_name: str = "vda-fit"
-    # The published DPT head never uses refinenet4.resConfUnit1; until the training module freezes it, plain
-    # `ddp` stops with "parameters that were not used in producing the loss".
     strategy: str = "ddp"
     signal_seconds: int = 120
     env_setup: list[str] = dataclasses.field(default_factory=list)

@@ -9,8 +9,8 @@ YAML (LightningCLI):
           init_args: {num_clips: 2, every_n_validations: 1}
 """
 
-from vda_lightning.dashboards.monitor import TrainingDashboard
-from vda_lightning.dashboards.pictures import DepthPictures
-from vda_lightning.dashboards.setup import resolve_wandb_mode, run_metadata, vda_logger
+from vda_lightning.dashboards.depth_pictures import DepthPictures
+from vda_lightning.dashboards.loggers import resolve_wandb_mode, run_metadata, vda_logger
+from vda_lightning.dashboards.training_dashboard import TrainingDashboard
 
 __all__ = ["DepthPictures", "TrainingDashboard", "resolve_wandb_mode", "run_metadata", "vda_logger"]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import WandbLogger
 
 
-def log_model_artifact(path: str | Path, run: Any, name: str, aliases: Optional[list[str]] = None,
-                       metadata: Optional[dict] = None, artifact_type: str = "model") -> Any:
+def log_model_artifact(path: str | Path, run: Any, name: str, aliases: list[str] | None = None,
+                       metadata: dict | None = None, artifact_type: str = "model") -> Any:
     """Log one file (exported .safetensors/.pth, or a checkpoint) as a new version of artifact `name`."""
     import wandb
 
@@ -40,8 +40,8 @@ class ExportedModelArtifact(Callback):
         aliases: extra aliases besides "latest".
     """
 
-    def __init__(self, name: Optional[str] = None, file_format: str = "safetensors",
-                 aliases: Optional[list[str]] = None):
+    def __init__(self, name: str | None = None, file_format: str = "safetensors",
+                 aliases: list[str] | None = None):
         if file_format not in ("safetensors", "pth"):
             raise ValueError(f"file_format {file_format!r} must be 'safetensors' or 'pth'")
         self.name = name

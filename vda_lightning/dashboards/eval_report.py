@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
-from vda_lightning.dashboards.setup import has_wandb_credentials, host_reachable, resolve_wandb_mode, run_metadata
-from vda_lightning.dashboards.setup import wandb_host
+from vda_lightning.dashboards.loggers import (
+    has_wandb_credentials,
+    host_reachable,
+    resolve_wandb_mode,
+    run_metadata,
+    wandb_host,
+)
 
 SUMMARY_COLUMNS = ["benchmark", "abs_rel", "rmse", "delta1", "tae", "sequences"]
 SEQUENCE_COLUMNS = ["benchmark", "sequence", "abs_rel", "rmse", "delta1", "tae", "frames", "missing_predictions"]
@@ -72,11 +77,11 @@ def _open_run(label, project, entity, group, tags, mode, save_dir, results):
                       settings=wandb.Settings(init_timeout=60, quiet=True))
 
 
-def log_eval_results(results: dict, label: Optional[str] = None, run: Any = None, project: str = "vda-lightning",
-                     entity: Optional[str] = None, group: Optional[str] = None, tags: Optional[list[str]] = None,
-                     mode: str = "auto", save_dir: Optional[str] = None,
-                     examples: Optional[dict[str, np.ndarray]] = None, markdown: Optional[str] = None,
-                     prefix: str = "eval") -> Optional[Path]:
+def log_eval_results(results: dict, label: str | None = None, run: Any = None, project: str = "vda-lightning",
+                     entity: str | None = None, group: str | None = None, tags: list[str] | None = None,
+                     mode: str = "auto", save_dir: str | None = None,
+                     examples: dict[str, np.ndarray] | None = None, markdown: str | None = None,
+                     prefix: str = "eval") -> Path | None:
     """Log a vda-eval results dict to wandb; returns the run folder, or None when wandb is disabled.
 
     Args:

@@ -15,7 +15,7 @@ from collections import Counter
 
 from .convert import ShardOptions, write_shards
 from .format import DEPTH_KINDS, SampleError, decode_members
-from .sources import read_benchmark_json, read_folders, read_manifest
+from .manifests import read_benchmark_json, read_folders, read_manifest
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -47,8 +47,8 @@ def _options(a) -> ShardOptions:
 
 
 def _inspect(paths: list[str]) -> dict:
+    from .shards import expand_shards, read_index
     from .streams import SkipCounters, iter_tar_samples
-    from .writer import expand_shards, read_index
 
     urls = expand_shards(paths, "inspect")
     counters = SkipCounters(1, "inspect")
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         if a.cmd == "synthetic":
-            from .synthetic import generate_synthetic_shards
+            from .synthetic_scenes import generate_synthetic_shards
 
             out = generate_synthetic_shards(a.out, a.train_clips, a.val_clips, a.clip_len, a.height, a.width, a.seed,
                                             a.clips_per_shard, a.images)

@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from .depth_io import read_depth, read_frame, read_mask
 from .format import ClipRecord, encode_record, sample_key
-from .sources import SequenceSpec, clip_starts
-from .writer import ShardWriter, shard_is_complete
+from .manifests import SequenceSpec, clip_starts
+from .shards import ShardWriter, shard_is_complete
 
 
 @dataclass

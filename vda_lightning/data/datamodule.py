@@ -15,10 +15,10 @@ import torch
 import webdataset as wds
 
 from .datasets import TrainStream, ValStream
+from .shards import count_samples, expand_shards
 from .streams import dist_info
-from .synthetic import generate_synthetic_shards
+from .synthetic_scenes import generate_synthetic_shards
 from .transforms import AugmentConfig
-from .writer import count_samples, expand_shards
 
 log = logging.getLogger("vda_lightning.data")
 

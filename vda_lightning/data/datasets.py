@@ -10,8 +10,15 @@ import torch
 from torch.utils.data import IterableDataset
 
 from .format import SampleError, decode_members, parse_meta
-from .streams import (SkipCounters, decode_stream, endless_shards, iter_tar_samples, ordered_assignment,
-                      reader_slot, shuffled)
+from .streams import (
+    SkipCounters,
+    decode_stream,
+    endless_shards,
+    iter_tar_samples,
+    ordered_assignment,
+    reader_slot,
+    shuffled,
+)
 from .transforms import AugmentConfig, apply_geometry, augment, center_crop_box, collate, finish_frames, to_tensors
 
 

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import tarfile
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

@@ -5,8 +5,9 @@ clip stays a consistent video. Speed matters here (32 frames of 518x518 per samp
 stay uint8 through crop + resize (torch's uint8 antialiased bilinear path, ~7x faster than float), and the whole
 colour jitter is ONE affine colour map (brightness, contrast, saturation as a grey blend, hue as a YIQ rotation)
 applied in a single pass (kornia's HSV-based hue/saturation took ~8 s per such clip).
-Geometry keeps K and poses exact: pixel centres sit at integer coordinates, so a crop at x0 followed by a resize by s maps u -> (u - x0 + 0.5)s - 0.5;
-a horizontal flip maps u -> W - 1 - u and mirrors the world (c2w -> F c2w F, F = diag(-1, 1, 1, 1)).
+Geometry keeps K and poses exact: pixel centres sit at integer coordinates, so a crop at x0 followed by a resize
+by s maps u -> (u - x0 + 0.5)s - 0.5; a horizontal flip maps u -> W - 1 - u and mirrors the world
+(c2w -> F c2w F, F = diag(-1, 1, 1, 1)).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Layout (what `vda-prepare-benchmark` writes and the published extractors wrote):
 ...]}, ...]}, paths relative to `<root>/<dataset>/`. Predictions live at
 `<pred>/<dataset>/<image path with .png/.jpg → .npy>` (so short and `_500` runs of one dataset share paths).
 
-Protocol quirks reproduced on purpose (reference_spec §10):
+Protocol quirks reproduced on purpose (published `benchmark/eval/eval.py`, `eval_tae.py` and the `eval*.sh` wrappers):
 * The GT crop uses Python slice semantics: KITTI's [0:374, 0:1242] and Bonn's [0:480, 0:640] are no-ops on smaller
   images; ScanNet/NYUv2 crops are real.
 * Accuracy: the prediction is *resized* (cv2 bilinear) to the cropped GT, never cropped — ScanNet predictions are

@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", type=Path, help="model weights (published .pth, safetensors, Lightning ckpt)")
     src.add_argument("--predictions", type=Path, help="per-frame .npy laid out as <dir>/<dataset>/<image>.npy")
-    p.add_argument("--encoder", choices=["vits", "vitb", "vitl", "vitt"], help="encoder size when the file does not say")
+    p.add_argument("--encoder", choices=["vits", "vitb", "vitl", "vitt"],
+                   help="encoder size when the file does not say")
     p.add_argument("--input-size", type=int, default=518, help="inference input size (published: 518)")
     p.add_argument("--precision", default="fp32", help="inference precision (published benchmarks: fp32)")
     p.add_argument("--device", default="auto", help="inference device for one process: auto, cpu, cuda")
@@ -55,14 +56,15 @@ def _label(args) -> str:
 
 def _source(args):
     if args.predictions is not None:
-        from .protocol import NpyPredictions
+        from .predictions import NpyPredictions
 
         return NpyPredictions(args.predictions)
     import torch
 
-    from .distributed import device_for_rank
-    from .model_source import ModelPredictions
     from vda_lightning import load_model
+
+    from .distributed import device_for_rank
+    from .predictions import ModelPredictions
 
     rank, world = rank_and_world()
     if world > 1:

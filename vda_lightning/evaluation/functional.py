@@ -1,11 +1,12 @@
 """The published zero-shot depth protocol as pure functions (torch, float64, any device).
 
-Per sequence (reference_spec §10.4): fit one scale and shift in *disparity* space over every valid pixel of the
-whole sequence, clip, invert to depth, clip to [1e-3, max_depth], then score each frame (AbsRel, RMSE, δ1) and
-average over frames. TAE (§10.5) reprojects consecutive aligned depth maps into each other with the ground-truth
-poses and intrinsics, splats to the nearest pixel, and averages the relative depth disagreement (×100).
+Per sequence (published `benchmark/eval/eval.py::eval_depthcrafter`): fit one scale and shift in *disparity*
+space over every valid pixel of the whole sequence, clip, invert to depth, clip to [1e-3, max_depth], then score
+each frame (AbsRel, RMSE, δ1) and average over frames. TAE (published `benchmark/eval/eval_tae.py`) reprojects
+consecutive aligned depth maps into each other with the ground-truth poses and intrinsics, splats to the nearest
+pixel, and averages the relative depth disagreement (×100).
 
-Every function takes already cropped/resized arrays; file reading and the prediction resize live in `protocol.py`.
+Every function takes already cropped/resized arrays; file reading and the prediction resize live in `sequences.py`.
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@
   vda-prepare-benchmark nyuv2   --raw NYU_SCENES --out ROOT          (rgb/<n>.jpg + depth/<n>.png per scene)
   vda-prepare-benchmark sintel  --raw MPI_SINTEL/training --out ROOT (clean/, depth/*.dpt, camdata_left/)
 
-Same file names, crops, frame ranges and JSON entries as the published extractors (reference_spec §10.2), with
-their bugs fixed, each on purpose:
+Same file names, crops, frame ranges and JSON entries as the published extractors
+(`benchmark/dataset_extract/dataset_extract_<dataset>.py`), with their bugs fixed, each on purpose:
 * Colour: the published extractors read with PIL (RGB) and write with `cv2.imwrite` (expects BGR), so their files
   are R/B-swapped. We read and write with OpenCV: stored images have true colours.
 * NYUv2: the published script crashes (undefined function) and would have written the RGB image as "depth" with a
@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .benchmarks import BENCHMARKS, TAE_SETTINGS, BenchmarkError
 from ..files import natural_key, write_text_atomic
+from .benchmarks import BENCHMARKS, TAE_SETTINGS, BenchmarkError
 
 SINTEL_TAG = 202021.25
 SINTEL_FACTOR = 65535 / 650

@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .benchmarks import BenchmarkSpec, TAESpec, get_benchmark, load_benchmark, load_tae_benchmark, TAE_SETTINGS
+from .benchmarks import TAE_SETTINGS, BenchmarkSpec, TAESpec, get_benchmark, load_benchmark, load_tae_benchmark
 from .distributed import device_for_rank, gather_objects, rank_and_world, shard_indices
 from .metrics import DepthMetrics, TAEMetric
-from .protocol import PredictionSource, accuracy_arrays, tae_arrays
+from .predictions import PredictionSource
+from .sequences import accuracy_arrays, tae_arrays
 
 
 def _rows_in_order(local_rows: list[dict]) -> list[dict]:

@@ -1,4 +1,5 @@
-"""A plain re-statement of the published long-video loop (reference_spec §5), for benchmarks and cross-checks.
+"""A plain re-statement of the published long-video loop (`video_depth.py::infer_video_depth`), for benchmarks
+and cross-checks.
 
 Deliberately unoptimised, like the original: every frame is held in memory, each window's 32 frames are
 transformed one by one on the host (cv2) and encoded in full (no feature reuse), all raw maps are kept
@@ -48,7 +49,8 @@ def published_loop(model, frames, input_size: int = 518, device="cpu", precision
 
 
 def _stitch(raw_list, length: int, metric: bool) -> np.ndarray:
-    """§5.4 verbatim: a second, list-based statement of the stitching (the streaming Stitcher is checked against it)."""
+    """The published stitching loop verbatim: a second, list-based statement of the stitching (the streaming
+    Stitcher is checked against it)."""
     aligned = list(raw_list[:INFER_LEN])
     ref = [raw_list[0], raw_list[12]]
     for k in range(1, len(raw_list) // INFER_LEN):

@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from .. import CheckpointError, load_model
+    from .frame_sources import InputError, open_source
     from .offline import OfflineRunner
     from .runtime import resolve_device
-    from .sources import InputError, open_source
     from .streaming import StreamingRunner
 
     device = resolve_device(args.device)
@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             source = open_source(path, max_res=args.max_res, max_len=args.max_len, target_fps=args.target_fps)
             name = output_name(path, taken)
-            frames += run_one(runner, source, out_dir, name, formats, metric, (args.focal_length_x, args.focal_length_y))
+            frames += run_one(runner, source, out_dir, name, formats, metric, (args.focal_length_x,
+                                                                               args.focal_length_y))
         except InputError as e:
             fail(str(e))
             failures += 1

@@ -1,4 +1,4 @@
-"""Streaming execution of the published offline long-video inference (reference_spec §5).
+"""Streaming execution of the published offline long-video inference (published `video_depth.py::infer_video_depth`).
 
 Frames are pulled lazily from any iterable, pre-processed in batches on the device, and each depth
 map is yielded as soon as the stitching makes it final. Between windows only the encoder features of
@@ -8,8 +8,8 @@ slots' features gives the same output as re-encoding them (up to float rounding 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -93,7 +93,8 @@ class OfflineRunner:
             k += 1
 
 
-def infer_video_depth(model, frames: np.ndarray, input_size: int = 518, device="cpu", precision: str = "fp32") -> np.ndarray:
+def infer_video_depth(model, frames: np.ndarray, input_size: int = 518, device="cpu",
+                      precision: str = "fp32") -> np.ndarray:
     """In-memory convenience API: uint8 RGB (L, H, W, 3) -> float32 (L, H, W), built on OfflineRunner."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:

@@ -1,4 +1,4 @@
-"""Pre-processing of reference_spec §5.2, batched with torch on the device.
+"""The published pre-processing (`video_depth.py` with `util/transform.py`), batched with torch on the device.
 
 torch's bicubic (a = -0.75, align_corners False, no antialias) on a float [0, 1] image matches
 cv2.INTER_CUBIC to ~1e-5 (field notes), so whole windows are resized at once on the device.

@@ -1,4 +1,5 @@
-"""Online mode of reference_spec §6: one frame at a time with cached temporal-attention states.
+"""The published online mode (`video_depth_stream.py`, `run_streaming.py`): one frame at a time with cached
+temporal-attention states.
 
 Per frame the encoder and head run on that frame only; the head's 8 attention blocks attend over the
 cached pre-PE states of 31 earlier frames plus the new one. The cache list is bounded at 42 entries
@@ -7,7 +8,7 @@ cached pre-PE states of 31 earlier frames plus the new one. The cache list is bo
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch

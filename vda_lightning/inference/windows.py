@@ -1,4 +1,5 @@
-"""The published key-frame windowing and stitching (reference_spec §5.3–5.5) as small pure pieces.
+"""The published key-frame windowing and stitching (`video_depth.py::infer_video_depth`,
+`utils/util.py::compute_scale_and_shift`) as small pure pieces.
 
 Window k starts at video frame 22k. Its slots 0..9 are copies of the previous window's *input* slots
 [0, 12, 24..31]; unrolled, slot 0 is always frame 0, slot 1 is frame 22k-10 and slots 2..31 are frames
@@ -93,7 +94,8 @@ class Stitcher:
             if self.metric:
                 s, t = np.float32(1.0), np.float32(0.0)
             else:
-                s, t = least_squares_scale_shift(np.concatenate(raw[:ALIGN_LEN]), np.concatenate([self._ref0, self._ref1]))
+                s, t = least_squares_scale_shift(np.concatenate(raw[:ALIGN_LEN]), np.concatenate([self._ref0,
+                                                                                                  self._ref1]))
             aligned = np.maximum(s * raw[ALIGN_LEN:] + t, np.float32(0))  # slots 2..31, clipped at zero
             w = crossfade_weights()
             ready = [(1 - w[j]) * self._pending[j] + w[j] * aligned[j] for j in range(INTERP_LEN)]

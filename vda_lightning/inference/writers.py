@@ -12,8 +12,8 @@ import json
 import os
 import shutil
 import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -107,7 +107,8 @@ def point_cloud(depth: np.ndarray, rgb: np.ndarray, fx: float, fy: float) -> np.
     h, w = depth.shape
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
     z = depth.astype(np.float32)
-    pts = np.empty(h * w, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    pts = np.empty(h * w, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue",
+                                                                                                            "u1")])
     pts["x"] = ((u - w / 2) / fx * z).ravel()
     pts["y"] = ((v - h / 2) / fy * z).ravel()
     pts["z"] = z.ravel()
@@ -157,7 +158,7 @@ def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable
         if video is not None:
             video.abort()
         raise
-    for f, folder in folders.items():
+    for _f, folder in folders.items():
         folder.commit()
         written.append(folder.path)
     if video is not None:

@@ -1,4 +1,4 @@
-"""Per-variant configuration of Video Depth Anything (reference_spec §1.1)."""
+"""Per-variant configuration of Video Depth Anything (the `model_configs` table of the published `run.py`)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# timm model names whose architecture equals the published DINOv2 encoders.
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model; stored in every checkpoint we write."""
@@ -26,7 +26,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["layer_idx"] = tuple(d["layer_idx"])
         d["out_channels"] = tuple(d["out_channels"])

@@ -1,7 +1,8 @@
-"""DPT head of Depth Anything V2 and its spatio-temporal variant (reference_spec §4)."""
+"""DPT head of Depth Anything V2 and its spatio-temporal variant (published `dpt.py`, `dpt_temporal.py`,
+`util/blocks.py`)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -127,7 +128,8 @@ class DPTHead(nn.Module):
         n = path_3.shape[0]
         if self.temporal and n > MICRO_BATCH and n % MICRO_BATCH == 0:
             chunks = [
-                self._run_tail(path_3[i : i + MICRO_BATCH], layer2_rn[i : i + MICRO_BATCH], layer1_rn[i : i + MICRO_BATCH], out_size)
+                self._run_tail(path_3[i : i + MICRO_BATCH], layer2_rn[i : i + MICRO_BATCH],
+                               layer1_rn[i : i + MICRO_BATCH], out_size)
                 for i in range(0, n, MICRO_BATCH)
             ]
             depth = torch.cat(chunks, dim=0)

@@ -1,13 +1,12 @@
-"""DINOv2 ViT encoder on timm, numerically equal to the published one (reference_spec §2)."""
+"""DINOv2 ViT encoder on timm, numerically equal to the published one (published `dinov2.py`, `dinov2_layers/`)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
-
 
 PATCH = 14
 GRID = 37  # 518 / 14: the grid the stored position embedding was trained on

@@ -1,4 +1,4 @@
-"""Temporal attention module of the spatio-temporal head (reference_spec §4.6).
+"""Temporal attention module of the spatio-temporal head (published `motion_module/motion_module.py`).
 
 Attention runs along time, independently for every pixel. Module and attribute names reproduce the
 published key layout (`temporal_transformer.transformer_blocks.0.attention_blocks.{0,1}...`).
@@ -54,7 +54,7 @@ class TemporalAttention(nn.Module):
         """x: (B*T, S, C) LayerNorm-ed tokens. `cached`: (B*S, Tc, C) pre-PE states of earlier frames.
 
         Returns the attention output for the T new frames, (B*T, S, C), and their pre-PE states
-        (B*S, T, C), which the streaming mode caches (reference_spec §6).
+        (B*S, T, C), which the streaming mode caches (published `video_depth_stream.py`).
         """
         bt, s, c = x.shape
         b = bt // num_frames
@@ -87,7 +87,8 @@ class GEGLU(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, channels: int, mult: int = 4):
         super().__init__()
-        self.net = nn.ModuleList([GEGLU(channels, channels * mult), nn.Dropout(0.0), nn.Linear(channels * mult, channels)])
+        self.net = nn.ModuleList([GEGLU(channels, channels * mult), nn.Dropout(0.0), nn.Linear(channels * mult,
+                                                                                               channels)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.net:

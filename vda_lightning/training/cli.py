@@ -19,8 +19,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .callbacks import AtomicCheckpointIO, SaveConfigBesideCheckpoints, format_results_table, write_results
+from .callbacks import SaveConfigBesideCheckpoints
+from .checkpoint_io import AtomicCheckpointIO
 from .module import VideoDepthModule
+from .results import format_results_table, write_results
 
 
 class VDACLI(LightningCLI):

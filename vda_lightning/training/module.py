@@ -1,4 +1,5 @@
-"""The LightningModule that trains the spatio-temporal head of Video Depth Anything (reference_spec §9).
+"""The LightningModule that trains the spatio-temporal head of Video Depth Anything (the paper's recipe,
+arXiv 2501.12375 §3–4; the authors published no training code).
 
 The DINOv2 encoder is frozen (no gradients, always in eval mode, run under no_grad); only the head learns.
 Video batches get `VideoDepthLoss` (spatial 1.0 + TGM 10.0); image batches enter as one-frame clips and get the
@@ -92,7 +93,8 @@ class VideoDepthModule(L.LightningModule):
 
             path = os.path.abspath(init_checkpoint)
             self.encoder_source = {"path": path, "sha256": file_sha256(path)}
-        self.video_loss = VideoDepthLoss(stable_scale=tgm_weight, spatial_weight=spatial_weight, tgm_variant=tgm_variant)
+        self.video_loss = VideoDepthLoss(stable_scale=tgm_weight, spatial_weight=spatial_weight,
+                                         tgm_variant=tgm_variant)
         self.distill_loss = DistillationLoss(weight=distill_weight)
         self.teacher = Teacher(teacher_encoder, teacher_checkpoint) if teacher_encoder else None
         self.ema = HeadEMA(self.model.head, ema_decay) if ema_decay else None

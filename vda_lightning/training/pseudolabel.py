@@ -40,8 +40,8 @@ def label_frames(teacher, frames_uint8, input_size: int, device: str) -> torch.T
 
 def label_shard(url: str, out_path: str, teacher, input_size: int, device: str, depth_encoding: str) -> Counter:
     from ..data.format import SampleError, decode_members
+    from ..data.shards import ShardWriter
     from ..data.streams import SkipCounters, iter_tar_samples
-    from ..data.writer import ShardWriter
 
     counts: Counter = Counter()
     skips = SkipCounters(max_workers=0, name="pseudolabel")
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from ..checkpoints import CheckpointError
-    from ..data.writer import expand_shards, shard_is_complete
+    from ..data.shards import expand_shards, shard_is_complete
     from .teacher import Teacher
 
     try:

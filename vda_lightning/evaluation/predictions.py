@@ -9,17 +9,45 @@ published layout; a sequence whose files all exist already is read back instead 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from ..files import atomic_path
 from .benchmarks import BenchmarkError, Sequence
-from .protocol import prediction_relpath, read_prediction
+from .sequences import _load_npy, prediction_relpath
 
 log = logging.getLogger(__name__)
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    pred = _load_npy(path, "prediction").astype(np.float32)
+    if pred.ndim != 2:
+        raise BenchmarkError(f"{path}: prediction must be an (H,W) array, got shape {pred.shape}")
+    if not np.isfinite(pred).all():
+        raise BenchmarkError(f"{path}: prediction contains NaN or inf")
+    return pred
+
+
+class PredictionSource(Protocol):
+    def frame(self, sequence: Sequence, index: int) -> np.ndarray | None:
+        """The (H,W) float32 disparity for frame `index` of `sequence`, or None if it does not exist."""
+
+
+class NpyPredictions:
+    """Per-frame `.npy` files laid out as the published toolkit writes them (`<root>/<dataset>/<image>.npy`)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise BenchmarkError(f"{self.root}: predictions directory not found")
+
+    def frame(self, sequence: Sequence, index: int) -> np.ndarray | None:
+        path = self.root / prediction_relpath(sequence.dataset, sequence.frames[index].image)
+        return read_prediction(path) if path.is_file() else None
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:

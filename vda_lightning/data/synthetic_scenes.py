@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .format import ClipRecord, sample_key
-from .writer import ShardWriter, shard_is_complete
+from .shards import ShardWriter, shard_is_complete
 
 SKY = -1  # surface id of rays that leave the room upwards: no depth (masked out)
 

@@ -15,17 +15,17 @@ import time
 import numpy as np
 import torch
 
-from .datasets import train_sample
-from .format import ClipRecord
-from .streams import SkipCounters, iter_tar_samples
-from .transforms import AugmentConfig
-from .writer import ShardWriter, expand_shards, shard_is_complete
+from ..data.datasets import train_sample
+from ..data.format import ClipRecord
+from ..data.shards import ShardWriter, expand_shards, shard_is_complete
+from ..data.streams import SkipCounters, iter_tar_samples
+from ..data.transforms import AugmentConfig
 
 
 def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_format: str, depth_encoding: str):
     import cv2
 
-    from .synthetic import render_clip
+    from ..data.synthetic_scenes import render_clip
 
     spec = f"bench-{n_clips}-{frames}-{size}-{frame_format}-{depth_encoding}"
     if shard_is_complete(path, spec):
@@ -61,7 +61,8 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
                 nbytes += sum(len(v) for k, v in raw.items() if not k.startswith("__"))
     total = read_s + work_s
     cpu = time.process_time() - cpu0
-    return {"cpu_seconds": cpu, "clips_per_cpu_s": clips / cpu, "clips": clips, "clip_len": clip_len, "crop": crop, "seconds": total, "read_seconds": read_s,
+    return {"cpu_seconds": cpu, "clips_per_cpu_s": clips / cpu, "clips": clips, "clip_len": clip_len, "crop": crop,
+            "seconds": total, "read_seconds": read_s,
             "clips_per_s": clips / total, "frames_per_s": clips * clip_len / total,
             "MB_per_s": nbytes / 2**20 / total, "MB_per_clip": nbytes / 2**20 / max(1, clips),
             "skipped": counters.as_dict()["skipped"]}

@@ -21,8 +21,9 @@ import platform
 import socket
 import subprocess
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
@@ -41,7 +42,7 @@ def wandb_host(env: Mapping[str, str]) -> str:
     return urlparse(env.get("WANDB_BASE_URL") or DEFAULT_WANDB_HOST).hostname or "api.wandb.ai"
 
 
-def has_wandb_credentials(env: Mapping[str, str], netrc_path: Optional[str] = None) -> bool:
+def has_wandb_credentials(env: Mapping[str, str], netrc_path: str | None = None) -> bool:
     """True when an API key is in the environment or a netrc entry exists for the wandb host."""
     if env.get("WANDB_API_KEY"):
         return True
@@ -82,14 +83,15 @@ def resolve_wandb_mode(requested: str, env: Mapping[str, str], *, credentials: b
             raise ValueError(f"WANDB_MODE={env['WANDB_MODE']!r} is not online, offline or disabled")
         requested = env_mode
     if requested == "online" and not credentials:
-        warnings.warn("wandb mode 'online' but no credentials (WANDB_API_KEY or ~/.netrc): logging offline")
+        warnings.warn("wandb mode 'online' but no credentials (WANDB_API_KEY or ~/.netrc): logging offline",
+                      stacklevel=2)
         return "offline"
     if requested != "auto":
         return requested
     return "online" if credentials and probe() else "offline"
 
 
-def git_commit(repo_dir: Optional[Path] = None) -> str:
+def git_commit(repo_dir: Path | None = None) -> str:
     """`<sha>` or `<sha>-dirty` of the checkout holding this package; 'unknown' outside git."""
     cwd = repo_dir or Path(__file__).resolve().parents[2]
     try:
@@ -132,7 +134,7 @@ class ResilientWandbLogger(WandbLogger):
         except Exception as err:  # wandb raises several error types (CommError, UsageError, timeouts)
             if self._wandb_init.get("mode") == "offline":
                 raise
-            warnings.warn(f"wandb online init failed ({type(err).__name__}: {err}); continuing offline")
+            warnings.warn(f"wandb online init failed ({type(err).__name__}: {err}); continuing offline", stacklevel=2)
             self._experiment = None
             self._wandb_init["mode"] = "offline"
             return super().experiment
@@ -140,11 +142,11 @@ class ResilientWandbLogger(WandbLogger):
 
 def vda_logger(
     project: str = "vda-lightning",
-    entity: Optional[str] = None,
-    group: Optional[str] = None,
-    tags: Optional[list[str]] = None,
-    name: Optional[str] = None,
-    save_dir: Optional[str] = None,
+    entity: str | None = None,
+    group: str | None = None,
+    tags: list[str] | None = None,
+    name: str | None = None,
+    save_dir: str | None = None,
     mode: str = "auto",
     fallback: str = "csv",
     log_model: bool | str = False,

@@ -6,8 +6,8 @@ whose message is one line naming the file and the cause.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -91,7 +91,8 @@ class VideoSource(FrameSource):
         except InputError:
             raise
         except Exception as e:  # PyAV raises InvalidDataError & co. on non-media files
-            raise InputError(f"{self.path}: not a readable video ({type(e).__name__}: {e})".replace("\n", " ")) from None
+            raise InputError(f"{self.path}: not a readable video ({type(e).__name__}: {e})".replace("\n",
+                                                                                                    " ")) from None
 
     def expected_frames(self) -> int | None:
         if self._frames_hint is None:
@@ -103,12 +104,13 @@ class VideoSource(FrameSource):
         import av
 
         with av.open(str(self.path)) as container:
-            i = -1
+            decoded = 0
             try:
-                for i, frame in enumerate(container.decode(video=0)):
+                for frame in container.decode(video=0):
                     yield frame.to_ndarray(format="rgb24")
+                    decoded += 1
             except av.FFmpegError as e:
-                raise InputError(f"{self.path}: cannot decode frame {i + 1} ({e})".replace("\n", " ")) from None
+                raise InputError(f"{self.path}: cannot decode frame {decoded} ({e})".replace("\n", " ")) from None
 
 
 class FolderSource(FrameSource):
@@ -134,7 +136,8 @@ class FolderSource(FrameSource):
             if first is None:
                 first = image.shape
             elif image.shape != first:
-                raise InputError(f"{file}: frame size {image.shape[1]}x{image.shape[0]} differs from the first frame's {first[1]}x{first[0]}")
+                raise InputError(f"{file}: frame size {image.shape[1]}x{image.shape[0]} differs from the first "
+                                 f"frame's {first[1]}x{first[0]}")
             yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -60,11 +60,11 @@ def worker(spec: dict) -> dict:
     """One measurement; called in a subprocess by run_infer_bench."""
     import torch
 
-    from .offline import OfflineRunner
-    from .runtime import resolve_device
-    from .baseline import published_loop
-    from .streaming import StreamingRunner
-    from .writers import DepthSpool
+    from ..inference.baseline import published_loop
+    from ..inference.offline import OfflineRunner
+    from ..inference.runtime import resolve_device
+    from ..inference.streaming import StreamingRunner
+    from ..inference.writers import DepthSpool
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_worker(spec: dict) -> dict:
-    cmd = [sys.executable, "-m", "vda_lightning.inference.bench", "--worker", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "vda_lightning.bench.infer", "--worker", json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker {spec['mode']}/{spec['length']} failed:\n{proc.stderr[-2000:]}")
@@ -163,7 +163,8 @@ def run_infer_bench(argv) -> int:
                             "length": length, "height": args.height, "width": args.width, "threads": args.threads}
                     if {"runner", "baseline"} <= set(modes) and mode in ("runner", "baseline") and repeat == 0:
                         spec["save"] = saved[mode] = str(Path(tmp) / f"{mode}_{length}.f32")
-                    print(f"vda-bench infer: {mode} on {length} frames (run {repeat + 1}) ...", file=sys.stderr, flush=True)
+                    print(f"vda-bench infer: {mode} on {length} frames (run {repeat + 1}) ...", file=sys.stderr,
+                          flush=True)
                     r = _run_worker(spec)
                     if mode in best:
                         r["all_seconds"] = best[mode]["all_seconds"] + [r["seconds"]]
@@ -209,7 +210,8 @@ def _attach_speedups(rows):
 
 def _print_table(rows):
     cols = [("mode", "{}"), ("length", "{}"), ("frames_per_s", "{:.3f}"), ("seconds", "{:.1f}"),
-            ("speedup_vs_baseline", "{:.2f}x"), ("cpu_seconds", "{:.1f}"), ("cpu_speedup_vs_baseline", "{:.2f}x"), ("encoder_frame_passes", "{}"), ("peak_host_mib", "{:.0f}"),
+            ("speedup_vs_baseline", "{:.2f}x"), ("cpu_seconds", "{:.1f}"), ("cpu_speedup_vs_baseline", "{:.2f}x"),
+            ("encoder_frame_passes", "{}"), ("peak_host_mib", "{:.0f}"),
             ("peak_gpu_mib", "{:.0f}"), ("max_rel_diff_runner_vs_baseline", "{:.1e}")]
     cols = [(c, f) for c, f in cols if any(c in r for r in rows)]
     table = [[c for c, _ in cols]] + [[f.format(r[c]) if r.get(c) is not None else "-" for c, f in cols] for r in rows]

@@ -1,6 +1,6 @@
 """Make the sample dashboard pictures under docs/dashboards/ from a briefly trained quick-start model.
 
-    python -m vda_lightning.dashboards.samples [--out docs/dashboards] [--steps 120] [--work /tmp/vda_samples]
+    python scripts/make_dashboard_samples.py [--out docs/dashboards] [--steps 120] [--work /tmp/vda_samples]
 
 Runs `vda-fit --config conf/quickstart.yaml` (synthetic scenes, vitt, CPU) with wandb disabled and the
 DepthPictures callback on, so the pictures are exactly those the dashboards log; then copies the last validation's
@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from vda_lightning.dashboards.media import GAP
-from vda_lightning.dashboards.pictures import write_png
+from vda_lightning.dashboards.depth_pictures import write_png
+from vda_lightning.dashboards.render import GAP
 from vda_lightning.files import atomic_path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_with_pictures(work: Path, steps: int, resume: Path | None = None) -> Path:

@@ -7,8 +7,9 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {
-        "infer": ("vda_lightning.inference.bench", "run_infer_bench", "long-video inference: frames/s and peak memory"),
-        "data": ("vda_lightning.data.bench", "run_data_bench", "shard decoding + augmentation: clips/s, MB/s per worker"),
+        "infer": ("vda_lightning.bench.infer", "run_infer_bench", "long-video inference: frames/s and peak memory"),
+        "data": ("vda_lightning.bench.data", "run_data_bench",
+                 "shard decoding + augmentation: clips/s, MB/s per worker"),
     }
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print("usage: vda-bench {infer,data} [options]   (vda-bench <command> --help for its options)")

@@ -1,4 +1,4 @@
-"""Reading one benchmark sequence the way the published evaluation does: GT PNGs, crops, prediction resize.
+"""One benchmark sequence as the published evaluation (`eval.py`) reads it: GT PNGs, crops, prediction resize.
 
 The prediction resize uses OpenCV's bilinear `cv2.resize` on float32, exactly as published: torch's bilinear
 differs from it by ~2e-6 relative (field notes), which is enough to miss a 1e-6 parity bar.
@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .benchmarks import BenchmarkError, BenchmarkSpec, Frame, Sequence, TAESpec
+
+if TYPE_CHECKING:
+    from .predictions import PredictionSource
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -39,15 +42,6 @@ def read_gt_depth(path: Path, factor: float) -> np.ndarray:
     return raw / factor
 
 
-def read_prediction(path: Path) -> np.ndarray:
-    pred = _load_npy(path, "prediction").astype(np.float32)
-    if pred.ndim != 2:
-        raise BenchmarkError(f"{path}: prediction must be an (H,W) array, got shape {pred.shape}")
-    if not np.isfinite(pred).all():
-        raise BenchmarkError(f"{path}: prediction contains NaN or inf")
-    return pred
-
-
 def _load_npy(path: Path, what: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
@@ -61,11 +55,6 @@ def resize_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if pred.shape == tuple(shape):
         return pred
     return cv2.resize(pred, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-
-
-class PredictionSource(Protocol):
-    def frame(self, sequence: Sequence, index: int) -> np.ndarray | None:
-        """The (H,W) float32 disparity for frame `index` of `sequence`, or None if it does not exist."""
 
 
 @dataclass
@@ -130,16 +119,3 @@ def tae_arrays(sequence: Sequence, spec: TAESpec, source: PredictionSource) -> S
         raise BenchmarkError(f"{sequence.json_path}: sequence {sequence.name!r}: K must be 3x3 or 4x4 and pose 4x4, "
                              f"got {arrays.K.shape[1:]} and {arrays.poses.shape[1:]}")
     return arrays
-
-
-class NpyPredictions:
-    """Per-frame `.npy` files laid out as the published toolkit writes them (`<root>/<dataset>/<image>.npy`)."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise BenchmarkError(f"{self.root}: predictions directory not found")
-
-    def frame(self, sequence: Sequence, index: int) -> np.ndarray | None:
-        path = self.root / prediction_relpath(sequence.dataset, sequence.frames[index].image)
-        return read_prediction(path) if path.is_file() else None

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 HEADER = b":W&B"
 FILE_HEADER_LEN = 7

@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import WandbLogger
 
-from vda_lightning.dashboards.media import clip_pictures
+from vda_lightning.dashboards.render import clip_pictures
 from vda_lightning.files import write_bytes_atomic
 from vda_lightning.viz import VideoWriter
 
@@ -86,8 +86,8 @@ class DepthPictures(Callback):
     """
 
     def __init__(self, num_clips: int = 2, every_n_validations: int = 1, max_frames: int = 16,
-                 max_side: int = 256, min_side: int = 128, fps: float = 6.0, error_panel: bool = True, video: bool = True,
-                 profile: bool = True):
+                 max_side: int = 256, min_side: int = 128, fps: float = 6.0, error_panel: bool = True,
+                 video: bool = True, profile: bool = True):
         if num_clips < 1 or every_n_validations < 1 or max_frames < 1:
             raise ValueError("num_clips, every_n_validations and max_frames must be ≥ 1")
         self.num_clips = num_clips

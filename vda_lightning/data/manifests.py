@@ -32,7 +32,7 @@ class SequenceSpec:
     poses: np.ndarray | None = None          # (N, 4, 4) camera-to-world
     extra: dict = field(default_factory=dict)
 
-    def check(self) -> "SequenceSpec":
+    def check(self) -> SequenceSpec:
         n = len(self.frames)
         where = f"sequence {self.dataset}/{self.name}"
         if n == 0:
@@ -155,8 +155,9 @@ def _read_csv_manifest(path, base, factor, depth_kind) -> list[SequenceSpec]:
 
 
 def read_benchmark_json(path: str, datasets: list[str] | None = None) -> list[SequenceSpec]:
-    """The published benchmark layout (reference_spec §10.1): {dataset: [{sequence: [{image, gt_depth, factor,
-    [K 4x4], [pose 4x4]}]}]}, paths relative to the JSON's folder; frame order as listed."""
+    """The benchmark layout written by the published `benchmark/dataset_extract/*.py`:
+    {dataset: [{sequence: [{image, gt_depth, factor, [K 4x4], [pose 4x4]}]}]}, paths relative to the JSON's
+    folder; frame order as listed."""
     base = os.path.dirname(os.path.abspath(path))
     with open(path) as f:
         doc = json.load(f)
