@@ -139,13 +139,13 @@ def samples_per_shard(seqs, jobs, opt: ShardOptions) -> int:
 
 
 def check_depth_units(seqs: list[SequenceSpec], unit_hint: str | None = "--factor", frames_per_sequence: int = 3,
-                      plausible: tuple[float, float] = PLAUSIBLE_METRIC_DEPTH) -> None:
+                      plausible: tuple[float, float] = PLAUSIBLE_METRIC_DEPTH, progress: bool = False) -> None:
     """Refuse (ValueError, one line) the first metric-depth sequence whose sampled median is implausible.
 
     Reads `frames_per_sequence` evenly spaced depth files of every sequence (through the sequence's own reader),
     before anything is written. `unit_hint` names the flag that sets the units (None: the layout fixes them).
     """
-    for seq in seqs:
+    for seq in tqdm(seqs, desc="depth units", unit="seq", disable=not progress or len(seqs) < 20):
         if seq.depths is None or seq.depth_kind != "metric_depth" or seq.units != "m":
             continue
         n = len(seq.depths)
@@ -190,7 +190,7 @@ def write_shards(seqs: list[SequenceSpec], out_dir: str, prefix: str, opt: Shard
     range and valid fraction, from the shard indexes (so a resumed run reports what all shards hold).
     """
     if check_units:
-        check_depth_units(seqs, unit_hint)
+        check_depth_units(seqs, unit_hint, progress=progress)
     jobs = plan_jobs(seqs, opt)
     if not jobs:
         raise ValueError(f"no samples: {len(seqs)} sequences are all shorter than a clip "
