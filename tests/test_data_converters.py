@@ -254,13 +254,13 @@ def test_inspect_prints_depth_range_and_valid_fraction_per_dataset(raw, tmp_path
     out = capsys.readouterr()
     summary = json.loads(out.out.splitlines()[-1])
     truth = truths["train/0001/left"].depth
-    got = summary["depth"]["spring (metric_depth)"]
+    got = summary["depth"]["spring"]
     assert got["valid_fraction"] == pytest.approx((truth > 0).mean(), abs=1e-6)
     assert got["min"] == pytest.approx(truth[truth > 0].min(), rel=1e-6)
     assert got["max"] == pytest.approx(truth.max(), rel=1e-6)
     assert got["median"] == pytest.approx(np.median(truth[truth > 0]), rel=0.04)   # 1/32-decade histogram
     assert summary["geometry"]["spring"] == {"samples": 1, "with_K": 1, "with_poses": 1}
-    assert "spring (metric_depth): metric_depth" in out.err
+    assert "spring: metric_depth" in out.err
 
 
 def test_irs_as_disparity_stores_the_disparity(raw, tmp_path):

@@ -78,7 +78,7 @@ def _inspect(paths: list[str]) -> dict:
             g["with_K"] += rec.K is not None
             g["with_poses"] += rec.poses is not None
             if rec.depth is not None:
-                key = f"{rec.dataset} ({rec.depth_kind})"
+                key = rec.dataset if rec.depth_kind == "metric_depth" else f"{rec.dataset} [{rec.depth_kind}]"
                 depth.setdefault(key, DepthStats(rec.depth_kind, rec.depth_units)).add(rec.depth, rec.mask)
     for key in sorted(depth):
         print(depth[key].describe(key), file=sys.stderr)
