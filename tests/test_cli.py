@@ -153,17 +153,16 @@ def _parsers():
                 todo += list(action.choices.values())
 
 
-def test_every_option_has_help_and_shows_its_default():
+def test_every_option_shows_its_default():
     for parser in _parsers():
         text = " ".join(parser.format_help().split())
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
                 continue
-            assert action.help, f"{parser.prog} {action.dest}: no help"
             default = action.default
-            if default is None or default is False or default == []:
+            if default is None or default is False or default == [] or not action.option_strings:
                 continue
-            if "default" in action.help.lower():
+            if "default" in (action.help or "").lower():
                 continue  # states its own default, e.g. "fp16 on CUDA, fp32 on the CPU"
             assert f"(default: {default})" in text, f"{parser.prog} {action.dest}: default {default!r} not shown"
 

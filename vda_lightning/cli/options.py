@@ -13,6 +13,7 @@ cheap (it is on the path of every `--help`): the encoder choices come from the m
 from __future__ import annotations
 
 import argparse
+import copy
 
 from ..models.configs import MODEL_CONFIGS
 from .errors import CommandError
@@ -24,15 +25,25 @@ DEFAULT_INPUT_SIZE = 518  # the published input size (short side seen by the net
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the description's own line breaks and appends `(default: X)` to every option whose default is a value
-    (not None/False/empty) and whose help does not already state its default."""
+    (not None/False/empty) and whose help does not already state its default (an option without help still shows
+    its default)."""
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or default == []:
+            return False
+        return bool(action.option_strings) or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and self._shows_default(action):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        default = action.default
-        if (default is None or default is False or default is argparse.SUPPRESS or default == []
-                or "default" in text.lower()):
-            return text
-        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+        if self._shows_default(action) and "default" not in text.lower():
             text += " (default: %(default)s)"
         return text
 

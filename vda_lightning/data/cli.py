@@ -5,19 +5,21 @@ inspect shards.
   vda shard manifest FILE.json|FILE.csv --out DIR
   vda shard benchmark kitti_video.json --out DIR [--datasets kitti]  the published benchmark JSON layout
   vda shard synthetic --out DIR --train-clips 256 --val-clips 16 --clip-len 32
-  vda shard inspect DIR_OR_SHARDS...                                 counts and a full decode check
+  vda shard inspect DIR_OR_SHARDS...                                 counts, depth ranges, full decode check
+  vda shard {vkitti2,tartanair,pointodyssey,irs,spring,dynamic-replica,hypersim} ROOT [--out shards/<name>]
+                                                                     a training dataset as distributed
 
-Adding a converter: `register(name, help, add_arguments, run)`, where `add_arguments(parser)` declares its options
-(call `add_shard_options(parser)` for the shared output options) and `run(args) -> dict` does the work and returns
-the JSON summary printed on success (`write_sequences(seqs, args)` turns `SequenceSpec`s into shards with the shared
-options). A converter living in its own module registers itself when imported and is listed in
-`CONVERTER_MODULES`; keep such a module's top-level imports light (no cv2/torch: import them inside `run`), because
-`vda shard --help` imports it. Bad input raises ValueError or OSError naming the file: one error line, exit 2.
+Subcommands come from one registry, `SUBCOMMANDS`: `register(name, help, add_arguments, run)`, where
+`add_arguments(parser)` declares its options (`add_shard_options(parser)` adds the shared output options) and
+`run(args) -> dict` does the work and returns the JSON summary printed on success (`write_sequences(seqs, args)`
+turns `SequenceSpec`s into shards with the shared options). The training-dataset converters (`converters/`, one
+`Converter` each) are registered from `converters.CONVERTERS`. Keep a converter module's top-level imports light
+(numpy at most: `vda shard --help` imports it). Bad input raises ValueError or OSError naming the file: one error
+line, exit 2.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections import Counter
@@ -36,23 +38,25 @@ class Subcommand:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], dict]
+    description: str | None = None  # `vda shard <name> --help` text (default: help)
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
-CONVERTER_MODULES: tuple[str, ...] = ()  # modules that call register() on import (dataset-specific converters)
 
 
 def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
-             run: Callable[[argparse.Namespace], dict]) -> None:
+             run: Callable[[argparse.Namespace], dict], description: str | None = None) -> None:
     """Add `vda shard <name>`; `run(args)` returns the summary printed as JSON."""
     if name in SUBCOMMANDS:
         raise ValueError(f"vda shard {name}: registered twice")
-    SUBCOMMANDS[name] = Subcommand(help, add_arguments, run)
+    SUBCOMMANDS[name] = Subcommand(help, add_arguments, run, description)
 
 
-def add_shard_options(p: argparse.ArgumentParser) -> None:
+def add_shard_options(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     """The output options every converter shares (read back by `write_sequences`)."""
-    p.add_argument("--out", required=True, help="output folder for the shards")
+    p.add_argument("--out", required=default_out is None, default=default_out, help="output folder for the shards")
+    p.add_argument("--allow-depth-range", action="store_true",
+                   help="write metric depth even if its median is outside 0.05-1000 m")
     p.add_argument("--prefix", default="train", help="shard name prefix (train, val, image...)")
     p.add_argument("--clip-len", type=int, default=32, help="frames per clip (<= 0: whole sequence)")
     p.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: clip span)")
@@ -82,11 +86,13 @@ def shard_options(a: argparse.Namespace):
                         max_shard_mb=a.max_shard_mb)
 
 
-def write_sequences(seqs, a: argparse.Namespace) -> dict:
-    """Sequences -> shards with the shared options; the summary (shard count, samples, ...)."""
+def write_sequences(seqs, a: argparse.Namespace, unit_hint: str | None = "--factor") -> dict:
+    """Sequences -> shards with the shared options; the summary (shard count, samples, ...). `unit_hint`: the flag
+    named when the depth units look wrong (the write is refused unless --allow-depth-range)."""
     from .convert import write_shards
 
-    summary = write_shards(seqs, a.out, a.prefix, shard_options(a), a.workers, progress=not a.no_progress)
+    summary = write_shards(seqs, a.out, a.prefix, shard_options(a), a.workers, progress=not a.no_progress,
+                           check_units=not a.allow_depth_range, unit_hint=unit_hint)
     summary["shards"] = len(summary["shards"])
     return summary
 
@@ -130,7 +136,7 @@ def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
 def _benchmark(a: argparse.Namespace) -> dict:
     from .manifests import read_benchmark_json
 
-    return write_sequences(read_benchmark_json(a.json, a.datasets), a)
+    return write_sequences(read_benchmark_json(a.json, a.datasets), a, unit_hint="the JSON's factor")
 
 
 def _synthetic_arguments(p: argparse.ArgumentParser) -> None:
@@ -158,6 +164,7 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _inspect(a: argparse.Namespace) -> dict:
+    from .depth_stats import DepthStats
     from .format import SampleError, decode_members
     from .shards import expand_shards, read_index
     from .streams import SkipCounters, iter_tar_samples
@@ -165,6 +172,8 @@ def _inspect(a: argparse.Namespace) -> dict:
     urls = expand_shards(a.paths, "inspect")
     counters = SkipCounters(1, "inspect")
     kinds, frames, indexed = Counter(), 0, 0
+    depth: dict[str, DepthStats] = {}
+    geometry: dict[str, Counter] = {}
     for url in urls:
         indexed += int((read_index(url) or {}).get("num_samples", 0))
         for raw in iter_tar_samples(url, counters):
@@ -176,27 +185,59 @@ def _inspect(a: argparse.Namespace) -> dict:
             counters.ok()
             kinds[rec.depth_kind] += 1
             frames += rec.num_frames
+            g = geometry.setdefault(rec.dataset, Counter())
+            g["samples"] += 1
+            g["with_K"] += rec.K is not None
+            g["with_poses"] += rec.poses is not None
+            if rec.depth is not None:
+                key = rec.dataset if rec.depth_kind == "metric_depth" else f"{rec.dataset} [{rec.depth_kind}]"
+                depth.setdefault(key, DepthStats(rec.depth_kind, rec.depth_units)).add(rec.depth, rec.mask)
+    for key in sorted(depth):
+        print(depth[key].describe(key), file=sys.stderr)
     return {"shards": len(urls), "indexed_samples": indexed, "frames": frames, "depth_kinds": dict(kinds),
-            "counts": counters.as_dict()}
+            "counts": counters.as_dict(), "depth": {k: v.summary() for k, v in depth.items()},
+            "geometry": {k: dict(v) for k, v in geometry.items()}}
 
 
 register("folders", "ROOT/<sequence>/{frames,depth,[mask]}/ (+ K.txt, poses.txt)", _folders_arguments, _folders)
 register("manifest", "a JSON or CSV manifest", _manifest_arguments, _manifest)
 register("benchmark", "the published benchmark JSON layout", _benchmark_arguments, _benchmark)
 register("synthetic", "procedural scenes (the quick-start data)", _synthetic_arguments, _synthetic)
-register("inspect", "decode every sample and report counts per skip reason", _inspect_arguments, _inspect)
+register("inspect", "decode every sample; counts per skip reason, depth range per dataset", _inspect_arguments,
+         _inspect)
+
+
+def _register_converter(conv) -> None:
+    """One `converters.Converter` (a training dataset as distributed) as `vda shard <conv.name>`."""
+
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        conv.add_arguments(p)
+        add_shard_options(p, conv.default_out)
+        p.set_defaults(**conv.defaults)
+
+    def run(a: argparse.Namespace) -> dict:
+        return write_sequences(conv.read_sequences(a), a, unit_hint=conv.unit_hint)
+
+    register(conv.name, conv.summary, add_arguments, run, description=conv.layout)
+
+
+def _register_converters() -> None:
+    from .converters import CONVERTERS
+
+    for conv in CONVERTERS.values():
+        if conv.name not in SUBCOMMANDS:
+            _register_converter(conv)
 
 
 # --------------------------------------------------------------------------------------------- command
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    for module in CONVERTER_MODULES:
-        importlib.import_module(module)  # registers its subcommand
+    _register_converters()
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
     for name, command in SUBCOMMANDS.items():
-        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help,
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.description or command.help,
                                              formatter_class=HelpFormatter))
     return ap
 

@@ -118,3 +118,34 @@ def read_depth(path: str, factor: float = 1.0) -> np.ndarray:
     if depth.ndim != 2:
         raise ValueError(f"{path}: depth array has shape {depth.shape}, expected (H, W)")
     return depth.astype(np.float32) / np.float32(factor)
+
+
+# -- raw dataset encodings (the training-set converters in data/converters/ use these) -----------------------------
+
+def read_float16_png(path: str) -> np.ndarray:
+    """A 16-bit PNG whose bits are IEEE float16 values (Dynamic Replica depth), as float32.
+
+    The published Dynamic Replica loader (`datasets/dynamic_stereo_datasets.py::_load_16big_png_depth`) reads the
+    PNG as uint16 and reinterprets the same bits as float16; so do we.
+    """
+    raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ValueError(f"{path}: not a readable image")
+    if raw.dtype != np.uint16 or raw.ndim != 2:
+        raise ValueError(f"{path}: expected a 16-bit single-channel PNG, got {raw.dtype} {raw.shape}")
+    return np.ascontiguousarray(raw).view(np.float16).astype(np.float32)
+
+
+def read_hdf5_array(path: str, key: str) -> np.ndarray:
+    """One dataset of an HDF5 file (Spring `.dsp5` key 'disparity', Hypersim `.hdf5` key 'dataset')."""
+    import h5py
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: file does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            if key not in f:
+                raise ValueError(f"{path}: HDF5 file has no {key!r} dataset (has {sorted(f.keys())})")
+            return np.asarray(f[key][()])
+    except OSError as exn:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exn})") from None
