@@ -153,7 +153,8 @@ def _parsers():
                 todo += list(action.choices.values())
 
 
-def test_every_option_shows_its_default():
+def test_every_option_shows_its_default(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping (textwrap also breaks at hyphens)
     for parser in _parsers():
         text = " ".join(parser.format_help().split())
         for action in parser._actions:
@@ -197,7 +198,7 @@ def test_input_size_must_be_a_positive_integer(capsys, argv):
     ([], "usage: vda <command>"),
     (["infer", "--checkpoint", "c.pth"], "the following arguments are required: INPUT"),
     (["export", "c.ckpt", "--format", "tflite"], "argument --format: invalid choice: 'tflite'"),
-    (["shard"], "the following arguments are required: {folders,manifest,benchmark,synthetic,inspect}"),
+    (["shard"], "the following arguments are required: {folders,manifest,benchmark,synthetic,inspect,"),
     (["bench", "nope"], "unknown command 'nope'"),
     (["bench", "infer", "--modes", "fastest"], "--modes takes a comma list of runner,baseline,streaming"),
     (["submit", "--nodes", "2"], "--config and --run-dir are required"),
