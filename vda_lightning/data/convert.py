@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .depth_io import read_depth, read_frame, read_mask
+from ..io import read_depth, read_frames, read_mask
 from .format import ClipRecord, encode_record, sample_key
 from .manifests import SequenceSpec, clip_starts
 from .shards import ShardWriter, shard_is_complete
@@ -79,7 +79,7 @@ def resize_short_side(frames, depth, mask, K, short_side: int):
 
 
 def load_job(seq: SequenceSpec, ids: list[int], opt: ShardOptions) -> ClipRecord:
-    frames = np.stack([read_frame(seq.frames[i]) for i in ids])
+    frames = np.stack(list(read_frames(seq.frames[i] for i in ids)))
     H, W = frames.shape[1:3]
     depth = mask = None
     if seq.depths is not None:
