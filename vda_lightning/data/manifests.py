@@ -9,6 +9,7 @@ import csv
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +27,12 @@ class SequenceSpec:
     depth_kind: str = "metric_depth"
     units: str = "m"
     K: np.ndarray | None = None              # (3, 3), or (N, 3, 3) per frame
-    poses: np.ndarray | None = None          # (N, 4, 4) camera-to-world
+    poses: np.ndarray | None = None          # (N, 4, 4) camera-to-world, OpenCV axes (x right, y down, z forward)
     extra: dict = field(default_factory=dict)
+    # How a depth file becomes depth in `units`: None reads it with `io.read_depth(path, factor)`; else a
+    # picklable callable reader(path, frame index) -> float32 (H, W) (a dataset's own encoding, invalid = 0/NaN).
+    # Its repr() enters the shard spec hash, so it must describe every parameter (a dataclass does).
+    reader: Any = None
 
     def check(self) -> SequenceSpec:
         n = len(self.frames)

@@ -16,6 +16,7 @@ from collections import Counter
 import braceexpand
 
 from ..io import AtomicWrite, write_bytes_atomic
+from .depth_stats import DepthStats
 from .format import FORMAT_VERSION, ClipRecord, encode_record, sample_key
 
 
@@ -54,6 +55,7 @@ class ShardWriter:
         self.num_frames = 0
         self.types: Counter = Counter()
         self.datasets: Counter = Counter()
+        self.depth_stats: dict[str, DepthStats] = {}  # "<dataset>/<sequence>" -> what was written
 
     def write(self, rec: ClipRecord) -> str:
         key = rec.key or sample_key(rec.dataset, rec.sequence, len(self.keys))
@@ -68,6 +70,9 @@ class ShardWriter:
         self.num_frames += rec.num_frames
         self.types[rec.sample_type] += 1
         self.datasets[rec.dataset] += 1
+        if rec.depth is not None:
+            name = f"{rec.dataset}/{rec.sequence}"
+            self.depth_stats.setdefault(name, DepthStats(rec.depth_kind, rec.depth_units)).add(rec.depth, rec.mask)
         return key
 
     def close(self) -> dict:
@@ -76,7 +81,8 @@ class ShardWriter:
         index = {"format_version": FORMAT_VERSION, "shard": os.path.basename(self.path),
                  "num_samples": len(self.keys), "num_frames": self.num_frames,
                  "sample_types": dict(self.types), "datasets": dict(self.datasets),
-                 "bytes": os.path.getsize(self.path), "spec_hash": self.spec_hash, "keys": self.keys}
+                 "bytes": os.path.getsize(self.path), "spec_hash": self.spec_hash, "keys": self.keys,
+                 "depth_stats": {k: v.as_dict() for k, v in self.depth_stats.items()}}
         write_bytes_atomic(index_path(self.path), json.dumps(index, indent=1).encode())
         return index
 

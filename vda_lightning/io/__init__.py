@@ -16,7 +16,7 @@ from .atomic import (
     write_text_atomic,
 )
 from .benchmark_json import BenchmarkError, read_benchmark_index
-from .depth import DEPTH_EXTENSIONS, read_depth, read_npy, write_dpt
+from .depth import DEPTH_EXTENSIONS, read_depth, read_float16_png, read_hdf5_array, read_npy, write_dpt
 from .distributed import rank_world
 from .errors import ReadError
 from .files import list_files, natural_key
@@ -26,7 +26,7 @@ from .video import VideoInfo, iter_video_frames, probe_video
 __all__ = [
     "AtomicWrite", "atomic_path", "save_npy_atomic", "write_bytes_atomic", "write_json_atomic", "write_text_atomic",
     "BenchmarkError", "read_benchmark_index",
-    "DEPTH_EXTENSIONS", "read_depth", "read_npy", "write_dpt",
+    "DEPTH_EXTENSIONS", "read_depth", "read_float16_png", "read_hdf5_array", "read_npy", "write_dpt",
     "rank_world",
     "ReadError",
     "list_files", "natural_key",

@@ -2,9 +2,10 @@
 
 Formats: 16-bit (or 8-bit) PNG/TIFF with a factor (KITTI 256, NYU/ScanNet 1000, Bonn 5000), .npy, .npz (key
 'depth' or the only array), OpenEXR (channel Z, depth, Y or R), Sintel .dpt (float32 with a 202021.25 tag),
-.pfm (IRS/SceneFlow). PNGs are decoded with `cv2.imread(path, IMREAD_UNCHANGED)` (16 bits kept), as the
-published evaluation (`benchmark/eval/eval.py`) reads its ground truth. Any failure is a `ReadError` naming the
-file and the cause.
+.pfm (IRS/SceneFlow); and two raw dataset encodings the training-set converters (`data/converters/`) use:
+float16 bits in a 16-bit PNG (`read_float16_png`) and one HDF5 dataset (`read_hdf5_array`). PNGs are decoded
+with `cv2.imread(path, IMREAD_UNCHANGED)` (16 bits kept), as the published evaluation (`benchmark/eval/eval.py`)
+reads its ground truth. Any failure is a `ReadError` naming the file and the cause.
 """
 from __future__ import annotations
 
@@ -135,3 +136,36 @@ def read_depth(path: str | os.PathLike, factor: float = 1.0, dtype=np.float32, w
     if depth.ndim != 2:
         raise ReadError(f"{path}: {what} array has shape {depth.shape}, expected (H, W)")
     return depth.astype(dtype) / np.dtype(dtype).type(factor)
+
+
+# -- raw dataset encodings (the training-set converters in data/converters/ use these) -----------------------------
+
+def read_float16_png(path: str | os.PathLike) -> np.ndarray:
+    """A 16-bit PNG whose bits are IEEE float16 values (Dynamic Replica depth), as float32.
+
+    The published Dynamic Replica loader (`datasets/dynamic_stereo_datasets.py::_load_16big_png_depth`) reads the
+    PNG as uint16 and reinterprets the same bits as float16; so do we.
+    """
+    import cv2
+
+    raw = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ReadError(f"{path}: not a readable image")
+    if raw.dtype != np.uint16 or raw.ndim != 2:
+        raise ReadError(f"{path}: expected a 16-bit single-channel PNG, got {raw.dtype} {raw.shape}")
+    return np.ascontiguousarray(raw).view(np.float16).astype(np.float32)
+
+
+def read_hdf5_array(path: str | os.PathLike, key: str) -> np.ndarray:
+    """One dataset of an HDF5 file (Spring `.dsp5` key 'disparity', Hypersim `.hdf5` key 'dataset')."""
+    import h5py
+
+    if not os.path.isfile(path):
+        raise ReadError(f"{path}: file does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            if key not in f:
+                raise ReadError(f"{path}: HDF5 file has no {key!r} dataset (has {sorted(f.keys())})")
+            return np.asarray(f[key][()])
+    except OSError as exn:
+        raise ReadError(f"{path}: not a readable HDF5 file ({exn})") from None
