@@ -9,7 +9,6 @@ compress better than camera footage, so MB/s on real data is higher per clip/s).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -18,6 +17,7 @@ import numpy as np
 from ..cli import errors
 from ..cli.options import HelpFormatter
 from ..data.format import DEPTH_ENCODINGS, FRAME_FORMATS, ClipRecord
+from ..io import write_json_atomic
 
 PROG = "vda-bench data"
 # torch, OpenCV and the training data path are imported where they work: `vda bench data --help` needs none.
@@ -121,9 +121,6 @@ def _bench(a: argparse.Namespace) -> int:
               f"{r['frames_per_s']:.1f} frames/s, {r['MB_per_s']:.1f} MB/s per worker "
               f"({r['MB_per_clip']:.1f} MB/clip, {a.threads} thread; {r['clips_per_cpu_s']:.3f} clips per CPU-s)")
     out = {"benchmark": "data", "per_worker": results, "cpu_count": os.cpu_count(), "torch": torch.__version__}
-    tmp = f"{a.json}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(tmp, a.json)
+    write_json_atomic(a.json, out)
     print(f"wrote {a.json}")
     return 0

@@ -30,6 +30,7 @@ from ..cli.options import (
     positive_int,
     resolve_device,
 )
+from ..io import write_json_atomic
 
 MODES = ("runner", "baseline", "streaming")
 PROG = "vda-bench infer"
@@ -211,10 +212,7 @@ def _bench(args, modes: list[str], lengths: list[int], prog: str) -> int:
     report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(),
                           "python": platform.python_version(), "torch": _torch_version()},
               "args": vars(args), "results": rows}
-    tmp_json = Path(args.json).with_name(f".{Path(args.json).name}.partial")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    tmp_json.write_text(json.dumps(report, indent=1))
-    os.replace(tmp_json, args.json)
+    write_json_atomic(args.json, report)
     print(f"{prog}: results written to {args.json}")
     return 0
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..cli import errors
 from ..cli.options import HelpFormatter
-from ..files import write_text_atomic
+from ..io import write_text_atomic
 
 PROG = "vda-submit"
 

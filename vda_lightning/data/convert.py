@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .depth_io import read_depth, read_frame, read_mask
+from ..io import read_depth, read_frames, read_mask
 from .depth_stats import PLAUSIBLE_METRIC_DEPTH, DepthStats, implausible_metric_depth, valid_values
 from .format import ClipRecord, encode_record, sample_key
 from .manifests import SequenceSpec, clip_starts
@@ -89,7 +89,7 @@ def read_sequence_depth(seq: SequenceSpec, i: int) -> np.ndarray:
 
 
 def load_job(seq: SequenceSpec, ids: list[int], opt: ShardOptions) -> ClipRecord:
-    frames = np.stack([read_frame(seq.frames[i]) for i in ids])
+    frames = np.stack(list(read_frames(seq.frames[i] for i in ids)))
     H, W = frames.shape[1:3]
     depth = mask = None
     if seq.depths is not None:

@@ -1,8 +1,8 @@
 """Write shards atomically with a per-shard index, find shards from patterns, read the indexes back.
 
 A shard `NAME.tar` is complete when `NAME.index.json` exists beside it and describes it (same byte size, and
-the same `spec_hash` when the writer was given one). Both files are written to temporary names and moved in
-place with os.replace, tar first, so a crash never leaves a complete-looking but partial shard.
+the same `spec_hash` when the writer was given one). Both files are written atomically (`vda_lightning.io`), tar
+first, so a crash never leaves a complete-looking but partial shard.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections import Counter
 
 import braceexpand
 
-from ..files import write_bytes_atomic
+from ..io import AtomicWrite, write_bytes_atomic
 from .depth_stats import DepthStats
 from .format import FORMAT_VERSION, ClipRecord, encode_record, sample_key
 
@@ -49,9 +49,8 @@ class ShardWriter:
         self.spec_hash = spec_hash
         self.encode_kw = dict(frame_format=frame_format, depth_encoding=depth_encoding,
                               depth_scale=depth_scale, jpeg_quality=jpeg_quality)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._tmp = f"{path}.tmp{os.getpid()}"
-        self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
+        self._target = AtomicWrite(path)
+        self._tar = tarfile.open(self._target.tmp, "w", format=tarfile.USTAR_FORMAT)
         self.keys: list[str] = []
         self.num_frames = 0
         self.types: Counter = Counter()
@@ -78,7 +77,7 @@ class ShardWriter:
 
     def close(self) -> dict:
         self._tar.close()
-        os.replace(self._tmp, self.path)
+        self._target.commit()
         index = {"format_version": FORMAT_VERSION, "shard": os.path.basename(self.path),
                  "num_samples": len(self.keys), "num_frames": self.num_frames,
                  "sample_types": dict(self.types), "datasets": dict(self.datasets),
@@ -89,8 +88,7 @@ class ShardWriter:
 
     def abort(self) -> None:
         self._tar.close()
-        if os.path.exists(self._tmp):
-            os.remove(self._tmp)
+        self._target.abort()
 
     def __enter__(self):
         return self

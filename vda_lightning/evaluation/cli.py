@@ -24,6 +24,7 @@ from ..cli.options import (
     positive_int,
     resolve_device,
 )
+from ..io import rank_world
 from .benchmarks import BENCHMARKS, BenchmarkError
 from .report import load_results, markdown_table, skipped_frames_note, write_results
 
@@ -72,10 +73,10 @@ def _source(args):
         return NpyPredictions(args.predictions)
     from vda_lightning import load_model
 
-    from .distributed import device_for_rank, rank_and_world
+    from .distributed import device_for_rank
     from .predictions import ModelPredictions
 
-    rank, world = rank_and_world()
+    rank, world = rank_world()
     device = str(device_for_rank() if world > 1 else resolve_device(args.device))
     model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder)).to(device).eval()
     return ModelPredictions(model, input_size=args.input_size, device=device, precision=args.precision,
@@ -84,13 +85,12 @@ def _source(args):
 
 def run(args) -> dict:
     """The evaluation on this process (one rank of many, or alone); rank 0 prints and writes the outputs."""
-    from .distributed import rank_and_world
     from .runner import evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = evaluate(args.benchmark_root, args.benchmark_list, _source(args), tae=args.tae,
                        progress=not args.no_progress)
-    rank, world = rank_and_world()
+    rank, world = rank_world()
     results["meta"] = {"label": _label(args), "benchmark_root": str(args.benchmark_root), "processes": world,
                        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
                        "predictions": str(args.predictions) if args.predictions else None,

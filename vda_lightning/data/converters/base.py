@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...files import natural_key
+from ...io import natural_key
 from ..manifests import SequenceSpec
 
 

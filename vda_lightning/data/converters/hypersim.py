@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from ..depth_io import read_hdf5_array
+from ...io import read_hdf5_array
 from ..manifests import SequenceSpec
 from .base import Converter, image_size, keep, numbered_files, subdirs
 from .geometry import OPENGL_FROM_OPENCV, intrinsics, opengl_projection_to_intrinsics, rigid

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..depth_io import read_depth, read_float16_png, read_hdf5_array
+from ...io import read_depth, read_float16_png, read_hdf5_array
 from .geometry import disparity_to_depth, intrinsics, ray_distance_to_z
 
 
@@ -46,7 +46,7 @@ class FarLimitedDepth:
 
 @dataclass(frozen=True)
 class DisparityDepth:
-    """A disparity map (EXR/PFM, via depth_io) -> depth = focal_baseline / disparity; with focal_baseline None the
+    """A disparity map (EXR/PFM, via io.read_depth) -> depth = focal_baseline / disparity; with focal_baseline None the
     disparity itself (relative_disparity). Non-positive or non-finite disparity is invalid."""
 
     focal_baseline: float | None
