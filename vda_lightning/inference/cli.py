@@ -79,14 +79,17 @@ def output_name(path: Path, taken: set[str]) -> str:
 def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, focal) -> int:
     from tqdm import tqdm
 
+    from .pipeline import run_pipelined
     from .writers import DepthSpool, write_outputs
 
     spool = DepthSpool(out_dir / f".{name}.depths.f32.partial")
     try:
         with tqdm(total=source.expected_frames(), unit="frame", desc=name, dynamic_ncols=True) as bar:
-            for depth in runner.run(iter(source)):
+            def sink(depth):  # the finisher thread: decoding and writing overlap the device's work
                 spool.append(depth)
                 bar.update(1)
+
+            run_pipelined(runner, iter(source), sink)
         spool.close()
         write_outputs(spool, out_dir, name, formats, metric=metric, source=source, fps=source.fps, focal=focal)
         return spool.count

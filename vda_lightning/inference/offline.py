@@ -1,22 +1,25 @@
 """Streaming execution of the published offline long-video inference (published `video_depth.py::infer_video_depth`).
 
 Frames are pulled lazily from any iterable, pre-processed in batches on the device, and each depth
-map is yielded as soon as the stitching makes it final. Between windows only the encoder features of
-the 10 carried-over slots, one frame's features for padding and the stitcher's 10 maps are kept, so
-memory does not grow with the video's length. The encoder works frame by frame, so reusing the carried
-slots' features gives the same output as re-encoding them (up to float rounding of batched GEMMs).
+map is yielded as soon as the stitching makes it final. `vda infer` runs the runner's three stages (read,
+compute, finish) in three threads (pipeline.py), so decoding and stitching overlap the device's work.
+Between windows only the encoder features of the 10 carried-over slots, one frame's features for padding
+and the stitcher's 10 maps are kept, so memory does not grow with the video's length. The encoder works
+frame by frame, so reusing the carried slots' features gives the same output as re-encoding them (up to
+float rounding of batched GEMMs).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
 import torch
 
 from .preprocess import Preprocessor
-from .runtime import autocast, resolve_device, to_frame_size
-from .windows import INFER_LEN, KEYFRAMES, OVERLAP, STRIDE, Stitcher
+from .runtime import Download, autocast, resolve_device, stage_frames, to_frame_size
+from .windows import INFER_LEN, INTERP_LEN, KEYFRAMES, OVERLAP, STRIDE, Stitcher
 
 
 def _select(features, index):
@@ -32,8 +35,38 @@ def _repeat_last(features, count: int):
     return [(tok[-1:].expand(count, *tok.shape[1:]), cls[-1:].expand(count, *cls.shape[1:])) for tok, cls in features]
 
 
+@dataclass
+class WindowRead:
+    """The frames window k adds (32 for the first window, 22 after), staged for the device (`stage_frames`)."""
+
+    k: int
+    prep: Preprocessor
+    batch: torch.Tensor | None  # None when the window has no new frame (all padding)
+    prepared: bool
+    new: int  # frames in batch
+    total: int  # frames read so far
+    exhausted: bool  # the source ended during this read
+    last: bool  # no window follows
+
+
+@dataclass
+class WindowResult:
+    k: int
+    raw: Download  # (32, H, W) float32 raw maps at the frames' size
+    num_frames: int | None
+    last: bool
+
+
 class OfflineRunner:
-    """`for depth in OfflineRunner(model).run(frames): ...` — float32 (H, W) maps in frame order."""
+    """`for depth in OfflineRunner(model).run(frames): ...` — float32 (H, W) maps in frame order.
+
+    The work is three stages (pipeline.py runs them in three threads; `run` chains them in one):
+    `reads(frames)` groups and stages the frames, `compute(read)` runs the model on one window,
+    `finish(result)` stitches it and returns the maps that became final.
+    """
+
+    max_read = INFER_LEN  # most frames one read holds (pipeline.max_frames_in_flight)
+    held_back = INTERP_LEN + OVERLAP  # frames the stitcher may hold between windows (+ padding slack)
 
     def __init__(self, model, input_size: int = 518, device="cpu", precision: str = "fp32"):
         self.device = resolve_device(device)
@@ -43,30 +76,14 @@ class OfflineRunner:
         self.metric = bool(getattr(model.config, "metric", False))
         self.windows_run = 0
         self.frames_encoded = 0  # encoder passes (frames), to show the reuse in benchmarks
+        self._carried = None  # features of the previous window's slots KEYFRAMES
+        self._last = None  # features of the last real frame seen, for padding
+        self._stitcher = Stitcher(metric=self.metric)
 
-    @torch.inference_mode()
-    def _encode(self, prep: Preprocessor, frames: list[np.ndarray]):
-        x = prep(np.stack(frames))
-        with autocast(self.device, self.precision):
-            feats = self.model.forward_features(x)
-        self.frames_encoded += len(frames)
-        return list(feats)
-
-    @torch.inference_mode()
-    def _head(self, features, shape, frame_size) -> np.ndarray:
-        with autocast(self.device, self.precision):
-            depth, _ = self.model.forward_depth(features, shape[0], shape[1], 1, INFER_LEN)
-        self.windows_run += 1
-        return to_frame_size(depth[0], frame_size).cpu().numpy()
-
-    def run(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    def reads(self, frames: Iterable[np.ndarray]) -> Iterator[WindowRead]:
+        """32 frames, then 22 per window, staged; the last read says that no window follows."""
         it = iter(frames)
-        stitcher = Stitcher(metric=self.metric)
-        prep = None
-        carried = None  # features of the previous window's slots KEYFRAMES
-        last = None  # features of the last real frame seen, for padding
-        total = 0
-        k = 0
+        prep, total, k = None, 0, 0
         while True:
             need = INFER_LEN if k == 0 else STRIDE
             new = list(islice(it, need))
@@ -76,21 +93,47 @@ class OfflineRunner:
                 prep = Preprocessor(*new[0].shape[:2], input_size=self.input_size, device=self.device)
             total += len(new)
             exhausted = len(new) < need
-            is_last = exhausted and total <= STRIDE * (k + 1)
-            parts = [] if carried is None else [carried]
-            if new:
-                feats = self._encode(prep, new)
-                last = _select(feats, slice(-1, None))
-                parts.append(feats)
-            if need - len(new):  # padding: copies of the last frame have the last frame's features
-                parts.append(_repeat_last(last, need - len(new)))
-            window = _concat(*parts) if len(parts) > 1 else parts[0]
-            raw = self._head(window, prep.shape, prep.frame_size)
-            carried = _select(window, list(KEYFRAMES))
-            yield from stitcher.add_window(raw, num_frames=total if exhausted else None, last=is_last)
-            if is_last:
+            last = exhausted and total <= STRIDE * (k + 1)
+            batch, prepared = stage_frames(prep, new) if new else (None, False)
+            yield WindowRead(k, prep, batch, prepared, len(new), total, exhausted, last)
+            if last:
                 return
             k += 1
+
+    @torch.inference_mode()
+    def compute(self, read: WindowRead) -> WindowResult:
+        """Encoder on the new frames only (carried slots and padding reuse features), head on the 32 slots."""
+        if read.k == 0:
+            self._carried = self._last = None
+        parts = [] if self._carried is None else [self._carried]
+        if read.new:
+            x = read.batch if read.prepared else read.prep(read.batch)
+            with autocast(self.device, self.precision):
+                feats = list(self.model.forward_features(x))
+            self.frames_encoded += read.new
+            self._last = _select(feats, slice(-1, None))
+            parts.append(feats)
+        need = INFER_LEN if read.k == 0 else STRIDE
+        if need - read.new:  # padding: copies of the last frame have the last frame's features
+            parts.append(_repeat_last(self._last, need - read.new))
+        window = _concat(*parts) if len(parts) > 1 else parts[0]
+        h, w = read.prep.shape
+        with autocast(self.device, self.precision):
+            depth, _ = self.model.forward_depth(window, h, w, 1, INFER_LEN)
+        self.windows_run += 1
+        raw = Download(to_frame_size(depth[0], read.prep.frame_size))
+        self._carried = _select(window, list(KEYFRAMES))
+        return WindowResult(read.k, raw, read.total if read.exhausted else None, read.last)
+
+    def finish(self, result: WindowResult) -> list[np.ndarray]:
+        """Stitch one window (host only); returns the frames that became final, in order."""
+        if result.k == 0:
+            self._stitcher = Stitcher(metric=self.metric)
+        return self._stitcher.add_window(result.raw.numpy(), num_frames=result.num_frames, last=result.last)
+
+    def run(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for read in self.reads(frames):
+            yield from self.finish(self.compute(read))
 
 
 def infer_video_depth(model, frames: np.ndarray, input_size: int = 518, device="cpu",

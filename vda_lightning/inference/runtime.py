@@ -1,8 +1,10 @@
-"""Small shared helpers of the runners: device choice, autocast by precision, output upsampling."""
+"""Small shared helpers of the runners: device choice, autocast by precision, output upsampling, host staging of
+frames (pinned on CUDA) and non-blocking downloads."""
 from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -31,3 +33,35 @@ def to_frame_size(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(depth.shape[-2:]) == tuple(size):
         return depth
     return F.interpolate(depth.unsqueeze(1), size=size, mode="bilinear", align_corners=True).squeeze(1)
+
+
+def stage_frames(prep, frames) -> tuple[torch.Tensor, bool]:
+    """A list of uint8 (H, W, 3) frames made ready for the device, off the device's critical path (the runners'
+    reader thread): on CUDA stacked straight into pinned host memory, so that the upload can be non-blocking;
+    on the CPU the pre-processing itself runs here. Returns (tensor, already pre-processed)."""
+    if prep.device.type == "cuda":
+        buf = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, pin_memory=True)
+        np.stack(frames, out=buf.numpy())
+        return buf, False
+    with torch.inference_mode():
+        return prep(np.stack(frames)), True
+
+
+class Download:
+    """A device tensor on its way to the host. On CUDA the copy goes into pinned memory without blocking and
+    `numpy()` waits for it (in the finisher thread); elsewhere it is the tensor itself."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self._event = None
+        if tensor.device.type == "cuda":
+            self._host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self._host.copy_(tensor, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+        else:
+            self._host = tensor
+
+    def numpy(self) -> np.ndarray:
+        if self._event is not None:
+            self._event.synchronize()
+        return self._host.numpy()

@@ -90,8 +90,11 @@ class DPTHead(nn.Module):
         path_2 = s.refinenet2(path_3, layer2_rn, size=layer1_rn.shape[2:])
         path_1 = s.refinenet1(path_2, layer1_rn)
         out = _resize(s.output_conv1(path_1), size=out_size)
-        # The published model runs the last convolutions in float32 under CUDA autocast.
-        with torch.autocast(device_type="cuda", enabled=False):
+        # The published model runs the last convolutions in float32 under autocast (fp16 and bf16 lose the
+        # low-contrast detail there: black / banded maps, Video Depth Anything issues #92, #97). Its guard names
+        # only CUDA, so under CPU autocast the published code runs them in bfloat16; this one turns off autocast
+        # on the device in use, so the output convolutions are float32 on every device.
+        with torch.autocast(device_type=out.device.type, enabled=False):
             depth = s.output_conv2(out.float())
         return depth.to(out.dtype)
 
