@@ -6,7 +6,7 @@ frame sources, writers and the `vda-infer` command.
 """
 from .baseline import published_loop
 from .offline import OfflineRunner, infer_video_depth
-from .preprocess import Preprocessor, model_input_shape
+from .preprocess import Preprocessor
 from .streaming import StreamingRunner
 from .windows import Stitcher, least_squares_scale_shift, num_windows, window_frames
 
@@ -17,7 +17,6 @@ __all__ = [
     "Stitcher",
     "infer_video_depth",
     "least_squares_scale_shift",
-    "model_input_shape",
     "num_windows",
     "published_loop",
     "window_frames",
