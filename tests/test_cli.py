@@ -200,7 +200,7 @@ def test_input_size_must_be_a_positive_integer(capsys, argv):
     (["export", "c.ckpt", "--format", "tflite"], "argument --format: invalid choice: 'tflite'"),
     (["shard"], "the following arguments are required: {folders,manifest,benchmark,synthetic,inspect,"),
     (["bench", "nope"], "unknown command 'nope'"),
-    (["bench", "infer", "--modes", "fastest"], "--modes takes a comma list of runner,baseline,streaming"),
+    (["bench", "infer", "--modes", "fastest"], "--modes takes a comma list of model,runner,e2e,e2e-serial,"),
     (["submit", "--nodes", "2"], "--config and --run-dir are required"),
 ])
 def test_usage_errors_exit_2(capsys, argv, message):

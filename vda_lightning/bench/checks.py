@@ -145,6 +145,19 @@ def sync(device) -> None:
 
 
 @contextlib.contextmanager
+def strict_fp32(enabled: bool = True):
+    """fp32 that is fp32 on GPUs with TF32 (Ampere and later): cuDNN convolutions use TF32 (a 10-bit mantissa) by
+    default, which alone moves outputs by ~1e-3 — ten times the parity bar. The references are true fp32."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if enabled:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+@contextlib.contextmanager
 def record_output_conv_dtypes(model):
     """Records the input and output dtypes of the head's final convolutions (`output_conv2`) while active."""
     seen: list[tuple[torch.dtype, torch.dtype]] = []
@@ -164,7 +177,7 @@ def forward(model, x: torch.Tensor, device, precision: str) -> tuple[torch.Tenso
     from ..inference.runtime import autocast
 
     device = torch.device(device)
-    with record_output_conv_dtypes(model) as dtypes, autocast(device, precision):
+    with strict_fp32(precision == "fp32"), record_output_conv_dtypes(model) as dtypes, autocast(device, precision):
         out = model(x.to(device))
     return out.float().cpu(), sorted({str(t) for pair in dtypes for t in pair})
 
@@ -200,13 +213,14 @@ def run_video(model, frames, input_size: int, device, precision: str, mode: str 
     from ..inference.streaming import StreamingRunner
 
     runner = (OfflineRunner if mode == "offline" else StreamingRunner)(model, input_size, device, precision)
-    if threaded:
-        from ..inference.pipeline import run_pipelined
+    with strict_fp32(precision == "fp32"):
+        if threaded:
+            from ..inference.pipeline import run_pipelined
 
-        out: list[np.ndarray] = []
-        run_pipelined(runner, iter(frames), out.append)
-        return np.stack(out)
-    return np.stack(list(runner.run(iter(frames))))
+            out: list[np.ndarray] = []
+            run_pipelined(runner, iter(frames), out.append)
+            return np.stack(out)
+        return np.stack(list(runner.run(iter(frames))))
 
 
 def video_case(model, frames, golden: np.ndarray, input_size: int, device, precision: str,
@@ -273,10 +287,11 @@ def train_step(module, batch: dict, precision: str = "32-true", checkpointing: b
     module.model.head.gradient_checkpointing = checkpointing
     module.train()
     module.zero_grad(set_to_none=True)
-    with warnings.catch_warnings(), precision_context(precision, module.device):
-        warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer attached: logging is a no-op
-        loss = module.training_step(batch, 0)
-    loss.backward()
+    with strict_fp32(precision == "32-true"):
+        with warnings.catch_warnings(), precision_context(precision, module.device):
+            warnings.filterwarnings("ignore", message=".*self.log.*")  # no Trainer attached: logging is a no-op
+            loss = module.training_step(batch, 0)
+        loss.backward()
     grads = _head_grads(module)
     module.zero_grad(set_to_none=True)
     return {"loss": float(loss.detach()), "grads": grads}
@@ -285,9 +300,10 @@ def train_step(module, batch: dict, precision: str = "32-true", checkpointing: b
 def upstream_gradient(module, frames: torch.Tensor, disparity: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """dL/dprediction of the video loss at the fp32 prediction."""
     module.train()
-    pred = module(frames).detach().requires_grad_(True)
-    loss = module.video_loss(pred, disparity, mask)["total_loss"]
-    return torch.autograd.grad(loss, pred)[0]
+    with strict_fp32():
+        pred = module(frames).detach().requires_grad_(True)
+        loss = module.video_loss(pred, disparity, mask)["total_loss"]
+        return torch.autograd.grad(loss, pred)[0]
 
 
 def backward_with(module, frames: torch.Tensor, upstream: torch.Tensor, precision: str,
@@ -296,9 +312,10 @@ def backward_with(module, frames: torch.Tensor, upstream: torch.Tensor, precisio
     module.model.head.gradient_checkpointing = checkpointing
     module.train()
     module.zero_grad(set_to_none=True)
-    with precision_context(precision, module.device):
-        pred = module(frames)
-    pred.backward(upstream)
+    with strict_fp32(precision == "32-true"):
+        with precision_context(precision, module.device):
+            pred = module(frames)
+        pred.backward(upstream)
     grads = _head_grads(module)
     module.zero_grad(set_to_none=True)
     return {"loss": float("nan"), "grads": grads}

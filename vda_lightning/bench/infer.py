@@ -1,12 +1,25 @@
-"""`vda-bench infer`: frames/s and peak host/GPU memory of the streaming runner vs the published-loop baseline.
+"""`vda-bench infer`: frames/s and peak host/GPU memory of the model alone, of the long-video runner (in memory, and
+end to end as `vda infer` runs it: decode -> infer -> write npz + png16), of the published-loop baseline and of the
+streaming mode; per encoder, precision, frame size and speed lever, on the CPU or a GPU, in one run.
 
-Every (mode, length) measurement runs in a fresh subprocess so that peak RSS (ru_maxrss) belongs to that
-run alone; both modes see the same synthetic video (generated frame by frame, so the runner's source
-holds nothing) and the same weights, and their outputs are compared when both ran on a length.
+Modes (each row of the table):
+  model       the model alone: forward of one (1, 32, 3, h, w) window, repeated (the published README's latency)
+  runner      OfflineRunner over frames held in memory, maps to a spool (no decoding, no output files)
+  e2e         vda infer's path: decode the video file, the threaded runner (pipeline.py), spool, npz + png16
+  e2e-serial  the same with the runner in one thread (vda infer before the threads), for the comparison
+  baseline    the published loop restated (inference/baseline.py): host transforms, no feature reuse
+  streaming   the online mode, one frame at a time
+
+By default every measurement runs in a fresh subprocess so that peak RSS (ru_maxrss) belongs to that run alone;
+`--in-process` runs them all in this process (faster on a GPU: one CUDA context, models built once; GPU peaks are
+still per run, host peaks are then the process's so far). Synthetic frames are a deterministic moving scene; the
+e2e modes read them back from an H.264 mp4 written first (or from `--video`, which also sets the frame size: the
+video's own aspect). Outputs of runner and baseline, and of each speed lever against none, are compared.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -21,19 +34,20 @@ import numpy as np
 
 from ..cli import errors
 from ..cli.options import (
+    PRECISIONS,
     HelpFormatter,
     add_checkpoint,
     add_device,
-    add_encoder,
     add_input_size,
-    add_precision,
+    encoder_names,
     positive_int,
     resolve_device,
 )
 from ..io import write_json_atomic
 
-MODES = ("runner", "baseline", "streaming")
+MODES = ("model", "runner", "e2e", "e2e-serial", "baseline", "streaming")
 PROG = "vda-bench infer"
+SYNTHETIC_CYCLE = 64  # distinct synthetic frames; longer videos repeat them (memory stays flat for 2,000 frames)
 
 
 def synthetic_frame(i: int, height: int, width: int) -> np.ndarray:
@@ -50,7 +64,32 @@ def synthetic_frame(i: int, height: int, width: int) -> np.ndarray:
 
 
 def synthetic_video(length: int, height: int, width: int):
-    return (synthetic_frame(i, height, width) for i in range(length))
+    """`length` frames, generated once per distinct frame and repeated after SYNTHETIC_CYCLE."""
+    cache: dict[int, np.ndarray] = {}
+    for i in range(length):
+        j = i % SYNTHETIC_CYCLE
+        if j not in cache:
+            cache[j] = synthetic_frame(j, height, width)
+        yield cache[j]
+
+
+def write_synthetic_mp4(path: Path, length: int, height: int, width: int, fps: float = 24.0) -> Path:
+    """The synthetic frames as H.264 (what the e2e modes decode); even sizes, as yuv420p needs."""
+    import av
+
+    from ..io import AtomicWrite
+
+    with AtomicWrite(path) as tmp:
+        with av.open(str(tmp.tmp), "w", format="mp4") as c:
+            s = c.add_stream("libx264", rate=round(fps))
+            s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+            s.options = {"crf": "18", "preset": "veryfast"}
+            for f in synthetic_video(length, height, width):
+                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+    return path
 
 
 def _build_model(spec: dict):
@@ -60,18 +99,51 @@ def _build_model(spec: dict):
         from .. import load_model
 
         return load_model(spec["checkpoint"], encoder=spec["encoder"], expect="video")
-    from ..models import build_video_model
+    from .checks import perturbed_model
 
     torch.manual_seed(0)
-    model = build_video_model(spec["encoder"]).eval()
-    with torch.no_grad():  # random but active temporal layers (fresh ones are exact identities)
-        for m in model.head.motion_modules:
-            torch.nn.init.normal_(m.temporal_transformer.proj_out.weight, std=0.02)
-    return model
+    return perturbed_model(spec["encoder"])  # random but active temporal layers (fresh ones are identities)
 
 
-def worker(spec: dict) -> dict:
-    """One measurement; called in a subprocess by run_infer_bench."""
+def _frames(spec: dict):
+    if spec.get("video"):
+        from ..inference.frame_sources import open_source
+
+        return list(open_source(spec["video"], max_res=spec["max_res"], max_len=spec["length"]))
+    return synthetic_video(spec["length"], spec["height"], spec["width"])
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _model_alone(model, spec: dict, device, shape) -> tuple[int, float, float, float, object]:
+    """(frames, seconds, cpu seconds, first-call seconds, output of the seeded window) for the model alone."""
+    import torch
+
+    from ..inference.runtime import autocast
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 32, 3, *shape, generator=g).to(device)
+    with torch.inference_mode(), autocast(device, spec["precision"]):
+        t0 = time.perf_counter()
+        out = model(x).float().cpu()  # first call: includes compilation / graph capture for those levers
+        first = time.perf_counter() - t0
+        for _ in range(spec["warmup"]):
+            model(x)
+        _sync(device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(spec["iters"]):
+            model(x)
+        _sync(device)
+    return 32 * spec["iters"], time.perf_counter() - t0, time.process_time() - c0, first, out
+
+
+def measure(spec: dict, model=None) -> dict:
+    """One measurement in this process (the worker of run_infer_bench); `model` reused when given."""
     import torch
 
     from ..inference.baseline import published_loop
@@ -79,62 +151,154 @@ def worker(spec: dict) -> dict:
     from ..inference.runtime import resolve_device
     from ..inference.streaming import StreamingRunner
     from ..inference.writers import DepthSpool
+    from ..models.input_contract import DEFAULT_CONTRACT
+    from ..models.speed import apply_levers, unapply
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     device = resolve_device(spec["device"])
-    model = _build_model(spec).to(device)
-    frames = synthetic_video(spec["length"], spec["height"], spec["width"])
+    model = (model if model is not None else _build_model(spec)).to(device).eval()
+    apply_levers(model, spec.get("levers") or [])
+    mode = spec["mode"]
+    shape = DEFAULT_CONTRACT.network_size(spec["height"], spec["width"], spec["input_size"], video=True)
+    frames = None if mode in ("model", "e2e", "e2e-serial") else _frames(spec)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    encoded, first = None, None
     start, cpu_start = time.perf_counter(), time.process_time()
-    encoded = None
-    if spec["mode"] == "baseline":
-        out = published_loop(model, frames, spec["input_size"], device, spec["precision"])
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        if spec.get("save"):
-            out.tofile(spec["save"])
-        count = len(out)
-    else:
-        Runner = OfflineRunner if spec["mode"] == "runner" else StreamingRunner
-        runner = Runner(model, spec["input_size"], device, spec["precision"])
-        spool = DepthSpool(spec.get("save") or os.devnull)  # what vda-infer does with finished maps
-        for depth in runner.run(frames):
-            spool.append(depth)
-        spool.close()
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        count = spool.count
-        encoded = getattr(runner, "frames_encoded", None)
+    try:
+        if mode == "model":
+            count, elapsed, cpu, first, out = _model_alone(model, spec, device, shape)
+            if spec.get("save"):
+                out.numpy().astype(np.float32).tofile(spec["save"])
+        elif mode == "baseline":
+            out = published_loop(model, frames, spec["input_size"], device, spec["precision"])
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            if spec.get("save"):
+                out.tofile(spec["save"])
+            count = len(out)
+        elif mode in ("runner", "streaming"):
+            runner = (OfflineRunner if mode == "runner" else StreamingRunner)(
+                model, spec["input_size"], device, spec["precision"])
+            spool = DepthSpool(spec.get("save") or os.devnull)  # what vda infer does with finished maps
+            for depth in runner.run(frames):
+                spool.append(depth)
+            spool.close()
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            count, encoded = spool.count, getattr(runner, "frames_encoded", None)
+        else:  # e2e, e2e-serial: vda infer's own path on a video file
+            count, encoded = _end_to_end(model, spec, device)
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    finally:
+        unapply(model)
     result = {
         **{k: spec[k] for k in ("mode", "encoder", "input_size", "precision", "length", "height", "width")},
+        "levers": "+".join(spec.get("levers") or []) or "none", "network": list(shape),
         "device": str(device), "frames": count, "seconds": elapsed, "frames_per_s": count / elapsed,
-        "cpu_seconds": cpu, "frames_per_cpu_s": count / cpu,  # less sensitive to other jobs on a shared CPU
-        "encoder_frame_passes": encoded,
+        "ms_per_frame": 1000 * elapsed / count,
+        "cpu_seconds": cpu, "frames_per_cpu_s": count / max(cpu, 1e-9),  # steadier on a shared CPU
+        "encoder_frame_passes": encoded, "first_call_s": first,
         "peak_host_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "host_mib_before_run": rss_before,
     }
     if device.type == "cuda":
-        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return result
+
+
+def _end_to_end(model, spec: dict, device) -> tuple[int, int]:
+    """Decode -> infer -> npz + png16, through vda infer's own run_one (threaded) or the serial runner loop."""
+    from ..inference import cli as infer_cli
+    from ..inference.frame_sources import open_source
+    from ..inference.offline import OfflineRunner
+    from ..inference.writers import DepthSpool, write_outputs
+
+    source = open_source(spec["video_file"], max_res=spec["max_res"], max_len=spec["length"])
+    runner = OfflineRunner(model, spec["input_size"], device, spec["precision"])
+    out_dir = Path(spec["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{spec['mode']}_{os.getpid()}"
+    if spec["mode"] == "e2e":
+        count = infer_cli.run_one(runner, source, out_dir, name, ["npz", "png16"], False, (470.4, 470.4))
+    else:
+        spool = DepthSpool(out_dir / f".{name}.depths.f32.partial")
+        try:
+            for depth in runner.run(iter(source)):
+                spool.append(depth)
+            spool.close()
+            write_outputs(spool, out_dir, name, ["npz", "png16"], metric=False, source=source, fps=source.fps)
+            count = spool.count
+        finally:
+            spool.remove()
+    return count, runner.frames_encoded
+
+
+# --------------------------------------------------------------------------------------------- command line
+def _comma_list(choices, what: str):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"{what} takes a comma list of {','.join(choices)}; got {text!r}")
+        return items
+    return parse
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    add_encoder(p, default="vits", help="encoder size of the model (and of --checkpoint, when given)")
-    add_checkpoint(p, required=False, help="weights to use (default: seeded random weights)")
+    p.add_argument("--encoder", default="vits", help=f"comma list of encoder sizes ({','.join(encoder_names())})")
+    add_checkpoint(p, required=False, help="weights to use (default: seeded random weights; one --encoder)")
     add_input_size(p)
-    add_precision(p, default="fp32")
+    p.add_argument("--precision", default="fp32", help=f"comma list of {','.join(PRECISIONS)} (autocast dtypes)")
     add_device(p)
     p.add_argument("--lengths", default="54", help="comma list of video lengths (frames)")
-    p.add_argument("--height", type=int, default=518, help="synthetic frame height")
-    p.add_argument("--width", type=int, default=518, help="synthetic frame width")
+    p.add_argument("--height", type=positive_int, default=518, help="synthetic frame height")
+    p.add_argument("--width", type=positive_int, default=518, help="synthetic frame width")
+    p.add_argument("--video", default=None, help="a video file to use instead of synthetic frames (its own size)")
+    p.add_argument("--max-res", type=int, default=1280, help="--video: cap on the long side, as vda infer")
     p.add_argument("--modes", default="runner,baseline", help=f"comma list of {','.join(MODES)}")
+    p.add_argument("--levers", default="none",
+                   help="comma list of speed-lever settings, levers joined by '+' within one "
+                        "(none, compile, channels_last, cuda_graphs; e.g. none,compile,compile+channels_last)")
+    p.add_argument("--iters", type=positive_int, default=3, help="model mode: timed windows")
+    p.add_argument("--warmup", type=int, default=1, help="model mode: untimed windows after the first call")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--repeats", type=positive_int, default=1,
                    help="interleaved repeats per mode; the fastest is kept")
+    p.add_argument("--in-process", action="store_true",
+                   help="run every measurement in this process (host peaks are then cumulative)")
     p.add_argument("--json", default="infer_bench.json", help="where to write the results")
     return p
+
+
+def parse_args(argv, prog: str = PROG) -> argparse.Namespace:
+    from ..models.speed import parse_levers
+
+    parser = build_parser(prog)
+    args = parser.parse_args(list(argv))
+    try:
+        args.encoders = _comma_list(encoder_names(), "--encoder")(args.encoder)
+        args.precisions = _comma_list(PRECISIONS, "--precision")(args.precision)
+        args.mode_list = _comma_list(MODES, "--modes")(args.modes)
+        args.length_list = [positive_int(x) for x in args.lengths.split(",")]
+        args.lever_sets = [parse_levers(s.replace("+", ",")) for s in args.levers.split(",") if s.strip()]
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        parser.error(str(e))
+    if args.checkpoint and len(args.encoders) > 1:
+        parser.error("--checkpoint holds one model: give one --encoder")
+    if not args.lever_sets:
+        args.lever_sets = [[]]
+    return args
+
+
+def run_infer_bench(argv, prog: str = PROG) -> int:
+    args = parse_args(argv, prog)
+    from ..checkpoints import CheckpointError
+    from ..inference.frame_sources import InputError
+
+    return errors.run_command(prog, lambda: _bench(args, prog), known=(CheckpointError, InputError))
 
 
 def _run_worker(spec: dict) -> dict:
@@ -163,91 +327,144 @@ def _compare(a: Path, b: Path, shape) -> float:
     return worst / scale if scale else worst
 
 
-def run_infer_bench(argv, prog: str = PROG) -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(list(argv))
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if set(modes) - set(MODES) or not modes:
-        parser.error(f"--modes takes a comma list of {','.join(MODES)}; got {args.modes!r}")
-    try:
-        lengths = [positive_int(x) for x in args.lengths.split(",")]
-    except argparse.ArgumentTypeError as e:
-        parser.error(f"--lengths: {e}")
-    return errors.run_command(prog, lambda: _bench(args, modes, lengths, prog))
+def _frame_size(args) -> tuple[int, int]:
+    if not args.video:
+        return args.height, args.width
+    from ..inference.frame_sources import open_source
+
+    first = next(iter(open_source(args.video, max_res=args.max_res, max_len=1)))
+    return first.shape[:2]
 
 
-def _bench(args, modes: list[str], lengths: list[int], prog: str) -> int:
-    resolve_device(args.device)  # cuda without a GPU: one error line here rather than a traceback per worker
+def _bench(args, prog: str) -> int:
+    device = resolve_device(args.device)  # cuda without a GPU: one error line here rather than a traceback per worker
+    height, width = _frame_size(args)
+    models: dict[str, object] = {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="vda-bench-") as tmp:
-        for length in lengths:
-            saved, best = {}, {}
-            for repeat in range(args.repeats):  # interleaved, so a busy spell on a shared CPU hits both modes
-                for mode in modes:
-                    spec = {"mode": mode, "encoder": args.encoder, "checkpoint": args.checkpoint,
-                            "input_size": args.input_size, "precision": args.precision, "device": args.device,
-                            "length": length, "height": args.height, "width": args.width, "threads": args.threads}
-                    if {"runner", "baseline"} <= set(modes) and mode in ("runner", "baseline") and repeat == 0:
-                        spec["save"] = saved[mode] = str(Path(tmp) / f"{mode}_{length}.f32")
-                    print(f"{prog}: {mode} on {length} frames (run {repeat + 1}) ...", file=sys.stderr,
-                          flush=True)
-                    r = _run_worker(spec)
-                    if mode in best:
-                        r["all_seconds"] = best[mode]["all_seconds"] + [r["seconds"]]
-                        r["peak_host_mib"] = max(r["peak_host_mib"], best[mode]["peak_host_mib"])
-                        if r["seconds"] > best[mode]["seconds"]:
-                            r = {**best[mode], "all_seconds": r["all_seconds"], "peak_host_mib": r["peak_host_mib"]}
-                    else:
-                        r["all_seconds"] = [r["seconds"]]
-                    best[mode] = r
-            rows += [best[m] for m in modes]
-            if len(saved) == 2:
-                err = _compare(Path(saved["runner"]), Path(saved["baseline"]), (args.height, args.width))
-                for r in rows[-len(modes):]:
-                    r["max_rel_diff_runner_vs_baseline"] = err
+        for length, encoder, precision in itertools.product(args.length_list, args.encoders, args.precisions):
+            base = {"encoder": encoder, "checkpoint": args.checkpoint, "input_size": args.input_size,
+                    "precision": precision, "device": args.device, "length": length, "height": height,
+                    "width": width, "threads": args.threads, "video": args.video, "max_res": args.max_res,
+                    "iters": args.iters, "warmup": args.warmup, "out_dir": str(Path(tmp) / "out")}
+            if {"e2e", "e2e-serial"} & set(args.mode_list):
+                base["video_file"] = args.video or str(write_synthetic_mp4(
+                    Path(tmp) / f"synthetic_{length}_{height}x{width}.mp4", length, height, width))
+            if args.in_process and encoder not in models:
+                models.clear()  # one model on the device at a time
+                models[encoder] = _build_model(base)
+            group = []
+            for levers in args.lever_sets:
+                saved, best = {}, {}
+                for repeat in range(args.repeats):  # interleaved, so a busy spell on a shared CPU hits all modes
+                    for mode in args.mode_list:
+                        spec = {**base, "mode": mode, "levers": levers}
+                        if repeat == 0 and mode in ("model", "runner", "baseline"):
+                            spec["save"] = saved[mode] = str(Path(tmp) / f"{mode}_{'+'.join(levers)}.f32")
+                        label = "+".join(levers) or "no levers"
+                        print(f"{prog}: {mode} {encoder} {precision} {label} on {length} frames of {height}x{width}"
+                              f" (run {repeat + 1}) ...", file=sys.stderr, flush=True)
+                        r = measure(spec, models.get(encoder)) if args.in_process else _run_worker(spec)
+                        if mode in best:
+                            r["all_seconds"] = best[mode]["all_seconds"] + [r["seconds"]]
+                            r["peak_host_mib"] = max(r["peak_host_mib"], best[mode]["peak_host_mib"])
+                            if r["seconds"] > best[mode]["seconds"]:
+                                r = {**best[mode], "all_seconds": r["all_seconds"],
+                                     "peak_host_mib": r["peak_host_mib"]}
+                        else:
+                            r["all_seconds"] = [r["seconds"]]
+                        best[mode] = r
+                if {"runner", "baseline"} <= set(saved):
+                    err = _compare(Path(saved["runner"]), Path(saved["baseline"]), (height, width))
+                    for m in ("runner", "baseline"):
+                        best[m]["max_rel_diff_runner_vs_baseline"] = err
+                group.append((levers, saved, best))
+            _compare_levers(group)
+            for _, saved, best in group:
+                rows += [best[m] for m in args.mode_list]
                 for f in saved.values():
                     os.unlink(f)
-    _attach_speedups(rows)
+    _attach_ratios(rows)
     _print_table(rows)
-    report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(),
-                          "python": platform.python_version(), "torch": _torch_version()},
-              "args": vars(args), "results": rows}
+    report = {"machine": machine_info(device), "args": {k: v for k, v in vars(args).items()}, "results": rows}
     write_json_atomic(args.json, report)
     print(f"{prog}: results written to {args.json}")
     return 0
 
 
-def _torch_version() -> str:
+def _compare_levers(group) -> None:
+    """Each lever setting's model and runner outputs against the same mode without levers (when measured)."""
+    plain = next((saved for levers, saved, _ in group if not levers), None)
+    if plain is None:
+        return
+    for levers, saved, best in group:
+        for mode in ("model", "runner"):
+            if levers and mode in saved and mode in plain:
+                best[mode]["max_rel_diff_vs_no_levers"] = _compare(Path(saved[mode]), Path(plain[mode]), (1 << 16,))
+
+
+def machine_info(device=None) -> dict:
     import torch
 
-    return torch.__version__
+    info = {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(),
+            "python": platform.python_version(), "torch": torch.__version__}
+    if torch.cuda.is_available():
+        info.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
+                    gpu_memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30,
+                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32)
+    return info
 
 
-def _attach_speedups(rows):
-    base = {r["length"]: r for r in rows if r["mode"] == "baseline"}
+def _key(r) -> tuple:
+    return (r["encoder"], r["precision"], r["levers"], r["length"], r["height"], r["width"])
+
+
+def _attach_ratios(rows) -> None:
+    """Speed-ups against the baseline, and the ratios that show where time goes: e2e / model alone (the
+    pipeline's goal: >= 0.9 on a GPU), e2e / runner (decode + write cost), e2e / e2e-serial (what the threads buy)."""
+    by = {}
     for r in rows:
-        if r["length"] in base:
-            r["speedup_vs_baseline"] = r["frames_per_s"] / base[r["length"]]["frames_per_s"]
-            r["cpu_speedup_vs_baseline"] = r["frames_per_cpu_s"] / base[r["length"]]["frames_per_cpu_s"]
+        by.setdefault(_key(r), {})[r["mode"]] = r
+    for modes in by.values():
+        base = modes.get("baseline")
+        for r in modes.values():
+            if base is not None:
+                r["speedup_vs_baseline"] = r["frames_per_s"] / base["frames_per_s"]
+                r["cpu_speedup_vs_baseline"] = r["frames_per_cpu_s"] / base["frames_per_cpu_s"]
+        e2e = modes.get("e2e")
+        if e2e is not None:
+            for other in ("model", "runner", "e2e-serial"):
+                if other in modes:
+                    e2e[f"e2e_vs_{other.replace('-', '_')}"] = e2e["frames_per_s"] / modes[other]["frames_per_s"]
+                    e2e[f"e2e_vs_{other.replace('-', '_')}_cpu_time"] = (e2e["frames_per_cpu_s"]
+                                                                         / modes[other]["frames_per_cpu_s"])
+
+
+COLUMNS = [("mode", "{}"), ("encoder", "{}"), ("precision", "{}"), ("levers", "{}"), ("length", "{}"),
+           ("frames_per_s", "{:.3f}"), ("ms_per_frame", "{:.1f}"), ("seconds", "{:.1f}"),
+           ("speedup_vs_baseline", "{:.2f}x"), ("cpu_seconds", "{:.1f}"), ("e2e_vs_model", "{:.2f}"),
+           ("e2e_vs_runner", "{:.2f}"), ("e2e_vs_e2e_serial", "{:.2f}"), ("encoder_frame_passes", "{}"),
+           ("peak_host_mib", "{:.0f}"), ("peak_gpu_mib", "{:.0f}"), ("max_rel_diff_runner_vs_baseline", "{:.1e}"),
+           ("max_rel_diff_vs_no_levers", "{:.1e}")]
+
+
+def table_lines(rows, columns=COLUMNS) -> list[str]:
+    cols = [(c, f) for c, f in columns if any(r.get(c) is not None for r in rows)]
+    table = [[c for c, _ in cols]] + [[f.format(r[c]) if r.get(c) is not None else "-" for c, f in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    return ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in table]
 
 
 def _print_table(rows):
-    cols = [("mode", "{}"), ("length", "{}"), ("frames_per_s", "{:.3f}"), ("seconds", "{:.1f}"),
-            ("speedup_vs_baseline", "{:.2f}x"), ("cpu_seconds", "{:.1f}"), ("cpu_speedup_vs_baseline", "{:.2f}x"),
-            ("encoder_frame_passes", "{}"), ("peak_host_mib", "{:.0f}"),
-            ("peak_gpu_mib", "{:.0f}"), ("max_rel_diff_runner_vs_baseline", "{:.1e}")]
-    cols = [(c, f) for c, f in cols if any(c in r for r in rows)]
-    table = [[c for c, _ in cols]] + [[f.format(r[c]) if r.get(c) is not None else "-" for c, f in cols] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    for row in table:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    print("\n".join(table_lines(rows)))
 
 
 def _worker_main(spec: dict) -> int:
     """A worker prints its result as JSON; a known input error is one line on stderr and status 2."""
     from ..checkpoints import CheckpointError
+    from ..inference.frame_sources import InputError
 
-    return errors.run_command(PROG, lambda: print(json.dumps(worker(spec))), known=(CheckpointError,))
+    return errors.run_command(PROG, lambda: print(json.dumps(measure(spec))), known=(CheckpointError, InputError))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,11 @@ from .temporal import TemporalModule
 MICRO_BATCH = 4  # frames per chunk in the high-resolution tail (memory only; per-frame ops)
 
 
-def _resize(x: torch.Tensor, size=None, scale_factor=None) -> torch.Tensor:
-    return F.interpolate(x.contiguous(), size=size, scale_factor=scale_factor, mode="bilinear", align_corners=True)
+def _resize(x: torch.Tensor, size=None, scale_factor=None, channels_last: bool = False) -> torch.Tensor:
+    """Bilinear, align_corners=True (the published head); NHWC in and out under the channels-last lever."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return F.interpolate(x.contiguous(memory_format=fmt), size=size, scale_factor=scale_factor, mode="bilinear",
+                         align_corners=True)
 
 
 class ResidualConvUnit(nn.Module):
@@ -35,12 +38,16 @@ class FeatureFusionBlock(nn.Module):
         self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
         self.out_conv = nn.Conv2d(features, features, 1)
+        self.channels_last = False  # models/speed.py
 
     def forward(self, x, skip=None, size=None):
         if skip is not None:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
-        x = _resize(x, size=size) if size is not None else _resize(x, scale_factor=2)
+        if size is not None:
+            x = _resize(x, size=size, channels_last=self.channels_last)
+        else:
+            x = _resize(x, scale_factor=2, channels_last=self.channels_last)
         return self.out_conv(x)
 
 
@@ -71,6 +78,7 @@ class DPTHead(nn.Module):
         super().__init__()
         self.temporal = temporal
         self.gradient_checkpointing = False
+        self.channels_last = False  # models/speed.py: NHWC feature maps for the convolutions
         self.projects = nn.ModuleList([nn.Conv2d(in_dim, c, 1) for c in out_channels])
         self.resize_layers = nn.ModuleList(
             [
@@ -90,7 +98,7 @@ class DPTHead(nn.Module):
         s = self.scratch
         path_2 = s.refinenet2(path_3, layer2_rn, size=layer1_rn.shape[2:])
         path_1 = s.refinenet1(path_2, layer1_rn)
-        out = _resize(s.output_conv1(path_1), size=out_size)
+        out = _resize(s.output_conv1(path_1), size=out_size, channels_last=self.channels_last)
         # The published model runs the last convolutions in float32 under autocast (fp16 and bf16 lose the
         # low-contrast detail there: black / banded maps, Video Depth Anything issues #92, #97). Its guard names
         # only CUDA, so under CPU autocast the published code runs them in bfloat16; this one turns off autocast
@@ -115,6 +123,8 @@ class DPTHead(nn.Module):
         layers = []
         for i, (tokens, _cls) in enumerate(features):
             x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], patch_h, patch_w)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             layers.append(self.resize_layers[i](self.projects[i](x)))
         layer_1, layer_2, layer_3, layer_4 = layers
         states: list[torch.Tensor] = []

@@ -1,0 +1,75 @@
+"""The speed levers of models/speed.py on the CPU: off by default, each one leaves the outputs (within float
+reordering) and the state dict as they are, and `unapply` restores the plain model. Their timings are in
+evaluation/results/ (`vda bench infer --levers`); the CUDA-only parts (graph capture) run in tests/cuda."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vda_lightning.bench import checks
+from vda_lightning.models import speed
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return checks.perturbed_model("vitt")
+
+
+@pytest.fixture(scope="module")
+def window():
+    return torch.randn(1, 4, 3, 28, 42, generator=torch.Generator().manual_seed(0))
+
+
+def test_parse_levers():
+    assert speed.parse_levers(None) == [] and speed.parse_levers("none") == []
+    assert speed.parse_levers("compile, channels_last,compile") == ["compile", "channels_last"]
+    with pytest.raises(ValueError, match="unknown speed lever.*'warp'"):
+        speed.parse_levers("compile,warp")
+
+
+def test_channels_last_same_output_and_state_dict_and_unapply_restores(tiny, window):
+    with torch.inference_mode():
+        ref = tiny(window)
+    keys = list(tiny.state_dict())
+    speed.apply_levers(tiny, ["channels_last"])
+    try:
+        conv = tiny.head.scratch.refinenet1.out_conv
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert tiny.head.scratch.refinenet1.channels_last
+        with torch.inference_mode():
+            out = tiny(window)
+        assert list(tiny.state_dict()) == keys
+        assert checks.max_rel_error(out, ref) <= 1e-5
+    finally:
+        speed.unapply(tiny)
+    assert not tiny.head.channels_last and tiny.head.scratch.refinenet1.out_conv.weight.is_contiguous()
+    with torch.inference_mode():
+        assert torch.equal(tiny(window), ref)  # the plain model again, bit for bit
+
+
+def test_compile_wraps_the_two_entry_points_and_unapply_removes_them(tiny, window):
+    with torch.inference_mode():
+        ref = tiny(window)
+    speed.apply_levers(tiny, ["compile"], compile_backend="eager")  # dynamo traces; no code generation (fast)
+    try:
+        assert "forward_features" in tiny.__dict__ and "forward_depth" in tiny.__dict__
+        with torch.inference_mode():
+            out = tiny(window)
+        assert checks.max_rel_error(out, ref) <= 1e-6
+    finally:
+        speed.unapply(tiny)
+    assert "forward_features" not in tiny.__dict__ and tiny.speed_levers == []
+
+
+def test_cuda_graphs_is_the_eager_call_off_cuda_and_under_grad():
+    calls = []
+
+    def fn(x, k):
+        calls.append(k)
+        return x * k
+
+    g = speed.CUDAGraphed(fn)
+    x = torch.ones(3)
+    with torch.no_grad():
+        assert torch.equal(g(x, 2), x * 2)
+    assert torch.equal(g(x, 3), x * 3) and calls == [2, 3] and g.graphs == {}  # nothing captured on the CPU
