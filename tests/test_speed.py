@@ -73,3 +73,29 @@ def test_cuda_graphs_is_the_eager_call_off_cuda_and_under_grad():
     with torch.no_grad():
         assert torch.equal(g(x, 2), x * 2)
     assert torch.equal(g(x, 3), x * 3) and calls == [2, 3] and g.graphs == {}  # nothing captured on the CPU
+
+
+def test_vda_infer_speed_levers_flag(tmp_path, tiny, capsys):
+    """`vda infer --speed-levers channels_last` writes the maps of the plain run (within float reordering); an
+    unknown lever is a usage error naming it."""
+    import cv2
+    import numpy as np
+
+    from vda_lightning import save_model
+    from vda_lightning.inference import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["x.mp4", "--checkpoint", "c.ckpt", "--speed-levers", "warp"])
+    assert e.value.code == 2 and "--speed-levers: unknown speed lever(s) ['warp']" in capsys.readouterr().err
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for i, f in enumerate(np.random.default_rng(0).integers(0, 256, (6, 20, 30, 3), dtype=np.uint8)):
+        cv2.imwrite(str(clip / f"{i:03d}.png"), f)
+    ckpt = save_model(tiny, tmp_path / "m.safetensors")
+    maps = {}
+    for levers in ("none", "channels_last"):
+        out = tmp_path / levers
+        assert cli.main([str(clip), "--checkpoint", str(ckpt), "--input-size", "28", "--device", "cpu",
+                         "--output-dir", str(out), "--speed-levers", levers]) == 0
+        maps[levers] = np.load(next(out.glob("*.npz")))["depths"]
+    assert maps["none"].shape == (6, 20, 30) and checks.max_rel_error(maps["channels_last"], maps["none"]) <= 1e-5

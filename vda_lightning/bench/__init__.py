@@ -1,5 +1,5 @@
-"""`vda bench {infer,data} ...` (alias `vda-bench`): performance figures, printed and written as JSON (never timed
-tests)."""
+"""`vda bench {infer,data,train,gpu} ...` (alias `vda-bench`): performance figures, printed and written as JSON
+(never timed tests)."""
 from __future__ import annotations
 
 import importlib
@@ -11,6 +11,10 @@ PROG = "vda-bench"
 COMMANDS = {
     "infer": ("vda_lightning.bench.infer", "run_infer_bench", "long-video inference: frames/s and peak memory"),
     "data": ("vda_lightning.bench.data", "run_data_bench", "shard decoding + augmentation: clips/s, MB/s per worker"),
+    "train": ("vda_lightning.bench.train", "run_train_bench",
+              "training steps: clips/s and images/s per GPU beside the loader's clips/s"),
+    "gpu": ("vda_lightning.bench.gpu", "run_gpu_check",
+            "the CUDA suite + every benchmark in one run: JSON + Markdown (CPU variant without a GPU)"),
 }
 
 

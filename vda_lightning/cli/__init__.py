@@ -48,7 +48,7 @@ COMMANDS: dict[str, Command] = {
     "submit": Command("vda_lightning.cluster.submit", "main",
                       "render and submit an sbatch script for a training run (requeue + resume)", "vda-submit"),
     "bench": Command("vda_lightning.bench", "main",
-                     "performance figures: inference frames/s and memory, data clips/s", "vda-bench"),
+                     "performance figures: inference, training, data; the GPU check", "vda-bench"),
 }
 
 PROG = "vda"

@@ -50,6 +50,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--save", default="npz", help=f"comma list of {SAVE_FORMATS}")
     p.add_argument("--focal-length-x", type=float, default=470.4, help="ply: pinhole fx in pixels")
     p.add_argument("--focal-length-y", type=float, default=470.4, help="ply: pinhole fy in pixels")
+    p.add_argument("--speed-levers", default="none", help="comma list of compile, channels_last, cuda_graphs "
+                   "(models/speed.py; measured by vda bench infer --levers; off by default)")
     return p
 
 
@@ -106,6 +108,12 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         parser.error(f"--save takes a comma list of {','.join(FORMATS)}; got {args.save!r}")
+    from ..models.speed import parse_levers
+
+    try:
+        args.speed_levers = parse_levers(args.speed_levers)
+    except ValueError as e:
+        parser.error(f"--speed-levers: {e}")
 
     out_dir = Path(args.output_dir)
     problem = check_output_dir(out_dir)
@@ -135,6 +143,10 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
         raise errors.CommandError(f"{args.checkpoint}: --save ply needs a metric checkpoint "
                                   "(this one predicts relative disparity)")
     model = model.to(device).eval()
+    if args.speed_levers:
+        from ..models.speed import apply_levers
+
+        apply_levers(model, args.speed_levers)
     Runner = OfflineRunner if args.mode == "offline" else StreamingRunner
     runner = Runner(model, input_size=args.input_size, device=device, precision=precision)
 
