@@ -1,4 +1,4 @@
-"""Shared fixtures: the golden reference folder and tiny models."""
+"""Shared fixtures: the golden reference folder, tiny models, tiny synthetic-scene shards."""
 from __future__ import annotations
 
 import os
@@ -37,3 +37,20 @@ def golden_video_model(golden_state_dict):
     model = build_video_model("vits").eval()
     model.load_state_dict(golden_state_dict, strict=True)
     return model
+
+
+SYNTHETIC = {"train_clips": 12, "val_clips": 3, "clip_len": 4, "height": 28, "width": 42, "clips_per_shard": 2}
+
+
+@pytest.fixture(scope="session")
+def synthetic_shards(tmp_path_factory) -> Path:
+    """Procedural scenes written once per session by `vda-shard synthetic`: 6 train shards of 2 clips (4 frames,
+    28x42, with depth, K and poses) and 2 val shards (3 clips). Read them through VideoDepthDataModule."""
+    from vda_lightning.data.cli import main as vda_shard
+
+    out = tmp_path_factory.mktemp("synthetic_shards")
+    s = SYNTHETIC
+    assert vda_shard(["synthetic", "--out", str(out), "--train-clips", str(s["train_clips"]), "--val-clips",
+                      str(s["val_clips"]), "--clip-len", str(s["clip_len"]), "--height", str(s["height"]),
+                      "--width", str(s["width"]), "--clips-per-shard", str(s["clips_per_shard"])]) == 0
+    return out

@@ -42,7 +42,7 @@ def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_for
 
 
 def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 0) -> dict:
-    aug = AugmentConfig(out_hw=(crop, crop))
+    aug = AugmentConfig()
     counters = SkipCounters(1, "bench")
     rng = np.random.default_rng(seed)
     read_s = work_s = 0.0
@@ -55,7 +55,7 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
             read_s += time.perf_counter() - t0
             for raw in raws:
                 t0 = time.perf_counter()
-                train_sample(raw, clip_len, rng, aug, 1e-3, 0.0, need_target=True)
+                train_sample(raw, clip_len, rng, aug, (crop, crop), 1e-3, 0.0, need_target=True)
                 work_s += time.perf_counter() - t0
                 clips += 1
                 nbytes += sum(len(v) for k, v in raw.items() if not k.startswith("__"))
