@@ -42,7 +42,7 @@ def train_with_pictures(work: Path, steps: int, resume: Path | None = None) -> P
            "--config", str(work / "override.yaml"), "--validate_before_fit=false",
            f"--trainer.default_root_dir={work}", f"--checkpoint.dirpath={work / 'checkpoints'}",
            f"--trainer.max_steps={steps}", f"--trainer.val_check_interval={steps}",
-           f"--data.init_args.synthetic_dir={work / 'synthetic'}"]
+           f"--data.init_args.synthetic.dir={work / 'synthetic'}"]
     if resume:  # start from the trained weights, train 0 steps; the CLI's final validation renders the pictures
         cmd += [f"--model.init_checkpoint={resume}", "--trainer.max_steps=0"]
     subprocess.run(cmd, cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, check=True)

@@ -32,3 +32,16 @@ def read_step_keys(path: str, rank: int = 0) -> dict[int, list[str]]:
             row = json.loads(line)
             out[row["step"]] = row["keys"]
     return out
+
+
+class ValidationOutputs(Callback):
+    """Keeps every validation batch with the module's output (CPU copies), to score them again in a test."""
+
+    def __init__(self):
+        self.seen: list[tuple[dict, dict]] = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        def cpu(x):
+            return x.detach().cpu() if hasattr(x, "detach") else x
+
+        self.seen.append(({k: cpu(v) for k, v in outputs.items()}, {k: cpu(v) for k, v in batch.items()}))

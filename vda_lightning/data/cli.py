@@ -116,7 +116,12 @@ def main(argv: list[str] | None = None) -> int:
                 seqs = read_manifest(a.manifest, a.factor, a.depth_kind)
             else:
                 seqs = read_benchmark_json(a.json, a.datasets)
-            summary = write_shards(seqs, a.out, a.prefix, _options(a), a.workers, progress=not a.no_progress)
+            options = _options(a)
+            factors = {s.factor for s in seqs}
+            if a.cmd == "benchmark" and a.depth_scale is None and a.depth_encoding == "png16" and len(factors) == 1:
+                # store the benchmark's own 16-bit values: decoded GT is then exactly what vda-eval reads
+                options.depth_scale = factors.pop()
+            summary = write_shards(seqs, a.out, a.prefix, options, a.workers, progress=not a.no_progress)
             summary["shards"] = len(summary["shards"])
     except (ValueError, FileNotFoundError) as exn:
         print(f"vda-shard: error: {exn}", file=sys.stderr)

@@ -103,7 +103,7 @@ class VDACLI(LightningCLI):
 
 def _final_validation(cli: VDACLI, before: dict | None) -> None:
     trainer, model = cli.trainer, cli.model
-    if not trainer.val_dataloaders and not (cli.datamodule and _has_val(cli.datamodule)):
+    if not (cli.datamodule is not None and _has_val(cli.datamodule)):
         return
     trainer.validate(model, datamodule=cli.datamodule, verbose=False)
     if not trainer.is_global_zero or not model.val_results:

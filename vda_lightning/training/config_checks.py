@@ -12,6 +12,9 @@ from pathlib import Path
 
 import yaml
 
+from ..cluster.resume import existing_run
+
+__all__ = ["existing_run", "renamed_key_problem", "path_problems", "launcher_rank", "is_requeued_restart"]
 PLACEHOLDER = "/path/to/"
 RENAMED_DATA_KEYS = {
     "synthetic_dir": "synthetic.dir", "synthetic_train_clips": "synthetic.train_clips",
@@ -117,23 +120,6 @@ def path_problems(config) -> list[str]:
             and "://" not in str(ckpt):
         problems.append(_missing_path("ckpt_path", ckpt))
     return problems
-
-
-def existing_run(run_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None) -> Path | None:
-    """A file showing that `run_dir` already holds a run (its saved config, results or a checkpoint), or None.
-
-    Other files (e.g. the `slurm/` folder vda-submit writes before the job starts) do not count.
-    """
-    root = Path(run_dir)
-    for name in ("config.yaml", "final_validation.json"):
-        if (root / name).is_file():
-            return root / name
-    for folder in {root / "checkpoints", Path(checkpoint_dir) if checkpoint_dir else root / "checkpoints"}:
-        if folder.is_dir():
-            found = sorted(p for p in folder.glob("*.ckpt") if not p.name.startswith("."))
-            if found:
-                return found[0]
-    return None
 
 
 def launcher_rank() -> int:
