@@ -23,9 +23,9 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from ..io import rank_world
 from .datasets import TrainStream, ValStream
 from .shards import _is_remote, count_samples, expand_shards
-from .streams import dist_info
 from .synthetic_scenes import generate_synthetic_shards
 from .transforms import AugmentConfig
 
@@ -200,7 +200,7 @@ class VideoDepthDataModule(L.LightningDataModule):
         trainer = self._trainer_or_none()
         if trainer is not None:
             return trainer.global_rank, trainer.world_size
-        return dist_info()
+        return rank_world(from_environment=True)
 
     def _loader_kw(self, workers: int) -> dict:
         kw = dict(batch_size=None, num_workers=workers, pin_memory=self.hp.pin_memory and torch.cuda.is_available())

@@ -9,9 +9,7 @@ The loop's other jobs are callbacks the module brings along (`configure_callback
 the head, swapped in for validation) and `ValidationEvaluator` (per-dataset validation metrics, with each
 benchmark's own protocol); throughput is the dashboard callback's (`dashboards.TrainingDashboard`).
 
-Checkpoints (format read by `vda_lightning.load_model`): `state_dict` holds `model.head.*` (+ `model.pretrained.*`
-only when the encoder is embedded); `checkpoint["vda"] = {"config", "encoder_source": {"path", "sha256"} | None,
-"prefix": "model."}`; `checkpoint["vda_ema"]` the EMA shadow; `checkpoint["vda_counters"]` the skip counters.
+Checkpoints follow the contract in `vda_lightning.checkpoints` (its package docstring): `load_model` reads them.
 """
 from __future__ import annotations
 
