@@ -106,8 +106,13 @@ def path_problems(config) -> list[str]:
                 try:
                     expand_shards(pattern, f"data.init_args.{key}")
                 except FileNotFoundError as e:
-                    hint = " (a placeholder: point it at your shards, see data/README.md)" \
-                        if PLACEHOLDER in str(pattern) else ""
+                    if PLACEHOLDER in str(pattern):
+                        hint = " (a placeholder: point it at your shards, see data/README.md)"
+                    elif not os.path.isabs(os.path.expanduser(str(pattern))) and "://" not in str(pattern) \
+                            and not str(pattern).startswith("pipe:"):
+                        hint = f" (relative to {os.getcwd()})"
+                    else:
+                        hint = ""
                     problems.append(f"{e}{hint}")
         if not _get(init, "train_shards") and _get(init, "synthetic") is None:
             problems.append("data.init_args.train_shards is empty (give shards, or a synthetic: section)")
