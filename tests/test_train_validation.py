@@ -275,3 +275,17 @@ def test_renamed_data_keys_name_their_new_place(synthetic_shards, tmp_path, caps
     cfg["data"]["init_args"]["synthetic"] = True
     line = _one_line_error(capsys, "--config", str(write_config(tmp_path / "c.yaml", cfg)))
     assert "data.init_args.synthetic: true" in line and "is now a section" in line
+
+
+def test_streams_are_scored_by_their_benchmark_by_name_or_as_declared():
+    from vda_lightning.data import VideoDepthDataModule
+    from vda_lightning.evaluation.benchmarks import stream_benchmark
+
+    assert stream_benchmark("bonn") == "bonn" and stream_benchmark("scannet_500") == "scannet_500"
+    assert stream_benchmark("my_bonn_copy") is None  # unregistered: the config's default settings
+    assert stream_benchmark("my_bonn_copy", {"my_bonn_copy": "bonn"}) == "bonn"
+    assert stream_benchmark("kitti", {"kitti": None}) is None
+    dm = VideoDepthDataModule(val_benchmarks={"mine": "sintel", "kitti": "none"})
+    assert dm.val_benchmarks == {"mine": "sintel", "kitti": None}
+    with pytest.raises(ValueError, match="val_benchmarks.mine: 'bonnn' is not a registered benchmark"):
+        VideoDepthDataModule(val_benchmarks={"mine": "bonnn"})
