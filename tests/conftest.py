@@ -39,6 +39,14 @@ def golden_video_model(golden_state_dict):
     return model
 
 
+@pytest.fixture(scope="session")
+def golden_image_state_dict(golden_state_dict):
+    """The same random weights in Depth Anything V2's image layout (the golden `dav2_image_cases` model)."""
+    from vda_lightning.checkpoints import video_to_image
+
+    return video_to_image(golden_state_dict)
+
+
 SYNTHETIC = {"train_clips": 12, "val_clips": 3, "clip_len": 4, "height": 28, "width": 42, "clips_per_shard": 2}
 
 

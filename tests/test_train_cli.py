@@ -16,10 +16,12 @@ from recipes import FIT, ROOT, fit_env, head_weights, logged_losses, run_fit, ti
 from tests.fakes.recorder import read_step_keys
 
 
-def toy_config(root: Path, max_steps: int, every: int, shards: Path = Path("/nonexistent"), **model) -> dict:
-    cfg = tiny_recipe(shards, root, max_steps, every, **model)
+def toy_config(root: Path, max_steps: int, every: int, **model) -> dict:
+    """The tiny recipe on a few tiny synthetic scenes of its own (`synthetic:` next to the run folder)."""
+    cfg = tiny_recipe(Path("unused"), root, max_steps, every, workers=0, **model)
     cfg["data"]["init_args"]["train_shards"] = None
-    cfg["data"]["init_args"]["synthetic"] = {"dir": str(root.parent / "synthetic")}
+    cfg["data"]["init_args"].update(val_size=0, val_num_workers=0, synthetic={
+        "dir": str(root.parent / "synthetic"), "train_clips": 4, "val_clips": 1, "height": 28, "width": 42})
     return cfg
 
 

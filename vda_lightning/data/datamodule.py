@@ -24,6 +24,7 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from ..io import rank_world
+from ..models.input_contract import DEFAULT_CONTRACT
 from .datasets import TrainStream, ValStream
 from .shards import _is_remote, count_samples, expand_shards
 from .synthetic_scenes import generate_synthetic_shards
@@ -35,9 +36,7 @@ STATE_VERSION = 1
 
 def _hw(size: int | list[int]) -> tuple[int, int]:
     hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[-1]))
-    if hw[0] % 14 or hw[1] % 14 or min(hw) <= 0:
-        raise ValueError(f"crop size {size} must be positive multiples of 14 (the ViT patch size)")
-    return hw
+    return DEFAULT_CONTRACT.check_size(hw, "crop size")
 
 
 @dataclass

@@ -5,6 +5,7 @@
     vda-fit --config conf/paper/vits_stage2.yaml --trainer.devices 8 --trainer.num_nodes 2
     vda-fit --config conf/quickstart.yaml --ckpt_path last          # resume the run in that folder
     vda-fit --config conf/quickstart.yaml --print_config            # the fully resolved config
+    vda validate --config conf/quickstart.yaml --ckpt_path last     # validate_main: one checkpoint's table
 
 One run folder per experiment: `trainer.default_root_dir` (the run folder) holds the saved `config.yaml`,
 `checkpoints/` (unless `checkpoint.dirpath` says otherwise), the logger's files (loggers whose `save_dir` is
@@ -36,9 +37,11 @@ from .results import format_results_table, write_results
 PROG = "vda-fit"
 
 
-def fail(message: str, code: int = 2):
+def fail(message: str, code: int = 2, prog: str = PROG):
     """One line on stderr, then exit: configuration problems are not tracebacks."""
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    from ..cli import errors
+
+    errors.report(prog, message)
     sys.exit(code)
 
 
@@ -47,6 +50,13 @@ def _loggers(spec) -> list:
 
 
 class VDACLI(LightningCLI):
+    """vda-fit's LightningCLI. `trains=False` (vda validate): the same checks and run folder, but no fresh-run
+    refusal and no default `results_file` (a validation must not replace the training run's final table)."""
+
+    def __init__(self, *args, prog: str = PROG, trains: bool = True, **kwargs):
+        self.prog, self.trains = prog, trains  # set before LightningCLI parses (its __init__ does)
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # No version counter: a re-run into the same folder replaces last.ckpt rather than writing last-v1.ckpt,
@@ -66,7 +76,7 @@ class VDACLI(LightningCLI):
         if isinstance(argv, list | tuple):
             problem = config_checks.renamed_key_problem([str(a) for a in argv])
             if problem:
-                fail(problem)
+                fail(problem, prog=self.prog)
         super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
@@ -81,18 +91,18 @@ class VDACLI(LightningCLI):
                 init = getattr(logger, "init_args", None)
                 if init is not None and hasattr(init, "save_dir") and init.save_dir is None:
                     init.save_dir = root
-            if config.get("results_file") is None:
+            if config.get("results_file") is None and self.trains:
                 config.results_file = os.path.join(root, "final_validation.json")
-        problems = config_checks.path_problems(config)
+        problems = config_checks.path_problems(config, training=self.trains)
         if problems:
             more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-            fail(problems[0] + more)
+            fail(problems[0] + more, prog=self.prog)
         fresh = config.get("ckpt_path") is None and not config_checks.is_requeued_restart()
-        if root and fresh and config_checks.launcher_rank() == 0:
+        if root and fresh and self.trains and config_checks.launcher_rank() == 0:
             found = config_checks.existing_run(root, config.checkpoint.dirpath)
             if found is not None:
                 fail(f"run folder {root} already holds a run ({found}); resume it with --ckpt_path last, "
-                     f"or start a new run with --trainer.default_root_dir <another folder>")
+                     f"or start a new run with --trainer.default_root_dir <another folder>", prog=self.prog)
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
@@ -159,6 +169,52 @@ def _close_wandb() -> None:
 def main(args: list[str] | None = None) -> None:
     """Console entry point: returns None so that `sys.exit(main())` exits 0 after a good run."""
     run(args)
+
+
+def validate_main(args: list[str] | None = None) -> int:
+    """`vda validate --config RECIPE --ckpt_path CKPT|last`: one validation pass of CKPT's weights on the recipe's
+    validation data, printed as the table `vda fit` ends with (and written to `results_file` when set).
+
+    Without --ckpt_path the recipe's initial weights are validated. Returns the exit status (cli/errors.py).
+    """
+    from ..cli import errors
+
+    prog = os.path.basename(sys.argv[0]) if args is None else "vda validate"
+    cli = VDACLI(VideoDepthModule, LightningDataModule, subclass_mode_data=True, run=False,
+                 save_config_callback=None,  # validating must not rewrite the training run's config.yaml
+                 parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, args=args,
+                 prog=prog, trains=False)
+    trainer, ckpt = cli.trainer, cli.config.get("ckpt_path")
+    if ckpt == "last":
+        folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        ckpt = os.path.join(folder, "last.ckpt") if folder else None
+        if ckpt is None:
+            return errors.fail(prog, "--ckpt_path last: the recipe sets no checkpoint.dirpath; pass the file")
+    if ckpt is not None and not os.path.isfile(ckpt):
+        return errors.fail(prog, f"{ckpt}: no such checkpoint file")
+    if not (cli.datamodule and _has_val(cli.datamodule)):
+        return errors.fail(prog, "the recipe's data has no validation set")
+    trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)
+    if trainer.is_global_zero:
+        step = _checkpoint_step(ckpt)
+        print(f"\nValidation of {ckpt or 'the initial weights'}" + (f" (step {step})" if step is not None else "")
+              + ":\n" + format_results_table(None, cli.model.val_results))
+        if cli.config.get("results_file"):
+            write_results(cli.config["results_file"], None, cli.model.val_results, step or 0)
+            print(f"(written to {cli.config['results_file']})")
+    _close_wandb()
+    return errors.EXIT_OK
+
+
+def _checkpoint_step(path: str | None) -> int | None:
+    if path is None:
+        return None
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step"))
+    except Exception:  # an older or foreign file: the table is still right, only the step is unknown
+        return None
 
 
 if __name__ == "__main__":

@@ -93,8 +93,9 @@ def _missing_path(key: str, path: str) -> str:
     return f"{key}: {path} does not exist{hint}"
 
 
-def path_problems(config) -> list[str]:
-    """Every shard pattern, checkpoint and teacher path of a parsed vda-fit config that does not exist."""
+def path_problems(config, training: bool = True) -> list[str]:
+    """Every shard pattern, checkpoint and teacher path of a parsed vda-fit config that does not exist
+    (`training=False`: a validation, which needs no training shards)."""
     from ..data.shards import expand_shards
 
     problems = []
@@ -114,7 +115,7 @@ def path_problems(config) -> list[str]:
                     else:
                         hint = ""
                     problems.append(f"{e}{hint}")
-        if not _get(init, "train_shards") and _get(init, "synthetic") is None:
+        if training and not _get(init, "train_shards") and _get(init, "synthetic") is None:
             problems.append("data.init_args.train_shards is empty (give shards, or a synthetic: section)")
     for key in ("model.init_checkpoint", "model.teacher_checkpoint"):
         path = _get(config, key)
@@ -123,7 +124,7 @@ def path_problems(config) -> list[str]:
     ckpt = _get(config, "ckpt_path")
     if ckpt and ckpt not in ("last", "best", "hpc", "registry") and not os.path.isfile(str(ckpt)) \
             and "://" not in str(ckpt):
-        problems.append(_missing_path("ckpt_path", ckpt))
+        problems.append(f"ckpt_path: {ckpt}: no such checkpoint file")
     return problems
 
 
