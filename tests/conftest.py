@@ -62,3 +62,22 @@ def synthetic_shards(tmp_path_factory) -> Path:
                       str(s["val_clips"]), "--clip-len", str(s["clip_len"]), "--height", str(s["height"]),
                       "--width", str(s["width"]), "--clips-per-shard", str(s["clips_per_shard"])]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def ddp_reference(synthetic_shards, tmp_path_factory) -> dict:
+    """The uninterrupted 2-rank gloo run of the shared resume recipe (`recipes.DDP_STEPS` steps): its final head
+    weights and per-rank, per-step sample keys, for the SIGKILL and SLURM-requeue tests to compare against."""
+    from recipes import DDP_EVERY, DDP_STEPS, head_weights, logged_losses, run_fit, tiny_recipe, write_config
+
+    from tests.fakes.recorder import read_step_keys
+
+    tmp = tmp_path_factory.mktemp("ddp_reference")
+    config = write_config(tmp / "ref.yaml", tiny_recipe(synthetic_shards, tmp / "run", DDP_STEPS, DDP_EVERY,
+                                                         devices=2))
+    res = run_fit("--config", str(config), step_keys=tmp / "ref.keys")
+    assert res.returncode == 0, res.stderr[-3000:]
+    head, state = head_weights(tmp / "run" / "checkpoints" / "last.ckpt")
+    assert state["global_step"] == DDP_STEPS
+    return {"head": head, "keys": [read_step_keys(str(tmp / "ref.keys"), rank) for rank in range(2)],
+            "losses": logged_losses(tmp / "run")}

@@ -14,6 +14,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 FIT = [sys.executable, "-m", "vda_lightning.training.cli"]
 STEP_KEYS = "tests.fakes.recorder.StepKeys"
+# The 2-rank resume recipe shared by the SIGKILL and the SLURM-requeue tests (one uninterrupted reference run,
+# tests/conftest.py `ddp_reference`): enough tiny steps that a signal sent after the first checkpoint lands mid-run.
+DDP_STEPS, DDP_EVERY = 30, 3
 
 
 def tiny_recipe(shards: Path, run_dir: Path | None, max_steps: int, every: int, devices: int = 1,

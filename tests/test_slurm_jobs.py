@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from recipes import ROOT, head_weights, run_fit, tiny_recipe, write_config
+from recipes import DDP_EVERY, DDP_STEPS, ROOT, head_weights, tiny_recipe, write_config
 from slurm_cluster import LocalSlurmCluster, SlurmUnavailable
 
 from vda_lightning.cluster import is_valid_checkpoint
@@ -20,7 +20,6 @@ from tests.fakes.recorder import read_step_keys
 
 pytestmark = pytest.mark.slurm
 BIN = Path(sys.executable).parent  # vda-submit / vda-fit of this environment
-REQUEUE_STEPS = 30  # tiny steps: enough of them that the signal lands mid-run even when it is delivered late
 
 
 @pytest.fixture(scope="session")
@@ -76,29 +75,14 @@ def test_two_rank_cpu_ddp_job_trains_checkpoints_and_reports_once(slurm, tmp_pat
     assert final_step(run_dir)["step"] == 4
 
 
-def _tiny(shards, run_dir=None, devices=1) -> dict:
-    cfg = tiny_recipe(shards, run_dir, REQUEUE_STEPS, 2, devices=devices)
-    if run_dir is None:
-        cfg["trainer"]["logger"] = False
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(synthetic_shards, tmp_path_factory):
-    """The same recipe as the preempted job, as a plain 2-rank gloo run (no SLURM, no signal)."""
-    tmp = tmp_path_factory.mktemp("uninterrupted")
-    config = write_config(tmp / "ref.yaml", _tiny(synthetic_shards, tmp / "run", devices=2))
-    res = run_fit("--config", str(config), step_keys=tmp / "ref.keys")
-    assert res.returncode == 0, res.stderr[-3000:]
-    head, state = head_weights(tmp / "run" / "checkpoints" / "last.ckpt")
-    assert state["global_step"] == REQUEUE_STEPS
-    return head, [read_step_keys(str(tmp / "ref.keys"), rank) for rank in range(2)]
-
-
 def test_sigusr1_requeues_and_the_job_resumes_to_the_configured_step(slurm, tmp_path, synthetic_shards,
-                                                                      uninterrupted):
-    steps = REQUEUE_STEPS
-    config = write_config(tmp_path / "tiny.yaml", _tiny(synthetic_shards))
+                                                                      ddp_reference):
+    """The shared 2-rank resume recipe (tests/recipes.py) as a SLURM job, preempted by SIGUSR1 after its first
+    checkpoint; compared with the session's uninterrupted 2-rank run of the same recipe."""
+    steps = DDP_STEPS
+    cfg = tiny_recipe(synthetic_shards, None, steps, DDP_EVERY)
+    cfg["trainer"]["logger"] = False
+    config = write_config(tmp_path / "tiny.yaml", cfg)
     keys = tmp_path / "job.keys"
     job, run_dir = submit(slurm, tmp_path, "pre", steps, config, env_setup=[
         f"export PYTHONPATH={ROOT}:${{PYTHONPATH:-}}", f"export VDA_TEST_STEP_KEYS={keys}"])
@@ -122,7 +106,7 @@ def test_sigusr1_requeues_and_the_job_resumes_to_the_configured_step(slurm, tmp_
     requeued_at = torch.load(requeue_ckpt, weights_only=True)["global_step"]
     assert 0 < requeued_at < steps
     # the requeued job ends where an uninterrupted run ends, having trained on the same samples at every step
-    ref_head, ref_keys = uninterrupted
+    ref_head, ref_keys = ddp_reference["head"], ddp_reference["keys"]
     assert head.keys() == ref_head.keys() and all(torch.equal(head[k], ref_head[k]) for k in ref_head)
     for rank in range(2):
         assert read_step_keys(str(keys), rank) == ref_keys[rank], f"rank {rank}"

@@ -298,6 +298,8 @@ class VideoDepthDataModule(L.LightningDataModule):
         if consumed >= self.epoch_length:  # saved at the very end of an epoch: the next one starts fresh
             saved_epoch, consumed = saved_epoch + 1, 0
         if saved_epoch < epoch or consumed == 0:
+            rank_zero_info(f"data resume: epoch {max(epoch, saved_epoch)} starts at its beginning, as in the "
+                           "uninterrupted run")
             return max(epoch, saved_epoch), None
         remote = [u for src in self.train_ds.video_sources + [self.train_ds.image_urls] for u in src
                   if _is_remote(u)]
