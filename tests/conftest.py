@@ -1,4 +1,5 @@
-"""Shared fixtures: the golden reference folder and model, and a tiny model, its checkpoint files and shards.
+"""Shared fixtures: the golden reference folder and model, a tiny model with its checkpoint files, tiny
+synthetic-scene shards (video clips, image samples).
 
 Session-scoped and shared: treat them as read-only (copy a model with `copy.deepcopy` before changing it).
 """
@@ -98,11 +99,47 @@ def tiny_checkpoint(tiny_checkpoints) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_shards(tmp_path_factory) -> dict[str, list[str]]:
-    """Synthetic-scene shards (`vda shard synthetic`) at 28x42: "train" 4 two-frame clips in 2 shards, "val" 2 clips,
-    "image" 3 one-frame image samples in 1 shard."""
+def image_shards(tmp_path_factory) -> list[str]:
+    """One synthetic-scene shard of 3 image samples (one 28x42 frame each, with depth): unlabelled-image input."""
     from vda_lightning.data import generate_synthetic_shards
 
-    return generate_synthetic_shards(str(tmp_path_factory.mktemp("tiny_shards")), n_train_clips=4, n_val_clips=2,
-                                     clip_len=2, height=28, width=42, seed=0, clips_per_shard=2, n_image_samples=3,
-                                     images_per_shard=3, progress=False)
+    out = generate_synthetic_shards(str(tmp_path_factory.mktemp("image_shards")), n_train_clips=0, n_val_clips=0,
+                                    height=28, width=42, seed=0, n_image_samples=3, images_per_shard=3,
+                                    progress=False)
+    return out["image"]
+
+
+SYNTHETIC = {"train_clips": 12, "val_clips": 3, "clip_len": 4, "height": 28, "width": 42, "clips_per_shard": 2}
+
+
+@pytest.fixture(scope="session")
+def synthetic_shards(tmp_path_factory) -> Path:
+    """Procedural scenes written once per session by `vda-shard synthetic`: 6 train shards of 2 clips (4 frames,
+    28x42, with depth, K and poses) and 2 val shards (3 clips). Read them through VideoDepthDataModule."""
+    from vda_lightning.data.cli import main as vda_shard
+
+    out = tmp_path_factory.mktemp("synthetic_shards")
+    s = SYNTHETIC
+    assert vda_shard(["synthetic", "--out", str(out), "--train-clips", str(s["train_clips"]), "--val-clips",
+                      str(s["val_clips"]), "--clip-len", str(s["clip_len"]), "--height", str(s["height"]),
+                      "--width", str(s["width"]), "--clips-per-shard", str(s["clips_per_shard"])]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def ddp_reference(synthetic_shards, tmp_path_factory) -> dict:
+    """The uninterrupted 2-rank gloo run of the shared resume recipe (`recipes.DDP_STEPS` steps): its final head
+    weights and per-rank, per-step sample keys, for the SIGKILL and SLURM-requeue tests to compare against."""
+    from recipes import DDP_EVERY, DDP_STEPS, head_weights, logged_losses, run_fit, tiny_recipe, write_config
+
+    from tests.fakes.recorder import read_step_keys
+
+    tmp = tmp_path_factory.mktemp("ddp_reference")
+    config = write_config(tmp / "ref.yaml", tiny_recipe(synthetic_shards, tmp / "run", DDP_STEPS, DDP_EVERY,
+                                                         devices=2))
+    res = run_fit("--config", str(config), step_keys=tmp / "ref.keys")
+    assert res.returncode == 0, res.stderr[-3000:]
+    head, state = head_weights(tmp / "run" / "checkpoints" / "last.ckpt")
+    assert state["global_step"] == DDP_STEPS
+    return {"head": head, "keys": [read_step_keys(str(tmp / "ref.keys"), rank) for rank in range(2)],
+            "losses": logged_losses(tmp / "run")}

@@ -6,13 +6,13 @@ import os
 import numpy as np
 
 
-def test_pseudolabel_writes_teacher_disparity(tiny_shards, tiny_checkpoints, tmp_path, capsys):
+def test_pseudolabel_writes_teacher_disparity(image_shards, tiny_checkpoints, tmp_path, capsys):
     from vda_lightning.data.format import decode_members
     from vda_lightning.data.streams import SkipCounters, iter_tar_samples
     from vda_lightning.training.pseudolabel import label_frames, main
     from vda_lightning.training.teacher import Teacher
 
-    (shard,) = tiny_shards["image"]
+    (shard,) = image_shards
     ckpt = str(tiny_checkpoints["image"])
     args = [shard, "--output", str(tmp_path / "out"), "--teacher-encoder", "vitt", "--teacher-checkpoint", ckpt,
             "--input-size", "28", "--device", "cpu"]
