@@ -1,8 +1,11 @@
 """Checkpoint I/O: the documented entry point, safe unpickling, helpful errors, round trips."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 import vda_lightning
 from vda_lightning import CheckpointError, load_model, save_model
-from vda_lightning.models import build_image_model, build_video_model
+from vda_lightning.models import build_image_model
 
 
 def test_golden_safetensors_reproduces_forward_cases(golden_dir):
@@ -81,9 +84,8 @@ def test_partial_checkpoint_lists_missing_keys(tmp_path, golden_state_dict):
     assert "missing 28 keys" in msg and "unexpected 1 keys" in msg and "head.extra.weight" in msg
 
 
-def test_dav2_checkpoint_becomes_video_model_equal_per_frame(tmp_path):
-    torch.manual_seed(0)
-    image = build_image_model("vitt").eval()
+def test_dav2_checkpoint_becomes_video_model_equal_per_frame(tmp_path, tiny_image_model):
+    image = tiny_image_model
     path = tmp_path / "depth_anything_v2_vitt.pth"
     torch.save(image.state_dict(), path)
     video = load_model(path)
@@ -95,9 +97,9 @@ def test_dav2_checkpoint_becomes_video_model_equal_per_frame(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
-def test_save_round_trip_in_published_layout(tmp_path, suffix):
-    torch.manual_seed(0)
-    model = build_video_model("vitt", metric=True).eval()
+def test_save_round_trip_in_published_layout(tmp_path, suffix, tiny_model):
+    model = copy.deepcopy(tiny_model)
+    model.config = dataclasses.replace(model.config, metric=True)
     path = save_model(model, tmp_path / f"model{suffix}")
     if suffix == ".pth":
         raw = torch.load(path, weights_only=True)
@@ -119,11 +121,10 @@ def test_missing_file_and_garbage_file(tmp_path):
         load_model(bad)
 
 
-def test_dataparallel_prefix_and_lightning_checkpoint_with_referenced_encoder(tmp_path):
+def test_dataparallel_prefix_and_lightning_checkpoint_with_referenced_encoder(tmp_path, tiny_model, tiny_checkpoints):
     from vda_lightning.checkpoints import file_sha256
 
-    torch.manual_seed(0)
-    model = build_video_model("vitt").eval()
+    model = tiny_model
     sd = model.state_dict()
     wrapped = tmp_path / "ddp.pth"
     torch.save({"module." + k: v for k, v in sd.items()}, wrapped)
@@ -138,7 +139,7 @@ def test_dataparallel_prefix_and_lightning_checkpoint_with_referenced_encoder(tm
     loaded = load_model(tmp_path / "last.ckpt")
     assert loaded.config == model.config
     assert all(torch.equal(v, sd[k]) for k, v in loaded.state_dict().items())  # encoder restored from its file
-    save_model(build_video_model("vitt"), encoder_file)  # the referenced file changes
+    shutil.copyfile(tiny_checkpoints["metric"], encoder_file)  # the referenced file changes
     with pytest.raises(CheckpointError, match="changed \\(sha256 mismatch\\)"):
         load_model(tmp_path / "last.ckpt")
     encoder_file.unlink()
@@ -146,11 +147,10 @@ def test_dataparallel_prefix_and_lightning_checkpoint_with_referenced_encoder(tm
         load_model(tmp_path / "last.ckpt")
 
 
-def test_video_checkpoint_as_teacher_and_named_adapters(tmp_path):
+def test_video_checkpoint_as_teacher_and_named_adapters(tmp_path, tiny_model):
     from vda_lightning.checkpoints import dav2_to_video, is_image_state_dict, video_to_image
 
-    torch.manual_seed(0)
-    video = build_video_model("vitt").eval()
+    video = tiny_model
     path = save_model(video, tmp_path / "vda.pth")
     teacher = vda_lightning.load_image_model(path)
     image_sd = video_to_image(video.state_dict())

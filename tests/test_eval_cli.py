@@ -6,22 +6,16 @@ import pytest
 from PIL import Image
 
 import vda_lightning.inference as inference
-from vda_lightning import save_model
 from vda_lightning.evaluation.cli import main
-from vda_lightning.models import build_video_model
 
 from tests.fakes.benchmark import make_tiny_benchmark
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_checkpoint):
     root = tmp_path_factory.mktemp("ckpt")
     make_tiny_benchmark(root, "bonn", sequences=2, frames=4, height=20, width=28, seed=3)
-    import torch
-
-    torch.manual_seed(0)
-    ckpt = save_model(build_video_model("vits").eval(), root / "vits.safetensors")
-    return root, ckpt
+    return root, tiny_checkpoint
 
 
 def _args(root, ckpt, out, save):

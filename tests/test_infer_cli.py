@@ -1,19 +1,18 @@
 """`vda-infer` end to end: golden parity through PNG folders, every output format, bad inputs."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 
 import av
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from vda_lightning import save_model
 from vda_lightning.inference import OfflineRunner, StreamingRunner
 from vda_lightning.inference.cli import main
 from vda_lightning.inference.frame_sources import open_source
-from vda_lightning.models import build_image_model, build_video_model
 
 
 def write_video(path, frames, fps=10):
@@ -35,19 +34,14 @@ def write_pngs(folder, frames):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A random vitt model (relative and metric) and a 26-frame 28x42 clip as mp4 and as PNGs."""
+def tiny(tmp_path_factory, tiny_model, tiny_checkpoints):
+    """The shared tiny model (relative and metric checkpoints) and a 26-frame 28x42 clip as mp4 and as PNGs."""
     d = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    model = build_video_model("vitt").eval()
-    metric = build_video_model("vitt", metric=True).eval()
-    metric.load_state_dict(model.state_dict())
     frames = np.random.default_rng(0).integers(0, 256, (26, 28, 42, 3), dtype=np.uint8)
     write_video(d / "clip.mp4", frames)
     return {
-        "dir": d, "model": model, "frames": frames,
-        "ckpt": save_model(model, d / "tiny.safetensors"), "metric_ckpt": save_model(metric,
-                                                                                     d / "metric_tiny.safetensors"),
+        "dir": d, "model": tiny_model, "frames": frames,
+        "ckpt": tiny_checkpoints["video"], "metric_ckpt": tiny_checkpoints["metric"],
         "video": d / "clip.mp4", "folder": write_pngs(d / "pngs", frames),
     }
 
@@ -104,8 +98,8 @@ def test_streaming_mode_and_metric_point_clouds(tiny, tmp_path, capsys):
                             "--output-dir", out], capsys)
     assert code == 0 and not errors
     depths = np.load(out / "pngs_depths.npz")["depths"]
-    metric = build_video_model("vitt", metric=True).eval()
-    metric.load_state_dict(tiny["model"].state_dict())
+    metric = copy.deepcopy(tiny["model"])
+    metric.config = dataclasses.replace(metric.config, metric=True)
     expected = np.stack(list(StreamingRunner(metric, 28).run(iter(tiny["frames"]))))
     np.testing.assert_allclose(depths, expected, rtol=1e-5, atol=1e-6)
     assert json.loads((out / "pngs_png16" / "depth_scale.json").read_text())["kind"] == "metric_depth"
@@ -130,7 +124,7 @@ def test_frame_folder_order_and_source_options(tiny):
 
 
 @pytest.fixture()
-def bad(tiny, tmp_path):
+def bad(tiny, tiny_checkpoints, tmp_path):
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("this is not a video\n")
     empty = tmp_path / "empty.avi"
@@ -140,7 +134,7 @@ def bad(tiny, tmp_path):
         c.start_encoding()
     broken = write_pngs(tmp_path / "broken", tiny["frames"][:6])
     (broken / "frame_3.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    image_ckpt = save_model(build_image_model("vitt"), tmp_path / "dav2_tiny.safetensors")
+    image_ckpt = tiny_checkpoints["image"]
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     return {"not_video": not_video, "empty": empty, "broken": broken, "image_ckpt": image_ckpt, "blocker": blocker}

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from vda_lightning.inference import OfflineRunner, published_loop
-from vda_lightning.models import build_video_model
 from vda_lightning.viz import _lut, colorize, temporal_profile
 
 
-def test_runner_reads_at_most_one_window_ahead_and_matches_the_published_loop():
-    torch.manual_seed(0)
-    model = build_video_model("vitt").eval()
+def test_runner_reads_at_most_one_window_ahead_and_matches_the_published_loop(tiny_model):
+    model = tiny_model
     frames = np.random.default_rng(1).integers(0, 256, (75, 20, 30, 3), dtype=np.uint8)
     pulled = 0
 

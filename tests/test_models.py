@@ -73,15 +73,15 @@ def test_pos_embed_resize_uses_scale_factor_with_offset():
     assert not torch.allclose(resized[:, 1:].reshape(20, 37, 8)[0], table[:, 1:].reshape(37, 37, 8)[0])
 
 
-def test_rejects_sizes_not_multiple_of_14():
-    model = build_video_model("vits").eval()
+def test_rejects_sizes_not_multiple_of_14(tiny_model):
+    model = tiny_model
     with pytest.raises(ValueError, match="multiples of 14"):
         model(torch.zeros(1, 1, 3, 50, 56))
 
 
-def test_cpu_autocast_runs_in_bfloat16_and_stays_close():
+def test_cpu_autocast_runs_in_bfloat16_and_stays_close(tiny_model):
+    model = tiny_model
     torch.manual_seed(0)
-    model = build_video_model("vitt").eval()
     x = torch.randn(1, 2, 3, 42, 42)
     with torch.no_grad():
         ref = model(x)
@@ -91,9 +91,9 @@ def test_cpu_autocast_runs_in_bfloat16_and_stays_close():
     assert (low.float() - ref).abs().max().item() < 0.05 * ref.abs().max().item() + 1e-3
 
 
-def test_timm_forward_features_equals_last_intermediate_layer():
+def test_timm_forward_features_equals_last_intermediate_layer(tiny_model):
+    encoder = tiny_model.pretrained
     torch.manual_seed(0)
-    encoder = build_video_model("vitt").pretrained.eval()
     x = torch.randn(2, 3, 42, 70)
     with torch.no_grad():
         tokens = encoder.forward_features(x)
