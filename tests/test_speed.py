@@ -99,3 +99,20 @@ def test_vda_infer_speed_levers_flag(tmp_path, tiny, capsys):
                          "--output-dir", str(out), "--speed-levers", levers]) == 0
         maps[levers] = np.load(next(out.glob("*.npz")))["depths"]
     assert maps["none"].shape == (6, 20, 30) and checks.max_rel_error(maps["channels_last"], maps["none"]) <= 1e-5
+
+
+def test_training_module_speed_levers_same_step_and_checkpoint_keys():
+    """`model.speed_levers: [channels_last]` in a training config: the same loss and head gradients as the plain
+    module (within float reordering) and the same state-dict keys."""
+    from vda_lightning.training.module import VideoDepthModule
+
+    batch = checks.synthetic_train_batch(clips=1, frames=2, images=1, size=28, device="cpu")
+    steps, keys = {}, {}
+    for levers in (None, ["channels_last"]):
+        torch.manual_seed(0)
+        module = VideoDepthModule(encoder="vitt", speed_levers=levers)
+        steps[bool(levers)] = checks.train_step(module, batch)
+        keys[bool(levers)] = list(module.state_dict())
+    assert keys[True] == keys[False]
+    assert steps[True]["loss"] == pytest.approx(steps[False]["loss"], rel=1e-5)
+    assert checks.compare_grads(steps[True], steps[False])["grad_rel"] <= 1e-4

@@ -5,13 +5,15 @@ On a CUDA machine (profile `gpu`, sized to finish in about five minutes on one H
   1. `pytest -m cuda tests/cuda` (parity, fp16/bf16 bars, long video, streaming, training steps, window memory);
   2. `vda bench infer --in-process`: vits and vitl, fp32/fp16/bf16, at 518x518 and at a 16:9 frame (the video's own
      aspect), model alone / runner end to end (decode -> infer -> npz + png16) / threads off / published loop;
-  3. the speed levers (none, channels_last, compile, cuda_graphs, compile+channels_last) on vits fp16, model alone
+  3. the speed levers (none, channels_last, cuda_graphs, compile) on vits fp16, model alone
      and runner, each with its speed-up and max relative output difference;
   4. `vda bench train`: vits and vitl, bf16-mixed, checkpointing off/on, the per-GPU share of the paper's batch on
      8 GPUs (2 clips x 32 frames + 16 images at 518), beside the loader's clips/s with 8 workers.
 Without CUDA (profile `cpu`) the same steps run at CPU-feasible sizes (the suite then reports its skips): the
 proof that the script works end to end, and the CPU figures beside the GPU ones.
 
+If one device call cannot hold it all, split it: `--steps suite,infer_square`, then
+`--steps infer_video_aspect,levers,train` (each call writes its own summary; use two output folders).
 Each step is a subprocess; a failing step is recorded (its exit status and last lines) and the others still run.
 The exit status is 1 when any step failed or any CUDA test failed.
 """
@@ -44,7 +46,7 @@ PROFILES: dict[str, list[tuple[str, list[str]]]] = {
                                 "--json", "{out}/infer_video_aspect.json"]),
         ("levers", ["infer", "--device", "cuda", "--in-process", "--encoder", "vits", "--precision", "fp16",
                     "--modes", "model,runner", "--lengths", "64", "--iters", "10",
-                    "--levers", "none,channels_last,compile,cuda_graphs,compile+channels_last",
+                    "--levers", "none,channels_last,cuda_graphs,compile",
                     "--json", "{out}/levers.json"]),
         ("train", ["train", "--device", "cuda", "--encoder", "vits,vitl", "--precision", "bf16-mixed",
                    "--checkpointing", "off,on", "--gpus", "8", "--frames", "32", "--size", "518", "--steps", "3",

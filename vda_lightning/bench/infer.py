@@ -348,8 +348,9 @@ def _bench(args, prog: str) -> int:
                     "width": width, "threads": args.threads, "video": args.video, "max_res": args.max_res,
                     "iters": args.iters, "warmup": args.warmup, "out_dir": str(Path(tmp) / "out")}
             if {"e2e", "e2e-serial"} & set(args.mode_list):
-                base["video_file"] = args.video or str(write_synthetic_mp4(
-                    Path(tmp) / f"synthetic_{length}_{height}x{width}.mp4", length, height, width))
+                mp4 = Path(tmp) / f"synthetic_{length}_{height}x{width}.mp4"  # one per length, for every model
+                base["video_file"] = args.video or str(mp4 if mp4.exists() else
+                                                       write_synthetic_mp4(mp4, length, height, width))
             if args.in_process and encoder not in models:
                 models.clear()  # one model on the device at a time
                 models[encoder] = _build_model(base)

@@ -56,6 +56,8 @@ class VideoDepthModule(L.LightningModule):
         val_max_depth: depth cap of the validation metrics (valid = 1e-3 < gt < cap) for datasets no registered
             benchmark scores; a benchmark's stream uses that benchmark's cap.
         val_input_size: inference input size for benchmark streams (published benchmarks: 518).
+        speed_levers: models/speed.py levers for the model (compile, channels_last; cuda_graphs acts only without
+            autograd, i.e. in validation). Checkpoints are unaffected. Measured by `vda bench train --levers`.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class VideoDepthModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         val_max_depth: float = 80.0,
         val_input_size: int = 518,
+        speed_levers: list[str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -91,6 +94,10 @@ class VideoDepthModule(L.LightningModule):
         # out of the optimizer, and plain DDP (find_unused_parameters=False) does not fail on it.
         self.model.head.scratch.refinenet4.resConfUnit1.requires_grad_(False)
         self.model.head.gradient_checkpointing = gradient_checkpointing
+        if speed_levers:
+            from ..models.speed import apply_levers
+
+            apply_levers(self.model, speed_levers)
         self.encoder_source = None
         if init_checkpoint and encoder_storage == "reference":
             from ..checkpoints import file_sha256
