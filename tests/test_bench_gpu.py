@@ -83,3 +83,19 @@ def test_markdown_of_a_report_with_levers_and_a_failed_step():
     assert "NVIDIA H200" in md and "SOME STEPS FAILED" in md and "still to be taken" not in md
     assert "| model | vits | fp16 | compile | 150.00 | 1.50x | 2.0e-04 |" in md
     assert "CUDA out of memory" in md
+
+
+@pytest.mark.parametrize("profile", sorted(gpu.PROFILES))
+def test_every_profile_step_parses(profile, tmp_path):
+    """The GPU profile cannot run here; its commands must at least be valid (a typo would cost a device call)."""
+    from vda_lightning.bench import infer, train
+
+    for name, template in gpu.PROFILES[profile]:
+        argv = [a.replace("{out}", str(tmp_path)) for a in template]
+        if argv[0] == "infer":
+            args = infer.parse_args(argv[1:])
+            assert args.mode_list and args.lever_sets, name
+        else:
+            args = train.build_parser().parse_args(argv[1:])
+            assert args.size % 14 == 0, name
+        assert argv[argv.index("--json") + 1].startswith(str(tmp_path)), name
