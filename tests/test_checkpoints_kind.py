@@ -52,8 +52,8 @@ class Oracle(torch.nn.Module):
 
     def forward(self, x):
         means = torch.tensor([s["frames"].mean() for s in self.scenes])
-        from vda_lightning.models.configs import IMAGENET_MEAN, IMAGENET_STD
-        rgb = x[0] * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        contract = self.config.input_contract()
+        rgb = x[0] * torch.tensor(contract.std).view(1, 3, 1, 1) + torch.tensor(contract.mean).view(1, 3, 1, 1)
         scene = self.scenes[int((means - rgb.mean() * 255).abs().argmin())]
         depth = torch.from_numpy(scene["depth"]).clamp_min(0.1)
         out = depth if self.metric else 1.0 / depth

@@ -80,15 +80,12 @@ def probe_scenes(shape=PROBE_SHAPE, frames: int = PROBE_FRAMES, seeds=PROBE_SEED
 @torch.inference_mode()
 def probe_kind(model, device="cpu", scenes: list[dict] | None = None,
                threshold: float = PROBE_THRESHOLD) -> ProbeResult:
-    """Run `model` ((B,T,3,H,W) ImageNet-normalised -> (B,T,H,W)) on the probe scenes and decide its kind."""
-    from ..models.configs import IMAGENET_MEAN, IMAGENET_STD
-
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    """Run `model` ((B,T,3,H,W) normalised by its input contract -> (B,T,H,W)) on the probe scenes and decide."""
+    contract = model.config.input_contract()
     correlations = []
     for scene in scenes or probe_scenes():
         frames = torch.from_numpy(scene["frames"]).permute(0, 3, 1, 2).float() / 255.0
-        x = ((frames - mean) / std).unsqueeze(0).to(device)
+        x = contract.normalize(frames).unsqueeze(0).to(device)
         out = model(x)[0].float().cpu().numpy()
         valid = scene["mask"]
         correlations.append(rank_correlation(out[valid].astype(np.float64), scene["depth"][valid].astype(np.float64)))

@@ -27,7 +27,7 @@ from ..losses import DistillationLoss, MetricDepthLoss, TGMVariant, VideoDepthLo
 from ..models import build_video_model
 from .ema import HeadEMA
 from .metric import canonical_to_metric, metric_target, parameter_groups
-from .teacher import Teacher, image_targets, normalize_frames
+from .teacher import Teacher, image_targets
 
 ENCODER_PREFIX = "model.pretrained."
 PAPER_TGM_WEIGHT = 10.0   # the paper's (and the released loss's stable_scale)
@@ -171,7 +171,7 @@ class VideoDepthModule(L.LightningModule):
         """(B, T, 3, H, W) RGB in [0, 1] -> (B, T, H, W) disparity (metric depth in metric mode, canonical metres
         with `canonical_focal`); gradients reach the head only unless the encoder is trained."""
         b, t, _, h, w = frames.shape
-        x = normalize_frames(frames).flatten(0, 1)
+        x = self.model.config.input_contract().normalize(frames).flatten(0, 1)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
             features = self.model.forward_features(x)
         depth, _ = self.model.forward_depth(features, h, w, b, t)
