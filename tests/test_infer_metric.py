@@ -126,3 +126,22 @@ def test_bad_intrinsics_are_one_line_errors(neutral, tmp_path, capsys):
     code, err = run_cli([neutral["folder"], "--checkpoint", neutral["ckpt"], "--metric", "--save", "ply",
                          "--intrinsics", bad, "--focal-length-x", 5, "--output-dir", tmp_path / "o"], capsys)
     assert code == 2 and "give one of them" in err
+
+
+def test_a_canonical_camera_model_gives_metres_for_the_camera_at_hand(neutral, tmp_path, capsys):
+    import dataclasses
+
+    from vda_lightning import load_model, save_model
+
+    model = load_model(neutral["ckpt"], metric=True)
+    model.config = dataclasses.replace(model.config, canonical_focal=20.0)
+    ckpt = save_model(model, tmp_path / "canonical.safetensors")
+    out = tmp_path / "out"
+    code, err = run_cli([neutral["folder"], "--checkpoint", ckpt, "--input-size", H, "--save", "npz",
+                         "--focal-length-x", 50, "--output-dir", out], capsys)
+    assert code == 0, err
+    depths = np.load(out / "clip_depths.npz")["depths"]
+    ref = neutral["metric_ref"] * 2.5  # fx 50 / canonical 20
+    np.testing.assert_allclose(depths, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    code, err = run_cli([neutral["folder"], "--checkpoint", ckpt, "--save", "npz", "--output-dir", out], capsys)
+    assert code == 2 and "canonical camera" in err and "--intrinsics" in err

@@ -33,6 +33,7 @@ class Camera:
     size: tuple[int, int] | None = None  # (height, width) the numbers refer to (None: see `follows_resize`)
     source: str = "default"
     follows_resize: bool = False         # True: a file's camera of the input at its own size, rescaled with it
+    default: bool = False                # True: nobody described the camera (the published focal length)
 
     def at(self, height: int, width: int, native: tuple[int, int] | None = None) -> Camera:
         """This camera for frames of (height, width): rescaled from `size` (or, for a file's camera without one,
@@ -98,7 +99,7 @@ def camera_from_options(fx: float | None, fy: float | None, intrinsics: str | Pa
             raise CameraError("--intrinsics and --focal-length-x/-y both describe the camera: give one of them")
         return read_intrinsics(intrinsics)
     if fx is None and fy is None:
-        return Camera(PUBLISHED_FOCAL, PUBLISHED_FOCAL,
+        return Camera(PUBLISHED_FOCAL, PUBLISHED_FOCAL, default=True,
                       source="the published default focal length, not this camera's: pass --focal-length-x/-y "
                              "or --intrinsics")
     fx = fx if fx is not None else fy

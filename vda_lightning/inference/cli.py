@@ -89,14 +89,21 @@ def output_name(path: Path, taken: set[str]) -> str:
 
 
 def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, camera, prog: str = PROG) -> int:
+    import numpy as np
     from tqdm import tqdm
 
     from .writers import DepthSpool, write_outputs
 
     spool = DepthSpool(out_dir / f".{name}.depths.f32.partial")
+    canonical = getattr(runner.model.config, "canonical_focal", None)
+    scale = None
     try:
         with tqdm(total=source.expected_frames(), unit="frame", desc=name, dynamic_ncols=True) as bar:
             for depth in runner.run(iter(source)):
+                if canonical:  # canonical-camera depth -> metres for this camera (training/metric.py)
+                    if scale is None:
+                        scale = np.float32(camera.at(*depth.shape, source.native_size).fx / canonical)
+                    depth = depth * scale
                 spool.append(depth)
                 bar.update(1)
         spool.close()
@@ -151,6 +158,10 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     model, kind_line = resolve_kind(model.to(device).eval(), device)
     print(f"{prog}: {args.checkpoint}: {kind_line}", file=sys.stderr)
     metric = bool(model.config.metric)
+    if getattr(model.config, "canonical_focal", None) and camera.default:
+        raise errors.CommandError(f"{args.checkpoint}: predicts depth for a canonical camera (focal length "
+                                  f"{model.config.canonical_focal:g} px); give this camera with --focal-length-x/-y "
+                                  "or --intrinsics")
     if "ply" in formats and not metric:
         raise errors.CommandError(f"{args.checkpoint}: --save ply needs a metric model (this one predicts relative "
                                   "disparity; pass --metric if it predicts metres)")
