@@ -125,3 +125,34 @@ def test_table_header_shows_the_alignment():
     assert markdown_table({"a": row}).startswith("| method [alignment: scale_shift] |")  # older files: published
     table = markdown_table({"a": {**row, "alignment": "none"}, "b": {**row, "alignment": "scale"}})
     assert table.startswith("| method | alignment |") and "| a | none |" in table and "| b | scale |" in table
+
+
+def test_checkpoint_kind_and_canonical_camera_in_vda_eval(golden_dir, tmp_path, caplog):
+    import dataclasses
+    import logging
+
+    from vda_lightning import save_model
+    from vda_lightning.models import build_video_model
+
+    torch.manual_seed(0)
+    model = build_video_model("vitt", metric=True).eval()
+    plain = save_model(model, tmp_path / "metric.safetensors")
+    model.config = dataclasses.replace(model.config, canonical_focal=100.0)
+    canonical = save_model(model, tmp_path / "canonical.safetensors")
+    root = golden_dir / "mini_benchmark" / "benchmark"
+    common = ["--benchmark-root", str(root), "--alignment", "none", "--input-size", "28", "--device", "cpu",
+              "--no-progress"]
+    with caplog.at_level(logging.INFO, logger="vda_lightning.evaluation"):
+        assert main(["--checkpoint", str(plain), "--benchmark", "scannet", "--save-predictions", str(tmp_path / "a"),
+                     "--output", str(tmp_path / "a.json"), *common]) == 0
+    assert "metric depth model (from the file's metadata)" in caplog.text
+    assert json.loads((tmp_path / "a.json").read_text())["prediction_kind"] == "depth"  # what a metric model gives
+    assert main(["--checkpoint", str(canonical), "--benchmark", "scannet", "--save-predictions",
+                 str(tmp_path / "b"), "--output", str(tmp_path / "b.json"), *common]) == 0
+    doc = json.loads((root / "scannet" / "scannet_video.json").read_text())
+    first = next(iter(doc["scannet"][0].values()))[0]
+    rel = first["image"].replace(".png", ".npy").replace(".jpg", ".npy")
+    a, b = np.load(tmp_path / "a" / "scannet" / rel), np.load(tmp_path / "b" / "scannet" / rel)
+    np.testing.assert_allclose(b, a * first["K"][0][0] / 100.0, rtol=1e-5, atol=1e-7)  # metres for fx of that K
+    assert main(["--checkpoint", str(canonical), "--benchmark", "kitti", "--output", str(tmp_path / "c.json"),
+                 *common]) == 2  # KITTI's JSON has no K: one error line, exit 2
