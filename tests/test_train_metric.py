@@ -174,3 +174,25 @@ def test_metric_mode_from_a_dav2_metric_checkpoint(tmp_path):
         VideoDepthModule(encoder="vitt", canonical_focal=500.0)
     module = VideoDepthModule(encoder="vitt", metric=True, canonical_focal=500.0)
     assert module.model.config.canonical_focal == 500.0 and module.counters["metric_samples_without_K"] == 0
+
+
+@pytest.mark.parametrize("size", ["vits", "vitb", "vitl"])
+def test_metric_recipes_parse(size, capsys):
+    from pathlib import Path
+
+    from vda_lightning.training.cli import run
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "paper"
+    argv, sys.argv = sys.argv, ["vda-fit"]
+    try:
+        with pytest.raises(SystemExit) as done:
+            run(["--config", str(conf / "metric_base.yaml"), "--config", str(conf / f"metric_{size}.yaml"),
+                 "--print_config"])
+    finally:
+        sys.argv = argv
+    assert done.value.code in (0, None)
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["model"]["metric"] is True and cfg["model"]["encoder"] == size
+    assert cfg["model"]["init_checkpoint"].endswith(f"video_depth_anything_{size}.pth")
+    assert cfg["data"]["init_args"]["train_shards"] == ["shards/vkitti2/train-*.tar", "shards/irs/train-*.tar"]
+    assert cfg["checkpoint"]["dirpath"] == f"runs/metric_{size}/checkpoints"
