@@ -196,3 +196,34 @@ def test_metric_recipes_parse(size, capsys):
     assert cfg["model"]["init_checkpoint"].endswith(f"video_depth_anything_{size}.pth")
     assert cfg["data"]["init_args"]["train_shards"] == ["shards/vkitti2/train-*.tar", "shards/irs/train-*.tar"]
     assert cfg["checkpoint"]["dirpath"] == f"runs/metric_{size}/checkpoints"
+
+
+def test_in_loop_validation_of_a_metric_run_uses_no_alignment(tmp_path):
+    import lightning as L
+
+    from vda_lightning.data.datamodule import VideoDepthDataModule
+    from vda_lightning.data.synthetic_scenes import generate_synthetic_shards
+    from vda_lightning.evaluation.functional import sequence_depth_metrics
+    from vda_lightning.training.module import VideoDepthModule
+
+    generate_synthetic_shards(str(tmp_path), 0, 2, clip_len=3, height=56, width=70, progress=False)
+    dm = VideoDepthDataModule(val_shards=str(tmp_path / "val-*.tar"), val_size=[56, 70], val_clip_len=3,
+                              val_num_workers=0, max_depth=30.0)
+    torch.manual_seed(0)
+    module = VideoDepthModule(encoder="vitt", metric=True, val_max_depth=30.0)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.validate(module, datamodule=dm, verbose=False)
+    got = module.val_results["synthetic"]
+    dm.setup("validate")
+    rows, aligned = [], []
+    with torch.no_grad():
+        for batch in dm.val_dataloader():
+            pred = module(batch["frames"])
+            for i in range(pred.shape[0]):
+                args = (pred[i], batch["depth"][i], 30.0, batch["mask"][i])
+                rows.append(sequence_depth_metrics(*args, alignment="none"))
+                aligned.append(sequence_depth_metrics(*args))  # the relative protocol
+    assert len(rows) == 2
+    for key in ("abs_rel", "delta1", "rmse"):
+        assert got[key] == pytest.approx(sum(r[key] for r in rows) / len(rows), rel=1e-6), key
+    assert abs(got["abs_rel"] - sum(r["abs_rel"] for r in aligned) / 2) > 1e-3
