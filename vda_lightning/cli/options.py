@@ -103,7 +103,7 @@ def add_model_kind(parser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--metric", dest="metric", action="store_true", default=None,
                        help="the checkpoint predicts metric depth in metres (overrides the file's metadata/name)")
-    group.add_argument("--relative", dest="metric", action="store_false",
+    group.add_argument("--relative", dest="metric", action="store_false", default=None,
                        help="the checkpoint predicts relative disparity (overrides the file's metadata/name)")
 
 
