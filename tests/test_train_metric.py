@@ -43,7 +43,9 @@ def _recipe(shards, run_dir, **model) -> dict:
                  "init_args": {"train_shards": str(shards / "train-*.tar"), "clip_len": 4, "crop_size": 56,
                                "batch_size": 2, "num_workers": 0, "epoch_length": STEPS, "max_depth": 30.0}},
         "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": STEPS, "limit_val_batches": 0,
-                    "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+                    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",  # merges module + data hparams
+                               "init_args": {"save_dir": str(run_dir), "name": "logs"}},
+                    "enable_progress_bar": False, "enable_model_summary": False,
                     "gradient_clip_val": 1.0, "default_root_dir": str(run_dir)},
         "checkpoint": {"dirpath": str(run_dir / "checkpoints"), "every_n_train_steps": STEPS},
     }

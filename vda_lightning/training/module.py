@@ -61,8 +61,10 @@ class VideoDepthModule(L.LightningModule):
         gradient_checkpointing: recompute head activations in backward (for 32×518×518 clips).
         val_max_depth: depth cap of the validation metrics (protocol: valid = 1e-3 < gt < cap).
         metric: train a metric-depth model (None: as `init_checkpoint` says; relative without one).
-        silog_lambda, min_depth, max_depth: metric mode's SiLog loss (DAv2: 0.5) on pixels with
-            min_depth <= depth <= max_depth (None: no upper bound); `tgm_weight` weights its TGM term (metres).
+        silog_lambda, metric_min_depth, metric_max_depth: metric mode's SiLog loss (DAv2: 0.5) on pixels with
+            metric_min_depth <= depth <= metric_max_depth (None: no upper bound; DAv2: 1e-3 .. 20 or 80 m);
+            `tgm_weight` weights its TGM term (metres). (Named apart from the DataModule's min/max_depth, which
+            mask at read time: Lightning's loggers refuse two hyper-parameters of one name.)
         canonical_focal: metric mode: train on depth * canonical_focal / fx (canonical camera; None: off).
         freeze_encoder: False trains the encoder too (at `encoder_lr`, default lr / 10) and embeds it in
             checkpoints.
@@ -92,8 +94,8 @@ class VideoDepthModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         val_max_depth: float = 80.0,
         silog_lambda: float = 0.5,
-        min_depth: float = 1e-3,
-        max_depth: float | None = 80.0,
+        metric_min_depth: float = 1e-3,
+        metric_max_depth: float | None = 80.0,
         canonical_focal: float | None = None,
         freeze_encoder: bool = True,
         encoder_lr: float | None = None,
@@ -128,7 +130,7 @@ class VideoDepthModule(L.LightningModule):
             self.encoder_source = {"path": path, "sha256": file_sha256(path)}
         if self.metric:
             self.video_loss = MetricDepthLoss(silog_lambda, METRIC_TGM_WEIGHT if tgm_weight is None else tgm_weight,
-                                              min_depth, max_depth, tgm_variant=tgm_variant)
+                                              metric_min_depth, metric_max_depth, tgm_variant=tgm_variant)
         else:
             self.video_loss = VideoDepthLoss(stable_scale=PAPER_TGM_WEIGHT if tgm_weight is None else tgm_weight,
                                              spatial_weight=spatial_weight, tgm_variant=tgm_variant)
