@@ -230,3 +230,28 @@ def test_in_loop_validation_of_a_metric_run_uses_no_alignment(tmp_path):
     for key in ("abs_rel", "delta1", "rmse"):
         assert got[key] == pytest.approx(sum(r[key] for r in rows) / len(rows), rel=1e-6), key
     assert abs(got["abs_rel"] - sum(r["abs_rel"] for r in aligned) / 2) > 1e-3
+
+
+def test_benchmark_streams_of_a_metric_run_are_scored_like_vda_eval_without_alignment():
+    import numpy as np
+
+    from vda_lightning.evaluation.benchmarks import get_benchmark
+    from vda_lightning.evaluation.functional import sequence_depth_metrics
+    from vda_lightning.training.evaluator import Protocol, ValidationEvaluator, score_benchmark
+
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0.5, 12.0, (1, 5, 20, 24)).astype(np.float32)  # Bonn: cap 10, so some pixels are not scored
+    gt[0, :, :2] = 0.0
+    pred = (gt[0] * rng.uniform(0.8, 1.3, gt.shape[1:])).astype(np.float32)
+    batch = {"depth": torch.from_numpy(gt), "has_pose": [False]}
+    evaluator = ValidationEvaluator(alignment="none")
+    protocol = evaluator.protocol("bonn")
+    assert protocol == Protocol.for_benchmark("bonn", "none")
+    row = score_benchmark(pred, batch, protocol)
+    spec = get_benchmark("bonn")
+    g = torch.from_numpy(np.where(gt[0] == 0, -1.0, gt[0]).astype(np.float64))[(slice(None), *spec.crop_slices())]
+    expected = sequence_depth_metrics(torch.from_numpy(pred), g, spec.max_depth, alignment="none")
+    for key in ("abs_rel", "delta1", "rmse"):
+        assert row[key] == pytest.approx(expected[key], rel=1e-12), key
+    relative = score_benchmark(pred, batch, ValidationEvaluator().protocol("bonn"))
+    assert abs(relative["abs_rel"] - row["abs_rel"]) > 1e-3

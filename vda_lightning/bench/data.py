@@ -48,7 +48,7 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
     from ..data.streams import SkipCounters, iter_tar_samples
     from ..data.transforms import AugmentConfig
 
-    aug = AugmentConfig(out_hw=(crop, crop))
+    aug = AugmentConfig()
     counters = SkipCounters(1, "bench")
     rng = np.random.default_rng(seed)
     read_s = work_s = 0.0
@@ -61,7 +61,7 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
             read_s += time.perf_counter() - t0
             for raw in raws:
                 t0 = time.perf_counter()
-                train_sample(raw, clip_len, rng, aug, 1e-3, 0.0, need_target=True)
+                train_sample(raw, clip_len, rng, aug, (crop, crop), 1e-3, 0.0, need_target=True)
                 work_s += time.perf_counter() - t0
                 clips += 1
                 nbytes += sum(len(v) for k, v in raw.items() if not k.startswith("__"))
