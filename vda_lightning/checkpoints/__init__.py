@@ -27,8 +27,15 @@ files the encoder size comes from `encoder=` or from the tensor shapes (embeddin
 not fit raises one `CheckpointError` naming the file, the missing / unexpected key patterns, shape mismatches and
 the encoder size its shapes suggest.
 
+Relative or metric: the kind comes from our metadata, else a published file name, else `metric=`; a file that
+says nothing loads as relative with `model.kind_source == "none"`, and `kind.resolve_kind` may probe it
+(`kind` module docstring). A Depth Anything V2 metric file (`depth_anything_v2_metric_{hypersim,vkitti}_*`,
+sigmoid × max_depth output) loads as a metric video model with its last convolution folded for the ReLU head
+(`adapt.sigmoid_head_to_relu`).
+
 Modules: `read` (file → tensors + metadata), `adapt` (named key adapters between layouts), `build` (config,
-strict build, grouped errors), `save` (the published layout, atomically); `load_model` composes them.
+strict build, grouped errors), `save` (the published layout, atomically), `kind` (relative vs metric);
+`load_model` composes them.
 """
 from .adapt import (
     dataparallel_prefix,
@@ -36,9 +43,11 @@ from .adapt import (
     is_image_state_dict,
     lightning_checkpoint,
     published_vda,
+    sigmoid_head_to_relu,
     video_to_image,
 )
-from .build import build_model, check_state_dict, infer_encoder, model_config
+from .build import build_model, check_state_dict, dav2_metric_max_depth, infer_encoder, kind_from_file, model_config
+from .kind import probe_kind, resolve_kind, set_kind
 from .load import load_image_model, load_model
 from .read import CheckpointError, RawCheckpoint, file_sha256, read, read_checkpoint
 from .save import published_state_dict, save_model
@@ -46,8 +55,9 @@ from .save import published_state_dict, save_model
 __all__ = [
     "CheckpointError", "RawCheckpoint", "file_sha256", "read", "read_checkpoint",
     "dataparallel_prefix", "dav2_to_video", "is_image_state_dict", "lightning_checkpoint", "published_vda",
-    "video_to_image",
-    "build_model", "check_state_dict", "infer_encoder", "model_config",
+    "video_to_image", "sigmoid_head_to_relu",
+    "build_model", "check_state_dict", "infer_encoder", "model_config", "kind_from_file", "dav2_metric_max_depth",
+    "probe_kind", "resolve_kind", "set_kind",
     "load_image_model", "load_model",
     "published_state_dict", "save_model",
 ]

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from ..models import DepthAnythingV2, VideoDepthAnything
 from . import adapt
-from .build import build_model, check_state_dict, describe, model_config
+from .build import build_model, check_state_dict, dav2_metric_max_depth, describe, kind_from_file, model_config
 from .read import CheckpointError, RawCheckpoint, file_sha256, read
 
 
@@ -44,6 +44,7 @@ def load_model(
     encoder: str | None = None,
     metric: bool | None = None,
     expect: str = "any",
+    dav2_max_depth: float | None = None,
 ) -> nn.Module:
     """Load any supported checkpoint (see `vda_lightning.checkpoints`) as a model in eval mode (float32, CPU).
 
@@ -51,13 +52,29 @@ def load_model(
     it equal the image model per frame. `encoder` (vits/vitb/vitl/vitt) is inferred from tensor shapes when None;
     `metric` from the file when None. `expect="video"` refuses image checkpoints, `expect="image"` returns the
     `DepthAnythingV2` image model (from either kind of file).
+
+    A Depth Anything V2 *metric* file (sigmoid * max_depth output; max_depth from its published name, or
+    `dav2_max_depth` for a renamed one) becomes a metric video model whose ReLU head is folded to match it
+    (`adapt.sigmoid_head_to_relu`). The returned model's `kind_source` says where its relative/metric kind came
+    from: "argument", "metadata", "name", or "none" (the file does not say; relative assumed — see
+    `checkpoints.kind.resolve_kind`).
     """
     if expect not in ("any", "video", "image"):
         raise ValueError(f"expect must be 'any', 'video' or 'image', got {expect!r}")
     raw = read(path)
     sd = _published_layout(raw)
-    config = model_config(raw, sd, encoder, metric)
     image_file = adapt.is_image_state_dict(sd)
+    sigmoid_max = (dav2_max_depth or dav2_metric_max_depth(raw.path)) if image_file else None
+    source = "argument" if metric is not None or (image_file and dav2_max_depth) else kind_from_file(raw)[1]
+    if sigmoid_max and metric is None:
+        metric = True  # a DAv2 metric file makes a metric video model
+    config = model_config(raw, sd, encoder, metric)
+    model = _build(raw, sd, config, image_file, expect, sigmoid_max)
+    model.kind_source = source
+    return model
+
+
+def _build(raw: RawCheckpoint, sd: dict, config, image_file: bool, expect: str, sigmoid_max: float | None):
     if expect == "image":
         return build_model(DepthAnythingV2, config, sd if image_file else adapt.video_to_image(sd), raw.path)
     if not image_file:
@@ -67,7 +84,10 @@ def load_model(
         check_state_dict(video, sd, raw.path, describe(VideoDepthAnything, config))
     fresh = video.state_dict()
     check_state_dict(adapt.video_to_image(fresh), sd, raw.path, describe(DepthAnythingV2, config))
-    return build_model(VideoDepthAnything, config, adapt.dav2_to_video(sd, fresh), raw.path, video)
+    sd = adapt.dav2_to_video(sd, fresh)
+    if sigmoid_max and config.metric:
+        sd = adapt.sigmoid_head_to_relu(sd, sigmoid_max)
+    return build_model(VideoDepthAnything, config, sd, raw.path, video)
 
 
 def load_image_model(path: str | os.PathLike, encoder: str | None = None) -> DepthAnythingV2:

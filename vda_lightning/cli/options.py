@@ -1,6 +1,7 @@
 """The options every model-running command shares, declared once: checkpoint, encoder, device, precision, input size.
 
-Used by `vda infer`, `vda eval`, `vda bench infer`, `vda pseudolabel` and `vda export`. Importing this module is
+Used by `vda infer`, `vda eval`, `vda bench infer`, `vda pseudolabel` and `vda export` (`add_model_kind`:
+`vda infer`, `vda eval`). Importing this module is
 cheap (it is on the path of every `--help`): the encoder choices come from the model registry
 `models/configs.MODEL_CONFIGS` (plain Python), and torch is imported only when a device is resolved.
 
@@ -94,6 +95,16 @@ def add_precision(parser, *, default: str | None = None, help: str | None = None
 def add_input_size(parser, *, flag: str = "--input-size", default: int = DEFAULT_INPUT_SIZE,
                    help: str = "short side seen by the network (published: 518)") -> None:
     parser.add_argument(flag, type=positive_int, default=default, metavar="PIXELS", help=help)
+
+
+def add_model_kind(parser) -> None:
+    """`--metric` / `--relative`: what the checkpoint predicts, overriding what the file says (dest `metric`:
+    None = as the file says; see `vda_lightning.checkpoints.kind`)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--metric", dest="metric", action="store_true", default=None,
+                       help="the checkpoint predicts metric depth in metres (overrides the file's metadata/name)")
+    group.add_argument("--relative", dest="metric", action="store_false", default=None,
+                       help="the checkpoint predicts relative disparity (overrides the file's metadata/name)")
 
 
 def encoder_or_none(choice: str | None) -> str | None:

@@ -3,7 +3,14 @@
   vda eval --benchmark kitti,bonn,scannet --benchmark-root DIR --predictions PRED_DIR [--tae] [--output r.json]
   vda eval --benchmark kitti_500,scannet_500 --benchmark-root DIR --checkpoint ckpt.pth [--encoder vitl]
            [--save-predictions DIR] [--devices N]
+  vda eval --benchmark kitti,nyuv2_500 --benchmark-root DIR --checkpoint metric.pth --alignment none
   vda eval --compare a.json b.json            # the paper-shaped table with δ1 rank
+
+Alignment (`--alignment`): scale_shift = the published relative protocol (least-squares scale and shift in
+disparity per sequence); scale = one median scale per sequence on metric depth; none = metric depth in metres as
+predicted. Saved predictions are read as disparity under scale_shift and as metric depth under scale / none
+unless --prediction-kind says otherwise; a checkpoint's predictions are what the model predicts (metric depth for
+a metric model: --metric / --relative override what the file says).
 """
 from __future__ import annotations
 
@@ -19,12 +26,14 @@ from ..cli.options import (
     add_device,
     add_encoder,
     add_input_size,
+    add_model_kind,
     add_precision,
     encoder_or_none,
     positive_int,
     resolve_device,
 )
 from ..io import rank_world
+from .alignment import ALIGNMENTS, PREDICTION_KINDS
 from .benchmarks import BENCHMARKS, BenchmarkError
 from .report import load_results, markdown_table, skipped_frames_note, write_results
 
@@ -41,8 +50,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_checkpoint(src, required=False, type=Path)
     src.add_argument("--predictions", type=Path, help="per-frame .npy laid out as <dir>/<dataset>/<image>.npy")
     add_encoder(p)
+    add_model_kind(p)
     add_input_size(p)
     add_precision(p, default="fp32", help="inference precision (published benchmarks: fp32)")
+    p.add_argument("--alignment", choices=ALIGNMENTS, default="scale_shift",
+                   help="scale_shift: the published relative protocol; scale: one median scale per sequence; "
+                        "none: metric depth as predicted")
+    p.add_argument("--prediction-kind", choices=PREDICTION_KINDS, default=None,
+                   help="what the predictions hold (default: disparity under scale_shift, depth under scale/none; "
+                        "a checkpoint: what the model predicts)")
     add_device(p, help="inference device for one process (auto: cuda when a GPU is visible, else cpu)")
     p.add_argument("--tae", action="store_true", help="also compute ScanNet TAE (needs K/pose in the JSON)")
     p.add_argument("--save-predictions", type=Path, help="write (and resume from) per-frame .npy predictions")
@@ -67,20 +83,26 @@ def _label(args) -> str:
 
 
 def _source(args):
+    """(prediction source, what its predictions hold or None for the alignment's default)."""
     if args.predictions is not None:
         from .predictions import NpyPredictions
 
-        return NpyPredictions(args.predictions)
+        return NpyPredictions(args.predictions), args.prediction_kind
     from vda_lightning import load_model
+    from vda_lightning.checkpoints import resolve_kind
 
     from .distributed import device_for_rank
     from .predictions import ModelPredictions
 
     rank, world = rank_world()
     device = str(device_for_rank() if world > 1 else resolve_device(args.device))
-    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder)).to(device).eval()
+    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric).eval()
+    model, kind_line = resolve_kind(model.to(device), device)
+    if rank == 0:
+        log.info("%s: %s", args.checkpoint, kind_line)
+    kind = args.prediction_kind or ("depth" if model.config.metric else "disparity")
     return ModelPredictions(model, input_size=args.input_size, device=device, precision=args.precision,
-                            save_dir=args.save_predictions)
+                            save_dir=args.save_predictions), kind
 
 
 def run(args) -> dict:
@@ -88,13 +110,15 @@ def run(args) -> dict:
     from .runner import evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    results = evaluate(args.benchmark_root, args.benchmark_list, _source(args), tae=args.tae,
-                       progress=not args.no_progress)
+    source, kind = _source(args)
+    results = evaluate(args.benchmark_root, args.benchmark_list, source, tae=args.tae,
+                       progress=not args.no_progress, alignment=args.alignment, prediction_kind=kind)
     rank, world = rank_world()
     results["meta"] = {"label": _label(args), "benchmark_root": str(args.benchmark_root), "processes": world,
                        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
                        "predictions": str(args.predictions) if args.predictions else None,
-                       "input_size": args.input_size if args.checkpoint else None}
+                       "input_size": args.input_size if args.checkpoint else None,
+                       "alignment": results["alignment"], "prediction_kind": results["prediction_kind"]}
     if rank == 0:
         label = _label(args)
         print(markdown_table({label: results}), end="")

@@ -49,6 +49,16 @@ class NpyPredictions:
         return read_prediction(path) if path.is_file() else None
 
 
+def _focal_lengths(sequence: Sequence) -> list[float]:
+    """fx of every frame (its JSON `K`), for a canonical-camera model; a frame without K is an error."""
+    missing = [f.image for f in sequence.frames if f.K is None]
+    if missing:
+        raise BenchmarkError(f"{sequence.json_path}: sequence {sequence.name!r}: the model predicts depth for a "
+                             f"canonical camera, so every frame needs its K in the JSON (first without: "
+                             f"{missing[0]})")
+    return [float(np.asarray(f.K, dtype=np.float64)[0, 0]) for f in sequence.frames]
+
+
 def read_rgb_frames(sequence: Sequence) -> np.ndarray:
     """(L, H, W, 3) uint8 RGB of every frame the JSON lists, all of one size."""
     return np.stack(list(read_frames(sequence.root / frame.image for frame in sequence.frames)))
@@ -95,6 +105,9 @@ class ModelPredictions:
         if depths.shape != frames.shape[:3]:
             raise RuntimeError(f"{sequence.name}: inference returned {depths.shape} for frames {frames.shape[:3]}")
         self.inferred += 1
+        canonical = getattr(getattr(self.model, "config", None), "canonical_focal", None)
+        if canonical:  # a canonical-camera metric model: metres for each frame's own focal length
+            depths = depths * np.asarray(_focal_lengths(sequence), np.float32)[:, None, None] / np.float32(canonical)
         if paths:
             for path, depth in zip(paths, depths):
                 save_npy_atomic(path, depth)

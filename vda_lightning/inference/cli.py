@@ -5,6 +5,12 @@ Each input streams through the runner; finished depth maps go to an on-disk spoo
 requested outputs are built (see writers.py). Bad inputs give one line `vda infer: error: <file>: <cause>`
 and the other inputs still run; the exit status is 1 if any input failed, 2 for a bad command line,
 checkpoint or output directory (cli/errors.py).
+
+Relative or metric: `--metric` / `--relative` override what the checkpoint says; a file that says nothing (no
+metadata, no published name) is probed (`checkpoints.kind`), and the kind used is printed with its reason. A
+metric model's windows are joined without the scale/shift alignment (published `video_depth.py`, metric=True).
+Point clouds (`--save ply`, metric models only) use `--intrinsics` or `--focal-length-x/-y` (`camera.py`); the
+camera used is printed and written beside them.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from ..cli.options import (
     add_device,
     add_encoder,
     add_input_size,
+    add_model_kind,
     add_precision,
     encoder_or_none,
     resolve_device,
@@ -38,6 +45,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video file or folder of PNG/JPEG frames")
     add_checkpoint(p)
     add_encoder(p)
+    add_model_kind(p)
     add_input_size(p)
     p.add_argument("--max-res", type=int, default=1280, help="cap on the frames' long side (<= 0: none)")
     p.add_argument("--max-len", type=int, default=-1, help="at most N frames per input (-1: all)")
@@ -48,8 +56,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_device(p)
     p.add_argument("--output-dir", default="outputs", help="where the outputs are written")
     p.add_argument("--save", default="npz", help=f"comma list of {SAVE_FORMATS}")
-    p.add_argument("--focal-length-x", type=float, default=470.4, help="ply: pinhole fx in pixels")
-    p.add_argument("--focal-length-y", type=float, default=470.4, help="ply: pinhole fy in pixels")
+    p.add_argument("--focal-length-x", type=float, default=None,
+                   help="ply: fx in pixels of the processed frames (default: 470.4, the published value)")
+    p.add_argument("--focal-length-y", type=float, default=None, help="ply: fy in pixels (default: fx)")
+    p.add_argument("--intrinsics", default=None, metavar="FILE",
+                   help="ply: the camera of the input at its own resolution: 3x3 K as text/.npy, or JSON "
+                        "{fx, fy, cx, cy[, width, height]}; rescaled with --max-res")
     return p
 
 
@@ -76,19 +88,30 @@ def output_name(path: Path, taken: set[str]) -> str:
     return name
 
 
-def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, focal) -> int:
+def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, camera, prog: str = PROG) -> int:
+    import numpy as np
     from tqdm import tqdm
 
     from .writers import DepthSpool, write_outputs
 
     spool = DepthSpool(out_dir / f".{name}.depths.f32.partial")
+    canonical = getattr(runner.model.config, "canonical_focal", None)
+    scale = None
     try:
         with tqdm(total=source.expected_frames(), unit="frame", desc=name, dynamic_ncols=True) as bar:
             for depth in runner.run(iter(source)):
+                if canonical:  # canonical-camera depth -> metres for this camera (training/metric.py)
+                    if scale is None:
+                        scale = np.float32(camera.at(*depth.shape, source.native_size).fx / canonical)
+                    depth = depth * scale
                 spool.append(depth)
                 bar.update(1)
         spool.close()
-        write_outputs(spool, out_dir, name, formats, metric=metric, source=source, fps=source.fps, focal=focal)
+        if "ply" in formats:
+            h, w = spool.shape
+            used = camera.at(h, w, source.native_size)
+            print(f"{prog}: {name}: point clouds with {used.describe(h, w)}", file=sys.stderr)
+        write_outputs(spool, out_dir, name, formats, metric=metric, source=source, fps=source.fps, camera=camera)
         return spool.count
     finally:
         spool.remove()
@@ -109,29 +132,39 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     if problem:
         return errors.fail(prog, problem)
     from .. import CheckpointError
+    from .camera import CameraError
 
-    return errors.run_command(prog, lambda: _infer(args, formats, out_dir, prog), known=(CheckpointError,))
+    return errors.run_command(prog, lambda: _infer(args, formats, out_dir, prog), known=(CheckpointError,
+                                                                                            CameraError))
 
 
 def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     import torch
 
     from .. import load_model
+    from ..checkpoints import resolve_kind
+    from .camera import camera_from_options
     from .frame_sources import InputError, open_source
     from .offline import OfflineRunner
     from .streaming import StreamingRunner
 
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), expect="video")
+    camera = camera_from_options(args.focal_length_x, args.focal_length_y, args.intrinsics)
+    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric, expect="video")
     if args.encoder != "auto" and model.config.encoder != args.encoder:  # our files carry their config
         raise errors.CommandError(f"{args.checkpoint}: holds a {model.config.encoder} model, "
                                   f"not --encoder {args.encoder}")
+    model, kind_line = resolve_kind(model.to(device).eval(), device)
+    print(f"{prog}: {args.checkpoint}: {kind_line}", file=sys.stderr)
     metric = bool(model.config.metric)
+    if getattr(model.config, "canonical_focal", None) and camera.default:
+        raise errors.CommandError(f"{args.checkpoint}: predicts depth for a canonical camera (focal length "
+                                  f"{model.config.canonical_focal:g} px); give this camera with --focal-length-x/-y "
+                                  "or --intrinsics")
     if "ply" in formats and not metric:
-        raise errors.CommandError(f"{args.checkpoint}: --save ply needs a metric checkpoint "
-                                  "(this one predicts relative disparity)")
-    model = model.to(device).eval()
+        raise errors.CommandError(f"{args.checkpoint}: --save ply needs a metric model (this one predicts relative "
+                                  "disparity; pass --metric if it predicts metres)")
     Runner = OfflineRunner if args.mode == "offline" else StreamingRunner
     runner = Runner(model, input_size=args.input_size, device=device, precision=precision)
 
@@ -141,8 +174,7 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
         try:
             source = open_source(path, max_res=args.max_res, max_len=args.max_len, target_fps=args.target_fps)
             name = output_name(path, taken)
-            frames += run_one(runner, source, out_dir, name, formats, metric, (args.focal_length_x,
-                                                                               args.focal_length_y))
+            frames += run_one(runner, source, out_dir, name, formats, metric, camera, prog)
         except InputError as e:
             errors.report(prog, e)
             failures += 1

@@ -44,6 +44,7 @@ class FrameSource:
         self.max_res, self.max_len, self.target_fps = max_res, max_len, target_fps
 
     native_fps: float = 30.0
+    native_size: tuple[int, int] | None = None  # (H, W) of the input's frames before --max-res (known once read)
 
     @property
     def fps(self) -> float:
@@ -70,6 +71,7 @@ class FrameSource:
                 if 0 <= self.max_len <= kept:
                     break
                 if size is None:
+                    self.native_size = tuple(frame.shape[:2])
                     size = limited_size(*frame.shape[:2], self.max_res)
                 yield _resize(frame, size)
                 kept += 1

@@ -77,34 +77,43 @@ def write_exr(path: str, depth: np.ndarray):
     OpenEXR.File(header, {"Z": np.ascontiguousarray(depth, dtype=np.float32)}).write(path)
 
 
-def point_cloud(depth: np.ndarray, rgb: np.ndarray, fx: float, fy: float) -> np.ndarray:
-    """Pinhole back-projection of metric depth (principal point at the image centre, as published)."""
+def point_cloud(depth: np.ndarray, rgb: np.ndarray, fx: float, fy: float, cx: float | None = None,
+                cy: float | None = None) -> np.ndarray:
+    """Pinhole back-projection of metric depth; principal point (cx, cy), by default the image centre (w/2, h/2)
+    as published `run.py`."""
     h, w = depth.shape
+    cx = w / 2 if cx is None else cx
+    cy = h / 2 if cy is None else cy
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
     z = depth.astype(np.float32)
     pts = np.empty(h * w, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue",
                                                                                                             "u1")])
-    pts["x"] = ((u - w / 2) / fx * z).ravel()
-    pts["y"] = ((v - h / 2) / fy * z).ravel()
+    pts["x"] = ((u - cx) / fx * z).ravel()
+    pts["y"] = ((v - cy) / fy * z).ravel()
     pts["z"] = z.ravel()
     for i, c in enumerate(("red", "green", "blue")):
         pts[c] = rgb[..., i].ravel()
     return pts
 
 
-def write_ply(path: str, points: np.ndarray):
+def write_ply(path: str, points: np.ndarray, comments: Iterable[str] = ()):
     props = "".join(
         f"property {'float' if points.dtype[n].kind == 'f' else 'uchar'} {n}\n" for n in points.dtype.names
     )
-    header = f"ply\nformat binary_little_endian 1.0\nelement vertex {len(points)}\n{props}end_header\n"
+    notes = "".join(f"comment {c}\n" for c in comments)
+    header = f"ply\nformat binary_little_endian 1.0\n{notes}element vertex {len(points)}\n{props}end_header\n"
     with open(path, "wb") as f:
         f.write(header.encode("ascii"))
         f.write(points.tobytes())
 
 
 def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable[str], *, metric: bool,
-                  source=None, fps: float = 30.0, focal=(470.4, 470.4)) -> list[Path]:
-    """Everything requested, from the spool (and a second pass over `source` for vis/ply colours)."""
+                  source=None, fps: float = 30.0, focal=(470.4, 470.4), camera=None) -> list[Path]:
+    """Everything requested, from the spool (and a second pass over `source` for vis/ply colours).
+
+    Point clouds use `camera` (`inference.camera.Camera`, rescaled to the depth maps' size; its numbers and where
+    they came from go to `<name>_ply/camera.json` and each file's header), else the pinhole `focal` with the
+    principal point at the centre."""
     formats = list(formats)
     written: list[Path] = []
     if "npz" in formats:
@@ -117,7 +126,13 @@ def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable
 
         video = VideoWriter(out_dir / f"{name}_vis.mp4", fps=fps)
     try:
-        _per_frame_pass(spool, folders, video, source, focal)
+        if "ply" in folders:
+            from .camera import Camera
+
+            h, w = spool.shape
+            camera = (camera or Camera(*focal, source="focal=")).at(h, w, getattr(source, "native_size", None))
+            (folders["ply"].tmp / "camera.json").write_text(json.dumps(camera.as_dict(h, w), indent=1))
+        _per_frame_pass(spool, folders, video, source, camera)
         if "png16" in folders:
             sidecar = {
                 "scale": png16_scale(spool.vmax),
@@ -142,7 +157,7 @@ def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable
     return written
 
 
-def _per_frame_pass(spool, folders, video, source, focal):
+def _per_frame_pass(spool, folders, video, source, camera):
     if not folders and video is None:
         return
     from ..viz import colorize, side_by_side
@@ -158,6 +173,9 @@ def _per_frame_pass(spool, folders, video, source, focal):
         if "exr" in folders:
             write_exr(str(folders["exr"].tmp / f"{i:06d}.exr"), depth)
         if "ply" in folders:
-            write_ply(str(folders["ply"].tmp / f"{i:06d}.ply"), point_cloud(depth, rgb, *focal))
+            h, w = depth.shape
+            cx, cy = camera.principal_point(h, w)
+            write_ply(str(folders["ply"].tmp / f"{i:06d}.ply"), point_cloud(depth, rgb, camera.fx, camera.fy, cx, cy),
+                      comments=[f"camera {camera.describe(h, w)}", "units metre"])
         if video is not None:
             video.write(side_by_side(rgb, colorize(depth, spool.vmin, spool.vmax)))
