@@ -21,6 +21,7 @@ from .errors import CommandError
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")  # the dtypes behind them: inference/runtime.PRECISIONS
 DEFAULT_INPUT_SIZE = 518  # the published input size (short side seen by the network)
+PATCH = 14  # the ViT patch: network sides are multiples of it
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -59,6 +60,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def input_size(text: str) -> int:
+    """argparse type of `--input-size`: a positive multiple of the patch size 14.
+
+    Chosen over rounding with a notice: the published code accepts any value and silently runs at the next
+    multiple of 14 (its resize rounds each side up to one), so `--input-size 100` meant 112; refusing says so and
+    names both neighbours.
+    """
+    value = positive_int(text)
+    if value % PATCH:
+        low, high = value // PATCH * PATCH, (value // PATCH + 1) * PATCH
+        near = f"{low} or {high}" if low else f"{high}"
+        raise argparse.ArgumentTypeError(f"{value} is not a multiple of {PATCH} (the ViT patch size); use {near}")
+    return value
+
+
 def encoder_names() -> list[str]:
     """The encoders of the model registry, in its order (vits, vitb, vitl, ...)."""
     return list(MODEL_CONFIGS)
@@ -93,7 +109,7 @@ def add_precision(parser, *, default: str | None = None, help: str | None = None
 
 def add_input_size(parser, *, flag: str = "--input-size", default: int = DEFAULT_INPUT_SIZE,
                    help: str = "short side seen by the network (published: 518)") -> None:
-    parser.add_argument(flag, type=positive_int, default=default, metavar="PIXELS", help=help)
+    parser.add_argument(flag, type=input_size, default=default, metavar="PIXELS", help=help + ", a multiple of 14")
 
 
 def encoder_or_none(choice: str | None) -> str | None:
@@ -115,5 +131,7 @@ def resolve_device(choice: str):
 
 
 def resolve_precision(choice: str | None, device) -> str:
-    """`--precision` left unset -> fp16 on CUDA (the published default), fp32 elsewhere."""
-    return choice or ("fp16" if device.type == "cuda" else "fp32")
+    """`--precision` left unset -> fp16 on CUDA (the published default), fp32 elsewhere (inference/runtime.py)."""
+    from ..inference.runtime import default_precision
+
+    return choice or default_precision(device)
