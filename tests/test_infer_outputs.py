@@ -168,6 +168,23 @@ def test_inputs_sharing_a_name_are_told_apart_and_reported(tiny, tmp_path, capsy
     assert output_names([Path("a.mp4"), Path("b.mp4")]) == (["a", "b"], [])
 
 
+def test_out_of_gpu_memory_is_one_line_per_input(tiny, tmp_path, capsys, monkeypatch):
+    from vda_lightning.inference import offline
+
+    def oom(self, frames):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        yield
+
+    monkeypatch.setattr(offline.OfflineRunner, "run", oom)
+    code, err = run([tiny["clip"], "--checkpoint", tiny["ckpt"], "--output-dir", tmp_path / "o", "--no-progress"],
+                    capsys)
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err
+    assert errors[0] == (f"vda-infer: error: {tiny['clip']}: out of GPU memory at --input-size 28 (--precision fp32); "
+                         "try a smaller --input-size or --max-res, or fp16")
+    assert list((tmp_path / "o").iterdir()) == []
+
+
 def test_ctrl_c_while_writing_leaves_nothing_of_that_input(tiny, tmp_path, capsys, monkeypatch):
     from vda_lightning import viz
 

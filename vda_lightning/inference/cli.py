@@ -46,8 +46,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_checkpoint(p)
     add_encoder(p)
     add_input_size(p)
-    p.add_argument("--max-res", type=int, default=1280, help="cap on the frames' long side (<= 0: none)")
-    p.add_argument("--max-len", type=int, default=-1, help="at most N frames per input (-1: all)")
+    p.add_argument("--max-res", type=int, default=1280,
+                   help="cap on the frames' long side, sides rounded to even, resized in the decoder as run.py's "
+                        "decord front end (<= 0: none)")
+    p.add_argument("--max-len", type=int, default=-1,
+                   help="at most N frames per input, counted after --target-fps (-1: all)")
     p.add_argument("--target-fps", type=float, default=-1, help="keep every round(fps/F)-th frame (-1: all)")
     add_precision(p, help=PRECISION_HELP)
     p.add_argument("--mode", choices=["offline", "streaming"], default="offline",
@@ -196,6 +199,11 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
             failures += 1
         except OSError as e:  # e.g. the disk filled up while writing
             errors.report(prog, f"{e.filename or out_dir}: cannot write output ({e.strerror or e})")
+            failures += 1
+        except torch.cuda.OutOfMemoryError:
+            errors.report(prog, f"{path}: out of GPU memory at --input-size {args.input_size} "
+                                f"(--precision {precision}); try a smaller --input-size or --max-res, or fp16")
+            torch.cuda.empty_cache()
             failures += 1
     elapsed = time.perf_counter() - start
     gpu = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if device.type == "cuda" else ""
