@@ -16,12 +16,11 @@ import argparse
 import copy
 
 from ..models.configs import MODEL_CONFIGS
+from ..models.input_contract import DEFAULT_INPUT_SIZE, PATCH_SIZE
 from .errors import CommandError
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")  # the dtypes behind them: inference/runtime.PRECISIONS
-DEFAULT_INPUT_SIZE = 518  # the published input size (short side seen by the network)
-PATCH = 14  # the ViT patch: network sides are multiples of it
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -68,10 +67,10 @@ def input_size(text: str) -> int:
     names both neighbours.
     """
     value = positive_int(text)
-    if value % PATCH:
-        low, high = value // PATCH * PATCH, (value // PATCH + 1) * PATCH
+    if value % PATCH_SIZE:
+        low, high = value // PATCH_SIZE * PATCH_SIZE, (value // PATCH_SIZE + 1) * PATCH_SIZE
         near = f"{low} or {high}" if low else f"{high}"
-        raise argparse.ArgumentTypeError(f"{value} is not a multiple of {PATCH} (the ViT patch size); use {near}")
+        raise argparse.ArgumentTypeError(f"{value} is not a multiple of {PATCH_SIZE} (the ViT patch size); use {near}")
     return value
 
 

@@ -18,7 +18,6 @@ _EXPORTS = {
     "infer_video_iter": "api",
     "read_video": "frame_sources",
     "least_squares_scale_shift": "windows",
-    "model_input_shape": "preprocess",
     "num_windows": "windows",
     "published_loop": "baseline",
     "window_frames": "windows",
