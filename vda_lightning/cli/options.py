@@ -16,7 +16,7 @@ import argparse
 import copy
 
 from ..models.configs import MODEL_CONFIGS
-from ..models.input_contract import DEFAULT_INPUT_SIZE, PATCH_SIZE
+from ..models.input_contract import DEFAULT_INPUT_SIZE, PATCH_SIZE, is_multiple_size, multiples_around
 from .errors import CommandError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -67,8 +67,8 @@ def input_size(text: str) -> int:
     names both neighbours.
     """
     value = positive_int(text)
-    if value % PATCH_SIZE:
-        low, high = value // PATCH_SIZE * PATCH_SIZE, (value // PATCH_SIZE + 1) * PATCH_SIZE
+    if not is_multiple_size((value,)):
+        low, high = multiples_around(value)
         near = f"{low} or {high}" if low else f"{high}"
         raise argparse.ArgumentTypeError(f"{value} is not a multiple of {PATCH_SIZE} (the ViT patch size); use {near}")
     return value
