@@ -1,7 +1,10 @@
 """Checkpoints as read → adapt → build. This docstring is THE checkpoint contract; other modules refer here.
 
 Every file is read with `torch.load(weights_only=True)` or safetensors: a pickle that needs code to load is
-refused, never executed. Half-precision files are cast to float32.
+refused, never executed. Half-precision files are cast to float32. The format is told from the file's bytes, not
+its suffix (`sniff.py`): a file that holds no weights is refused with one line saying what it is — JSON (our config
+sidecar named as such), text, an HTML page, a Git LFS pointer, an empty file, a truncated zip, a safetensors file
+whose header is damaged or whose tensors run past its end.
 
 Files `load_model` accepts (the layout is recognised from the keys, not the file name):
 
@@ -27,7 +30,7 @@ files the encoder size comes from `encoder=` or from the tensor shapes (embeddin
 not fit raises one `CheckpointError` naming the file, the missing / unexpected key patterns, shape mismatches and
 the encoder size its shapes suggest.
 
-Modules: `read` (file → tensors + metadata), `adapt` (named key adapters between layouts), `build` (config,
+Modules: `sniff` (what a file is), `read` (file → tensors + metadata), `adapt` (named key adapters between layouts), `build` (config,
 strict build, grouped errors), `save` (the published layout, atomically); `load_model` composes them.
 """
 from .adapt import (
