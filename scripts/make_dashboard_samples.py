@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def train_with_pictures(work: Path, steps: int, resume: Path | None = None) -> Path:
     """Train the quick start for `steps` steps (or only re-render from `resume`, a checkpoint at that step);
-    return the CSV logger's media folder."""
+    return the CSV logger's media folder. A re-render is its own run, in its own run folder."""
+    root = work / "render" if resume else work
     override = {"trainer": {
         "logger": {"class_path": "vda_lightning.dashboards.vda_logger",
-                   "init_args": {"project": "samples", "name": "quickstart", "save_dir": str(work)}},
+                   "init_args": {"project": "samples", "name": "quickstart"}},  # save_dir: the run folder
         "callbacks": [{"class_path": "vda_lightning.dashboards.DepthPictures",
                        "init_args": {"num_clips": 2, "max_frames": 8, "max_side": 224, "min_side": 140,
                                      "every_n_validations": 100}}],
@@ -40,13 +41,13 @@ def train_with_pictures(work: Path, steps: int, resume: Path | None = None) -> P
     (work / "override.yaml").write_text(yaml.safe_dump(override))
     cmd = [sys.executable, "-m", "vda_lightning.training.cli", "--config", str(ROOT / "conf/quickstart.yaml"),
            "--config", str(work / "override.yaml"), "--validate_before_fit=false",
-           f"--trainer.default_root_dir={work}", f"--checkpoint.dirpath={work / 'checkpoints'}",
+           f"--trainer.default_root_dir={root}",
            f"--trainer.max_steps={steps}", f"--trainer.val_check_interval={steps}",
-           f"--data.init_args.synthetic_dir={work / 'synthetic'}"]
+           f"--data.init_args.synthetic.dir={work / 'synthetic'}"]
     if resume:  # start from the trained weights, train 0 steps; the CLI's final validation renders the pictures
         cmd += [f"--model.init_checkpoint={resume}", "--trainer.max_steps=0"]
     subprocess.run(cmd, cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, check=True)
-    return work / "samples" / "quickstart" / "media"
+    return root / "samples" / "quickstart" / "media"
 
 
 def read_video(path: Path) -> list[np.ndarray]:

@@ -321,7 +321,7 @@ def test_fit_then_validate_prints_the_same_table(tmp_path, capsys):
     assert table == fitted
     saved = json.loads((tmp_path / "v.json").read_text())
     assert saved["step"] == 2 and saved["before"] is None
-    written = json.loads((tmp_path / "run" / "checkpoints" / "final_validation.json").read_text())["after"]
+    written = json.loads((tmp_path / "run" / "final_validation.json").read_text())["after"]
     assert saved["after"] == written  # the very same numbers, not only the same 4 printed digits
 
     code, _, err = run_main(capsys, "validate", "--config", config, "--ckpt_path", tmp_path / "nope.ckpt")

@@ -60,8 +60,8 @@ def run_quickstart(tmp: Path, wandb_mode: str | None, prefix: list[str]) -> tupl
            "--trainer.val_check_interval=2", "--trainer.log_every_n_steps=1", "--trainer.limit_val_batches=1",
            "--trainer.enable_progress_bar=false", "--checkpoint.every_n_train_steps=100",
            f"--checkpoint.dirpath={run_root / 'checkpoints'}",
-           f"{data}synthetic_dir={tmp / 'synthetic'}", f"{data}synthetic_train_clips=4",
-           f"{data}synthetic_val_clips=1", f"{data}epoch_length={STEPS}"]
+           f"{data}synthetic.dir={tmp / 'synthetic'}", f"{data}synthetic.train_clips=4",
+           f"{data}synthetic.val_clips=1", f"{data}epoch_length={STEPS}"]
     start = time.perf_counter()
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     return res, time.perf_counter() - start

@@ -132,7 +132,7 @@ def test_augmentation_is_the_same_for_every_frame():
     s = {"frames": frame.repeat(4, 1, 1, 1), "disparity": torch.rand(1, 40, 50).repeat(4, 1, 1),
          "mask": torch.ones(4, 40, 50, dtype=torch.bool), "K": torch.eye(3, dtype=torch.float64),
          "poses": torch.eye(4, dtype=torch.float64).repeat(4, 1, 1), "has_K": True}
-    out = augment(s, np.random.default_rng(3), AugmentConfig(out_hw=(28, 42), hflip=0.5))
+    out = augment(s, np.random.default_rng(3), AugmentConfig(hflip=0.5), (28, 42))
     assert out["frames"].shape == (4, 3, 28, 42) and out["disparity"].shape == (4, 28, 42)
     for t in range(1, 4):
         assert torch.equal(out["frames"][t], out["frames"][0]) and torch.equal(out["disparity"][t],

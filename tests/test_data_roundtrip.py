@@ -11,6 +11,7 @@ import torch
 
 from vda_lightning.data.cli import main as vda_shard
 from vda_lightning.data.datamodule import VideoDepthDataModule
+from vda_lightning.data.transforms import AugmentConfig
 from vda_lightning.io import write_dpt
 
 T, H, W = 6, 28, 42  # multiples of 14, so the training path can run without any resize
@@ -74,8 +75,9 @@ def test_vda_shard_then_datamodule_gives_back_what_went_in(tmp_path, encoding):
         check_batch(b, t, precision(t["depth"], encoding))
     # the training path with augmentation switched off gives the same clip
     dm = VideoDepthDataModule(train_shards=str(out / "train-000000.tar"), clip_len=T, crop_size=[H, W],
-                              scale_min=1.0, ratio_min=1.0, ratio_max=1.0, hflip=0.0, brightness=0.0, contrast=0.0,
-                              saturation=0.0, hue=0.0, num_workers=0, epoch_length=1, shuffle_buffer=1)
+                              augment=AugmentConfig(scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=0.0, brightness=0.0,
+                                                    contrast=0.0, saturation=0.0, hue=0.0),
+                              num_workers=0, epoch_length=1, shuffle_buffer=1)
     dm.setup("fit")
     (step,) = list(dm.train_dataloader())
     assert step["image"] is None

@@ -108,3 +108,25 @@ def test_signal_on_the_final_step_finishes_instead_of_requeueing(tmp_path):
     except RequeueExit:
         pass
     assert saved == [str(tmp_path / "checkpoints" / "requeue.ckpt")]
+
+
+def test_the_script_uses_the_run_folder_and_a_used_folder_needs_resume(tmp_path, capsys, monkeypatch):
+    """vda-submit's run folder is vda-fit's (`--trainer.default_root_dir` only); a folder that already holds a run
+    is refused for a fresh submission (one line, exit 2) and accepted with --resume."""
+    text = render_sbatch(SubmitOptions(config="c.yaml", run_dir="runs/x", gpus_per_node=0, tasks_per_node=2))
+    launch = next(line for line in text.splitlines() if line.startswith("srun "))
+    assert "--trainer.default_root_dir runs/x " in launch and "checkpoint.dirpath" not in launch
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {encoder: vitt}\n")
+    run_dir = tmp_path / "run"
+    (run_dir / "slurm").mkdir(parents=True)  # what a submission leaves before the job starts does not count
+    (run_dir / "checkpoints").mkdir()
+    torch.save({"global_step": 3}, run_dir / "checkpoints" / "last.ckpt")
+    args = ["--config", str(config), "--run-dir", str(run_dir), "--gpus-per-node", "0"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"run folder {run_dir} already holds a run" in err[0] and "--resume" in err[0]
+    submitted = []
+    monkeypatch.setattr("subprocess.run", lambda cmd, **kw: submitted.append(cmd) or
+                        type("R", (), {"returncode": 0, "stdout": "42\n", "stderr": ""})())
+    assert main([*args, "--resume"]) == 0 and submitted[0][0] == "sbatch"

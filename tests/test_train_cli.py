@@ -1,7 +1,6 @@
 """vda-fit end to end (subprocesses): config validation, --print_config, SIGKILL + resume, checkpoints."""
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -12,53 +11,29 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from recipes import (
+    DDP_EVERY,
+    DDP_STEPS,
+    FIT,
+    ROOT,
+    fit_env,
+    head_weights,
+    logged_losses,
+    run_fit,
+    tiny_recipe,
+    write_config,
+)
 
-FIT = [sys.executable, "-m", "vda_lightning.training.cli"]
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fakes.recorder import read_step_keys
 
 
 def toy_config(root: Path, max_steps: int, every: int, **model) -> dict:
-    return {
-        "seed_everything": 0,
-        "model": {"encoder": "vitt", "lr": 1e-3, "warmup_steps": 2, **model},
-        "data": {
-            "class_path": "vda_lightning.training.toy_data.ToyDataModule",
-            "init_args": {"batch_size": 2, "num_frames": 4, "height": 28, "width": 28, "val_clips": 1},
-        },
-        "trainer": {
-            "accelerator": "cpu", "devices": 1, "max_steps": max_steps, "deterministic": True,
-            "default_root_dir": str(root), "limit_val_batches": 0, "enable_progress_bar": False,
-            "log_every_n_steps": 1,
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                       "init_args": {"save_dir": str(root), "name": "logs"}},
-        },
-        "checkpoint": {"dirpath": "${trainer.default_root_dir}/checkpoints", "every_n_train_steps": every},
-    }
-
-
-def write_config(path: Path, cfg: dict) -> Path:
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def run_fit(*args: str, kill_after: float = 300) -> subprocess.CompletedProcess:
-    cmd = ["timeout", "-s", "KILL", str(kill_after), *FIT, *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-
-
-def head_weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    return {k: v for k, v in state["state_dict"].items() if k.startswith("model.head.")}, state
-
-
-def logged_losses(root: Path) -> dict[int, float]:
-    out = {}
-    for path in sorted((root / "logs").glob("version_*/metrics.csv")):
-        with open(path) as f:
-            for row in csv.DictReader(f):
-                if row.get("train/total"):
-                    out[int(row["step"])] = float(row["train/total"])
-    return out
+    """The tiny recipe on a few tiny synthetic scenes of its own (`synthetic:` next to the run folder)."""
+    cfg = tiny_recipe(Path("unused"), root, max_steps, every, workers=0, **model)
+    cfg["data"]["init_args"]["train_shards"] = None
+    cfg["data"]["init_args"].update(val_size=0, val_num_workers=0, synthetic={
+        "dir": str(root.parent / "synthetic"), "train_clips": 4, "val_clips": 1, "height": 28, "width": 42})
+    return cfg
 
 
 def fit_in_process(capsys, *args: str) -> tuple[int, str, str]:
@@ -93,48 +68,72 @@ def test_unknown_key_and_wrong_type_fail_before_any_work(tmp_path, capsys):
 
 def test_print_config_resolves_interpolation(tmp_path, capsys):
     cfg = toy_config(tmp_path / "run", 2, 1)
+    cfg["checkpoint"]["dirpath"] = "${trainer.default_root_dir}/weights"
     code, out, _ = fit_in_process(capsys, "--config", str(write_config(tmp_path / "c.yaml", cfg)), "--print_config")
     assert code == 0
     printed = yaml.safe_load(out)
-    assert printed["checkpoint"]["dirpath"] == f"{tmp_path / 'run'}/checkpoints"
+    assert printed["checkpoint"]["dirpath"] == f"{tmp_path / 'run'}/weights"
     assert printed["model"]["lr"] == 1e-3 and printed["checkpoint"]["save_last"] is True
     assert not (tmp_path / "run").exists()
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
-    steps = 8
-    # Uninterrupted reference run.
-    ref_root = tmp_path / "ref"
-    res = run_fit("--config", str(write_config(tmp_path / "ref.yaml", toy_config(ref_root, steps, 2))))
-    assert res.returncode == 0, res.stderr[-3000:]
-    ref_head, ref_state = head_weights(ref_root / "checkpoints" / "last.ckpt")
-    assert ref_state["global_step"] == steps
-
-    # Same run, killed with SIGKILL once the step-4 checkpoint exists, then resumed with --ckpt_path last.
-    root = tmp_path / "killed"
-    config = write_config(tmp_path / "killed.yaml", toy_config(root, steps, 2))
-    proc = subprocess.Popen([*FIT, "--config", str(config)], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (root / "checkpoints" / "epoch=0-step=4.ckpt").exists():
-        if proc.poll() is not None or time.time() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
-            pytest.fail("the run ended (or hung) before its step-4 checkpoint")
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # its own session: only this run's processes
-    assert proc.wait() == -signal.SIGKILL
-    killed_at, _ = head_weights(root / "checkpoints" / "last.ckpt")
-    assert torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] < steps
-
-    res = run_fit("--config", str(config), "--ckpt_path", "last")
+def _uninterrupted(tmp_path: Path, shards: Path, steps: int) -> dict:
+    root = tmp_path / "ref"
+    res = run_fit("--config", str(write_config(tmp_path / "ref.yaml", tiny_recipe(shards, root, steps, 3))),
+                  step_keys=tmp_path / "ref.keys")
     assert res.returncode == 0, res.stderr[-3000:]
     head, state = head_weights(root / "checkpoints" / "last.ckpt")
     assert state["global_step"] == steps
-    # Deterministic CPU run on a step-indexed source: the very same final head weights.
-    assert head.keys() == ref_head.keys()
-    for key in ref_head:
-        assert torch.equal(head[key], ref_head[key]), key
+    return {"head": head, "keys": [read_step_keys(str(tmp_path / "ref.keys"), 0)], "losses": logged_losses(root)}
+
+
+@pytest.mark.parametrize("devices", [1, 2], ids=["1 process", "2 gloo ranks"])
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, synthetic_shards, request, devices):
+    """Real shards through VideoDepthDataModule, 2 dataloader workers per rank, 5-step epochs, a checkpoint every
+    3 steps: SIGKILL once a checkpoint exists, `--ckpt_path last`; then the same final head weights (bit for bit)
+    and, after the resume, the same samples at every step as the uninterrupted run (for 2 ranks: the session's
+    `ddp_reference`, which the SLURM-requeue test compares against too)."""
+    steps = DDP_STEPS if devices == 2 else 9  # multiples of the checkpoint interval: last.ckpt is the end state
+    ref = request.getfixturevalue("ddp_reference") if devices == 2 else _uninterrupted(tmp_path, synthetic_shards,
+                                                                                        steps)
+
+    # The same run, killed with SIGKILL once a periodic checkpoint exists, then resumed with --ckpt_path last.
+    root = tmp_path / "killed"
+    config = write_config(tmp_path / "killed.yaml", tiny_recipe(synthetic_shards, root, steps, DDP_EVERY,
+                                                                devices=devices))
+    proc = subprocess.Popen([*FIT, "--config", str(config)], cwd=ROOT, start_new_session=True,
+                            env=fit_env(tmp_path / "killed.keys"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (root / "checkpoints" / "last.ckpt").exists():
+        if proc.poll() is not None or time.time() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+            pytest.fail("the run ended (or hung) before its first checkpoint")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # its own session: only this run's processes (ranks, workers)
+    assert proc.wait() == -signal.SIGKILL
+    killed_at = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 3 <= killed_at < steps
+
+    res = run_fit("--config", str(config), "--ckpt_path", "last", step_keys=tmp_path / "resumed.keys")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "data resume: epoch" in res.stderr  # the stream continued (or began the next epoch), never restarted
+    head, state = head_weights(root / "checkpoints" / "last.ckpt")
+    assert state["global_step"] == steps
+    # Deterministic CPU run on the real data path: the very same final head weights.
+    assert head.keys() == ref["head"].keys()
+    for key in ref["head"]:
+        assert torch.equal(head[key], ref["head"][key]), key
+    # Every step after the resume trained on the samples the uninterrupted run used at that step, on every rank.
+    for rank in range(devices):
+        resumed = read_step_keys(str(tmp_path / "resumed.keys"), rank)
+        assert sorted(resumed) == list(range(killed_at, steps))
+        assert resumed == {s: ref["keys"][rank][s] for s in resumed}, f"rank {rank}"
+    if devices == 2:  # the ranks read their own samples, not the same ones
+        assert ref["keys"][0] != ref["keys"][1]
     # No jump in the loss curve: each step logged after the resume equals the reference run's loss at that step.
-    ref_losses, resumed = logged_losses(ref_root), logged_losses(root)
-    after = [s for s in resumed if s >= 4]
-    assert after and all(resumed[s] == pytest.approx(ref_losses[s], rel=1e-6) for s in after)
+    resumed_losses = logged_losses(root)
+    after = [s for s in resumed_losses if s >= killed_at]
+    assert after and all(resumed_losses[s] == ref["losses"][s] for s in after)
+    print(f"{devices} rank(s): killed at step {killed_at}, resumed to {steps}: {len(ref['head'])} head tensors "
+          f"bit-identical, sample keys equal at {len(resumed)} steps per rank")

@@ -1,4 +1,6 @@
-"""The LightningModule: it learns, the encoder stays frozen, checkpoints stay small and restore, NaNs are skipped."""
+"""The LightningModule on real shards (the session's synthetic scenes through VideoDepthDataModule): it learns, the
+encoder stays frozen, checkpoints stay small and restore, NaNs are skipped; EMA as a callback whose swap always
+restores, and `vda-export --ema` from the same state."""
 from __future__ import annotations
 
 import math
@@ -9,9 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from vda_lightning import load_model, save_model
+from vda_lightning.data import VideoDepthDataModule
+from vda_lightning.data.transforms import AugmentConfig
 from vda_lightning.models import build_video_model
 from vda_lightning.training import VideoDepthModule, warmup_cosine
-from vda_lightning.training.toy_data import ToyDataModule, toy_batch
 
 STEPS = 25
 
@@ -22,21 +25,34 @@ def _trainer(tmp_path, **kw) -> L.Trainer:
     return L.Trainer(**{**args, **kw})
 
 
+def _data(shards, steps: int = STEPS, **kw) -> VideoDepthDataModule:
+    args = dict(train_shards=str(shards / "train-*.tar"), val_shards=str(shards / "val-*.tar"), clip_len=4,
+                crop_size=[28, 42], val_size=0, batch_size=2, num_workers=0, val_num_workers=0,
+                epoch_length=steps, augment=AugmentConfig(scale=(0.7, 1.0)))
+    return VideoDepthDataModule(**{**args, **kw})
+
+
+def _video_batch(shards) -> dict:
+    data = _data(shards, steps=1)
+    data.setup("fit")
+    (step,) = list(data.train_dataloader())
+    return step["video"]
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Train the quick-start model (vitt) from an initial checkpoint on fresh synthetic clips; keep everything."""
+def trained(tmp_path_factory, synthetic_shards):
+    """Train the quick-start model (vitt) from an initial checkpoint on the synthetic scenes; keep everything."""
     tmp = tmp_path_factory.mktemp("train")
     torch.manual_seed(0)
     init = save_model(build_video_model("vitt"), tmp / "init.safetensors")
     module = VideoDepthModule(encoder="vitt", init_checkpoint=str(init), lr=3e-3, warmup_steps=4)
-    data = ToyDataModule(seed=1, batch_size=2, num_frames=4, height=42, width=42, val_clips=3, val_num_frames=6)
-    trainer = _trainer(tmp, max_steps=STEPS, limit_val_batches=3, val_check_interval=None,
-                       check_val_every_n_epoch=None)
+    data = _data(synthetic_shards)
+    trainer = _trainer(tmp, max_steps=STEPS, val_check_interval=None, check_val_every_n_epoch=None)
     trainer.validate(module, datamodule=data, verbose=False)
-    before = dict(module.val_results["toy_val"])
+    before = dict(module.val_results["synthetic"])
     trainer.fit(module, datamodule=data)
     trainer.validate(module, datamodule=data, verbose=False)
-    after = dict(module.val_results["toy_val"])
+    after = dict(module.val_results["synthetic"])
     ckpt = tmp / "final.ckpt"
     trainer.save_checkpoint(ckpt)
     return {"module": module, "trainer": trainer, "init": init, "before": before, "after": after, "ckpt": ckpt}
@@ -44,7 +60,8 @@ def trained(tmp_path_factory):
 
 def test_head_learns_absrel_falls_and_tae_does_not_rise(trained):
     before, after = trained["before"], trained["after"]
-    print(f"toy_val before {before} after {after}")
+    print(f"synthetic val before {before} after {after}")
+    assert before["sequences"] == after["sequences"] == 3  # every validation clip scored once
     assert after["abs_rel"] <= 0.7 * before["abs_rel"]
     assert after["tae"] <= before["tae"]
 
@@ -78,7 +95,7 @@ def test_checkpoint_is_small_references_encoder_and_restores(trained, tmp_path):
 
     assert info["encoder_source"] == {"path": str(trained["init"]), "sha256": file_sha256(trained["init"])}
     restored = load_model(ckpt)
-    x = torch.rand(1, 2, 3, 42, 42)
+    x = torch.rand(1, 2, 3, 28, 42)
     module.eval()
     with torch.no_grad():
         assert torch.equal(restored(x), module.model(x))
@@ -104,12 +121,12 @@ class _OneBatch(torch.utils.data.IterableDataset):
         return iter(self.batches)
 
 
-def test_nonfinite_loss_is_skipped_and_counted(tmp_path):
+def test_nonfinite_loss_is_skipped_and_counted(tmp_path, synthetic_shards):
     torch.manual_seed(0)
     module = VideoDepthModule(encoder="vitt", lr=1e-2)
-    bad = toy_batch(3, 1, 2, 28, 28)
+    good = _video_batch(synthetic_shards)
+    bad = {k: v.clone() if torch.is_tensor(v) else v for k, v in good.items()}
     bad["disparity"][0, 0, 0, 0] = float("nan")
-    good = toy_batch(4, 1, 2, 28, 28)
     head_before = {k: v.clone() for k, v in module.model.head.state_dict().items()}
     loader = torch.utils.data.DataLoader(_OneBatch([{"video": bad, "image": None}]), batch_size=None)
     trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
@@ -128,7 +145,7 @@ def test_nonfinite_loss_is_skipped_and_counted(tmp_path):
 def test_image_batches_are_one_frame_clips_labelled_by_the_teacher():
     torch.manual_seed(0)
     module = VideoDepthModule(encoder="vitt", teacher_encoder="vitt")
-    image = toy_batch(5, 2, 1, 28, 28)
+    image = {"frames": torch.rand(2, 1, 3, 28, 28)}
     loss = module.training_step({"video": None, "image": {"frames": image["frames"]}}, 0)
     assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
     loss.backward()
@@ -166,3 +183,62 @@ def test_export_writes_the_published_layout(trained, tmp_path, fmt):
     with torch.no_grad():
         assert torch.equal(model.eval()(x), trained["module"].model.eval()(x))
         assert torch.equal(load_model(out)(x), model(x))
+
+
+class _FailingValidation(Exception):
+    pass
+
+
+def test_ema_is_a_callback_and_its_swap_always_restores(tmp_path, synthetic_shards, capsys):
+    """Training updates the EMA (a callback the module brings); validation runs with it; a validation that raises
+    leaves the training weights in the model; a checkpoint holds the training weights and the EMA apart."""
+    torch.manual_seed(0)
+    module = VideoDepthModule(encoder="vitt", lr=1e-2, ema_decay=0.5)
+    data = _data(synthetic_shards, steps=3)
+    trainer = _trainer(tmp_path, max_steps=3, limit_val_batches=1, val_check_interval=None,
+                       check_val_every_n_epoch=None)
+    trainer.fit(module, datamodule=data)
+    ema = module.ema
+    assert ema in trainer.callbacks and module.evaluator in trainer.callbacks
+    head = {n: p.detach().clone() for n, p in module.model.head.named_parameters()}
+    differs = [n for n in ema.ema.names if not torch.equal(ema.ema.shadow[n], head[n])]
+    assert differs  # three steps at decay 0.5: the average is not the current weights
+
+    seen = {}
+    original = module.validation_step
+
+    def failing_step(batch, batch_idx, dataloader_idx=0):
+        seen["weights"] = {n: p.detach().clone() for n, p in module.model.head.named_parameters()}
+        raise _FailingValidation("boom")
+
+    module.validation_step = failing_step
+    with pytest.raises(_FailingValidation):
+        trainer.validate(module, datamodule=data, verbose=False)
+    module.validation_step = original
+    assert all(torch.equal(seen["weights"][n], ema.ema.shadow[n]) for n in ema.ema.names)  # validated with EMA
+    after = dict(module.model.head.named_parameters())
+    assert all(torch.equal(after[n].detach(), head[n]) for n in head) and not ema.active  # and restored
+
+    ckpt = tmp_path / "ema.ckpt"
+    trainer.save_checkpoint(ckpt)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert all(torch.equal(state["state_dict"]["model.head." + n], head[n]) for n in ema.ema.names)
+    assert all(torch.equal(state["vda_ema"]["shadow"][n], ema.ema.shadow[n]) for n in ema.ema.names)
+
+    from vda_lightning.export import export_checkpoint
+    from vda_lightning.export import main as export_main
+
+    out = export_checkpoint(ckpt, "safetensors", tmp_path / "ema.safetensors", use_ema=True)
+    exported = load_file(str(out))
+    assert all(torch.equal(exported["head." + n], ema.ema.shadow[n]) for n in ema.ema.names)
+    # a checkpoint without an EMA (or with a broken entry) is refused with one line, exit code non-zero
+    plain = tmp_path / "plain.ckpt"
+    state.pop("vda_ema")
+    torch.save(state, plain)
+    assert export_main([str(plain), "--ema", "--output", str(tmp_path / "x.safetensors")]) == 2
+    assert "holds no EMA weights" in capsys.readouterr().err
+    state["vda_ema"] = {"decay": 0.5, "shadow": {"no.such.parameter": torch.zeros(1)}}
+    torch.save(state, plain)
+    assert export_main([str(plain), "--ema", "--output", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no.such.parameter" in err[0] and not (tmp_path / "x.safetensors").exists()

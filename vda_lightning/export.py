@@ -41,29 +41,38 @@ def _writer(fmt: str):
 
 def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | Path | None = None,
                       use_ema: bool = False) -> Path:
-    """Write the model of a vda-fit checkpoint (encoder restored from its reference when not embedded)."""
-    import torch
+    """Write the model of a vda-fit checkpoint (encoder restored from its reference when not embedded).
+
+    use_ema: write the head's EMA (`checkpoint["vda_ema"]`, saved by `training.ema.EMACallback`), put into the
+    model by the same `HeadEMA.swapped_in` that validation uses.
+    """
+    from contextlib import nullcontext
 
     from .checkpoints import load_model, read_checkpoint
+    from .training.ema import CHECKPOINT_KEY, HeadEMA
 
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     ckpt = Path(ckpt)
     model = load_model(ckpt)
+    swap = nullcontext()
     if use_ema:
         obj, _ = read_checkpoint(ckpt)
-        ema = obj.get("vda_ema")
-        if not ema:
+        state = obj.get(CHECKPOINT_KEY) if isinstance(obj, dict) else None
+        if not state:
             raise ValueError(f"{ckpt}: holds no EMA weights (train with model.ema_decay set)")
-        params = dict(model.head.named_parameters())
-        with torch.no_grad():
-            for name, value in ema["shadow"].items():
-                params[name].copy_(value)
+        if not isinstance(state, dict) or not {"decay", "shadow"} <= set(state):
+            raise ValueError(f"{ckpt}: its {CHECKPOINT_KEY!r} entry is not an EMA state {{decay, shadow}}")
+        try:
+            swap = HeadEMA.from_state(model.head, state).swapped_in(model.head)
+        except ValueError as e:
+            raise ValueError(f"{ckpt}: {e}") from None
     suffix = FORMATS[fmt].suffix
     output = Path(output) if output else ckpt.with_name(ckpt.stem + (".ema" if use_ema else "") + suffix)
     if output.suffix != suffix:
         raise ValueError(f"{output}: the file name must end in {suffix} for --format {fmt}")
-    return _writer(fmt)(model, output)
+    with swap:
+        return _writer(fmt)(model, output)
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:

@@ -50,7 +50,7 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
     from ..data.streams import SkipCounters, iter_tar_samples
     from ..data.transforms import AugmentConfig
 
-    aug = AugmentConfig(out_hw=(crop, crop))
+    aug = AugmentConfig()
     counters = SkipCounters(1, "bench")
     rng = np.random.default_rng(seed)
     read_s = work_s = 0.0
@@ -64,7 +64,7 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
             for raw in raws:
                 t0 = time.perf_counter()
                 try:
-                    train_sample(raw, clip_len, rng, aug, 1e-3, 0.0, need_target=True)
+                    train_sample(raw, clip_len, rng, aug, (crop, crop), 1e-3, 0.0, need_target=True)
                 except SampleError as e:  # skipped and counted, as the training stream does
                     counters.skip(e.reason, f"{url} {raw.get('__key__')}", e.detail)
                     continue

@@ -30,8 +30,9 @@ files the encoder size comes from `encoder=` or from the tensor shapes (embeddin
 not fit raises one `CheckpointError` naming the file, the missing / unexpected key patterns, shape mismatches and
 the encoder size its shapes suggest.
 
-Modules: `sniff` (what a file is), `read` (file → tensors + metadata), `adapt` (named key adapters between layouts), `build` (config,
-strict build, grouped errors), `save` (the published layout, atomically); `load_model` composes them.
+Modules: `sniff` (what a file is), `read` (file → tensors + metadata), `adapt` (named key adapters between
+layouts), `build` (config, strict build, grouped errors), `save` (the published layout, atomically); `load_model`
+composes them.
 """
 from .adapt import (
     dataparallel_prefix,

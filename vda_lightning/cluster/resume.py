@@ -6,6 +6,9 @@ non-atomic writer). It needs no torch: `torch.save` writes a zip archive, whose 
 (a truncated file has none) and whose members carry CRC-32s (flipped bytes fail `testzip`).
 
     vda-submit --find-checkpoint RUN_DIR     # prints the path, or nothing (used by the rendered sbatch script)
+
+`existing_run(RUN_DIR)` says whether a run folder already holds a run: vda-fit and vda-submit refuse to start a
+fresh run there (one run folder per experiment).
 """
 from __future__ import annotations
 
@@ -60,4 +63,22 @@ def find_resume_checkpoint(run_dir: str | os.PathLike) -> Path | None:
         if problem is None:
             return path
         log.warning("skipping checkpoint %s: %s", path, problem)
+    return None
+
+
+def existing_run(run_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None) -> Path | None:
+    """A file showing that `run_dir` already holds a run (its saved config, results or a checkpoint), or None.
+
+    Other files (e.g. the `slurm/` folder vda-submit writes before the job starts) do not count.
+    """
+    root = Path(run_dir)
+    for name in ("config.yaml", "final_validation.json"):
+        if (root / name).is_file():
+            return root / name
+    folders = [root / "checkpoints"] + ([Path(checkpoint_dir)] if checkpoint_dir else [])
+    for folder in dict.fromkeys(folders):
+        if folder.is_dir():
+            found = sorted(p for p in folder.glob("*.ckpt") if not p.name.startswith("."))
+            if found:
+                return found[0]
     return None

@@ -3,9 +3,13 @@
     vda submit --config conf/quickstart.yaml --run-dir runs/qs --nodes 2 --gpus-per-node 8 --dry-run
     vda submit --config conf/quickstart.yaml --run-dir runs/qs --gpus-per-node 0 --tasks-per-node 2   # CPU DDP
     vda submit ... -- --trainer.max_steps 20000          # everything after `--` goes to vda fit unchanged
+    vda submit ... --run-dir runs/qs --resume            # continue the run in runs/qs (a fresh one is refused there)
     vda submit --find-checkpoint runs/qs                # the checkpoint a restart resumes from (or nothing)
 
 The rendered script calls the `vda-fit` and `vda-submit` aliases (the same code as `vda fit` / `vda submit`).
+
+The run folder is vda-fit's (`--trainer.default_root_dir`): checkpoints, logger files, the saved config and the
+final validation table go there, beside the rendered script and the SLURM logs.
 
 Lightning's SLURMEnvironment needs one srun task per device (`--ntasks-per-node` == `trainer.devices`) and the
 processes launched by `srun`; the script does both. `--signal=USR1@S` asks SLURM to warn every task S seconds
@@ -47,6 +51,7 @@ class SubmitOptions:
     qos: str | None = None
     time: str | None = None
     job_name: str = "vda-fit"
+    resume: bool = False  # submit into a run folder that already holds a run (the job resumes it)
     strategy: str = "ddp"
     signal_seconds: int = 120
     env_setup: list[str] = dataclasses.field(default_factory=list)
@@ -98,7 +103,7 @@ def fit_command(o: SubmitOptions) -> list[str]:
     return ["vda-fit", "--config", o.config,
             "--trainer.accelerator", o.accelerator, "--trainer.strategy", o.strategy,
             "--trainer.num_nodes", str(o.nodes), "--trainer.devices", str(o.devices),
-            "--trainer.default_root_dir", run_dir, "--checkpoint.dirpath", os.path.join(run_dir, "checkpoints"),
+            "--trainer.default_root_dir", run_dir,
             f"--trainer.callbacks+={REQUEUE_CALLBACK}", f"--trainer.callbacks+={SCALE_CALLBACK}",
             *o.fit_args]
 
@@ -143,6 +148,12 @@ def submit(o: SubmitOptions, dry_run: bool = False) -> str:
         return render_sbatch(o)
     if not os.path.isfile(o.config):
         raise FileNotFoundError(f"{o.config}: training config not found")
+    from .resume import existing_run
+
+    found = existing_run(o.run_dir)
+    if found is not None and not o.resume:
+        raise ValueError(f"run folder {o.run_dir} already holds a run ({found}); pass --resume to continue it "
+                         "(the job resumes from its newest valid checkpoint), or choose another --run-dir")
     # The job may start in another folder than this one: pin the paths.
     o = dataclasses.replace(o, config=os.path.abspath(o.config), run_dir=os.path.abspath(o.run_dir))
     script = render_sbatch(o)
@@ -179,6 +190,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help="shell line run before training (module load ..., source .venv/bin/activate); repeatable")
     p.add_argument("--sbatch", action="append", default=[], dest="sbatch_extra", metavar="OPTION",
                    help="extra #SBATCH option, e.g. --sbatch=--exclusive --sbatch=--constraint=a100; repeatable")
+    p.add_argument("--resume", action="store_true",
+                   help="the run folder already holds this run: submit a job that continues it")
     p.add_argument("--dry-run", action="store_true", help="print the script instead of submitting it")
     p.add_argument("--find-checkpoint", metavar="RUN_DIR",
                    help="print the newest valid checkpoint under RUN_DIR (nothing if none) and exit")

@@ -105,6 +105,8 @@ class DepthPictures(Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not trainer.is_global_zero or len(self.clips) >= self.num_clips or not isinstance(batch, dict):
             return
+        if "frames" not in batch:  # a whole benchmark sequence (uint8 `rgb` at its stored size): not followed
+            return
         for i in range(batch["frames"].shape[0]):
             if len(self.clips) >= self.num_clips:
                 break

@@ -1,10 +1,11 @@
 """Training-dashboard scalars the LightningModule does not log itself, and the run's resolved config.
 
-The module logs losses, lr, grad norm, skip counters and compute throughput (`train/clips_per_s`, measured from
-batch start to batch end). This callback adds what only the loop around it can see:
+The module logs losses, lr, grad norm and skip counters. Throughput is counted here and only here, from one
+timing of each step, averaged over the last `log_every_n_steps` steps:
 
-- `train/data_wait_fraction`: time spent waiting for the next batch / wall time, over the last
-  `log_every_n_steps` steps (validation and epoch boundaries excluded);
+- `train/clips_per_s`, `train/frames_per_s`: compute throughput (batch start to batch end);
+- `train/data_wait_fraction`: time spent waiting for the next batch / wall time (validation and epoch boundaries
+  excluded);
 - `train/clips_per_s_wall`, `train/frames_per_s_wall`: end-to-end throughput including that wait;
 - `gpu/mem_allocated_gib`, `gpu/mem_reserved_gib`, `gpu/max_mem_allocated_gib` (CUDA only; peak per window);
 - `data/<stream>_<reason>` skipped/good sample counters when the DataModule offers `data_metrics()`;
@@ -58,7 +59,7 @@ class TrainingDashboard(Callback):
         self._last_end: float | None = None
         self._wait: float | None = None
         self._started = 0.0
-        self._steps: deque = deque(maxlen=1)  # (wait s, busy s, clips, frames) of recent steps
+        self._steps: deque = deque(maxlen=1)  # (wait s or None, busy s, clips, frames) of recent steps
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._steps = deque(maxlen=self.window or max(1, trainer.log_every_n_steps))
@@ -82,12 +83,16 @@ class TrainingDashboard(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         now = time.perf_counter()
         self._last_end = now
-        if self._wait is not None:
-            self._steps.append((self._wait, now - self._started, *batch_sizes(batch)))
-        if self._steps:
-            waits, busy, clips, frames = (list(column) for column in zip(*self._steps))
-            wall = sum(waits) + sum(busy)
-            pl_module.log("train/data_wait_fraction", wait_fraction(waits, busy), batch_size=1)
+        self._steps.append((self._wait, now - self._started, *batch_sizes(batch)))
+        busy = sum(step[1] for step in self._steps)
+        if busy > 0:
+            pl_module.log("train/clips_per_s", sum(step[2] for step in self._steps) / busy, batch_size=1)
+            pl_module.log("train/frames_per_s", sum(step[3] for step in self._steps) / busy, batch_size=1)
+        timed = [step for step in self._steps if step[0] is not None]
+        if timed:
+            waits, busy_timed, clips, frames = (list(column) for column in zip(*timed))
+            wall = sum(waits) + sum(busy_timed)
+            pl_module.log("train/data_wait_fraction", wait_fraction(waits, busy_timed), batch_size=1)
             if wall > 0:
                 pl_module.log("train/clips_per_s_wall", sum(clips) / wall, batch_size=1)
                 pl_module.log("train/frames_per_s_wall", sum(frames) / wall, batch_size=1)

@@ -136,7 +136,12 @@ def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
 def _benchmark(a: argparse.Namespace) -> dict:
     from .manifests import read_benchmark_json
 
-    return write_sequences(read_benchmark_json(a.json, a.datasets), a, unit_hint="the JSON's factor")
+    seqs = read_benchmark_json(a.json, a.datasets)
+    factors = {s.factor for s in seqs}
+    if a.depth_scale is None and a.depth_encoding == "png16" and len(factors) == 1:
+        # store the benchmark's own 16-bit values: the decoded GT is then exactly what vda-eval reads
+        a.depth_scale = factors.pop()
+    return write_sequences(seqs, a, unit_hint="the JSON's factor")
 
 
 def _synthetic_arguments(p: argparse.ArgumentParser) -> None:

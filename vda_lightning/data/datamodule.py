@@ -1,27 +1,37 @@
 """LightningDataModules: video clips with ground truth + image samples for training, exactly-once validation.
 
-Every init argument is a plain typed value so LightningCLI can set it from YAML. Shard arguments take a brace
-pattern ('shards/train-{000000..000099}.tar'), '::'-joined patterns, a glob, a folder, or a list of these; for
-`train_shards` a list means one *source* per entry, mixed per sample by `train_weights` (equal by default, the
-paper's uniform sampling over datasets).
+Every init argument is a plain typed value or a small dataclass (`augment:`, `synthetic:`), so LightningCLI can
+set it from YAML. Shard arguments take a brace pattern ('shards/train-{000000..000099}.tar'), '::'-joined
+patterns, a glob, a folder, or a list of these; for `train_shards` a list means one *source* per entry, mixed per
+sample by `train_weights` (equal by default, the paper's uniform sampling over datasets).
+
+The training stream resumes exactly: `state_dict()` (saved by Lightning in every checkpoint) holds, for every
+(rank, worker) reader, where it stands after the last step the training loop took; `load_state_dict()` (on
+`--ckpt_path` and on a SLURM requeue) makes the readers continue from there. data/README.md §2 says when that
+is exact and when it cannot be.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import os
+from dataclasses import dataclass
 
 import lightning as L
 import torch
-import webdataset as wds
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from ..io import rank_world
 from ..models.input_contract import DEFAULT_CONTRACT
 from .datasets import TrainStream, ValStream
-from .shards import count_samples, expand_shards
+from .shards import _is_remote, count_samples, expand_shards
 from .synthetic_scenes import generate_synthetic_shards
 from .transforms import AugmentConfig
 
 log = logging.getLogger("vda_lightning.data")
+STATE_VERSION = 1
 
 
 def _hw(size: int | list[int]) -> tuple[int, int]:
@@ -29,18 +39,55 @@ def _hw(size: int | list[int]) -> tuple[int, int]:
     return DEFAULT_CONTRACT.check_size(hw, "crop size")
 
 
-class _EpochLoader(wds.WebLoader):
-    """WebLoader that tells its dataset which epoch starts (fresh shard order and augmentation each epoch)."""
+@dataclass
+class SyntheticConfig:
+    """The `synthetic:` section: procedural scenes (data/README.md §5), written once into `dir` by
+    `prepare_data` and used for every split whose shards are not given."""
 
-    def __init__(self, dataset, epoch_fn=None, **kw):
-        super().__init__(dataset, **kw)
-        self._dataset, self._epoch_fn, self._count = dataset, epoch_fn, 0
+    dir: str = "data/synthetic"
+    train_clips: int = 256
+    val_clips: int = 16
+    images: int = 0          # single-frame image samples with pseudo-labels
+    height: int = 112
+    width: int = 154
 
-    def iterator1(self):
-        self._count += 1
-        epoch = self._epoch_fn() if self._epoch_fn is not None else None
-        self._dataset.epoch[0] = self._count if epoch is None else epoch
-        return super().iterator1()
+
+def _gather(obj) -> list:
+    from ..evaluation.distributed import gather_objects
+
+    return gather_objects(obj)
+
+
+class TrainLoader:
+    """The training loader Lightning sees: `epoch_length` steps per epoch out of one DataLoader over the stream.
+
+    It starts each epoch's reader streams (fresh, or continued from the DataModule's saved position) and yields
+    only the steps the epoch still has. The position itself lives in the DataModule (`state_dict`); this object
+    implements Lightning's stateful-loader protocol with an empty state only so that Lightning knows the loader
+    resumes (and does not warn that it would not).
+    """
+
+    def __init__(self, datamodule: VideoDepthDataModule, loader: torch.utils.data.DataLoader):
+        self.datamodule, self.loader, self._epochs = datamodule, loader, 0
+
+    def __len__(self) -> int:
+        return self.datamodule.epoch_length
+
+    def __iter__(self):
+        dm = self.datamodule
+        trainer = dm._trainer_or_none()
+        epoch = trainer.current_epoch if trainer is not None else self._epochs
+        self._epochs += 1
+        epoch, consumed = dm._begin_epoch(epoch)
+        iterator = iter(self.loader)
+        for _ in range(dm.epoch_length - consumed):
+            yield next(iterator)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class VideoDepthDataModule(L.LightningDataModule):
@@ -48,83 +95,108 @@ class VideoDepthDataModule(L.LightningDataModule):
 
     Args (selection): clip_len frames per training clip; crop_size output size (int or [h, w], multiples of 14);
     val_size validation short-side resize + centre crop (0 = keep stored size); val_clip_len (0 = whole stored
-    clip); max_depth masks metric depth beyond it (0 = no limit); scale/ratio/hflip/jitter control augmentation;
-    synthetic=True writes (once) and uses the procedural scenes in `synthetic_dir` for any split not given.
+    clip); val_benchmarks: {validation dataset: registered benchmark} for streams whose dataset name is not
+    the benchmark's own (a stream named `kitti`, `bonn`, `scannet`, ... is scored by that benchmark anyway;
+    map a name to `none` to score it with the defaults); max_depth masks metric depth beyond it (0 = no limit);
+    augment: the training augmentation (`AugmentConfig`); synthetic: procedural scenes for any split not given.
     """
 
     def __init__(self, train_shards: str | list[str] | None = None, val_shards: str | list[str] | None = None,
                  image_shards: str | list[str] | None = None, train_weights: list[float] | None = None,
                  clip_len: int = 32, crop_size: int | list[int] = 518, val_size: int | list[int] = 518,
-                 val_clip_len: int = 0, batch_size: int = 1, image_batch_size: int = 0, val_batch_size: int = 1,
-                 num_workers: int = 2, val_num_workers: int = 1, epoch_length: int = 1000,
-                 shuffle_buffer: int = 16, image_shuffle_buffer: int = 128, min_depth: float = 1e-3,
-                 max_depth: float = 0.0, scale_min: float = 0.5, scale_max: float = 1.0, ratio_min: float = 0.8,
-                 ratio_max: float = 1.25, hflip: float = 0.5, brightness: float = 0.1, contrast: float = 0.2,
-                 saturation: float = 0.2, hue: float = 0.02, image_need_target: bool = False,
-                 pin_memory: bool = True, prefetch_factor: int = 2, persistent_workers: bool = False, seed: int = 0,
-                 synthetic: bool = False, synthetic_dir: str = "data/synthetic", synthetic_train_clips: int = 256,
-                 synthetic_val_clips: int = 16, synthetic_images: int = 0, synthetic_height: int = 112,
-                 synthetic_width: int = 154):
+                 val_clip_len: int = 0, val_benchmarks: dict[str, str] | None = None, batch_size: int = 1,
+                 image_batch_size: int = 0, val_batch_size: int = 1, num_workers: int = 2,
+                 val_num_workers: int = 1, epoch_length: int = 1000, shuffle_buffer: int = 16,
+                 image_shuffle_buffer: int = 128, min_depth: float = 1e-3, max_depth: float = 0.0,
+                 augment: AugmentConfig | None = None, image_need_target: bool = False, pin_memory: bool = True,
+                 prefetch_factor: int = 2, persistent_workers: bool = False, seed: int = 0,
+                 synthetic: SyntheticConfig | None = None):
         super().__init__()
-        self.save_hyperparameters()
+        # Dataclasses are stored as plain dicts: checkpoints hold hyper-parameters and load with weights_only.
+        self.save_hyperparameters(ignore=["augment", "synthetic"])
+        self.augment = augment if augment is not None else AugmentConfig()
+        self.synthetic = synthetic
+        self.hparams.update(augment=dataclasses.asdict(self.augment),
+                            synthetic=None if synthetic is None else dataclasses.asdict(synthetic))
         self.hp = self.hparams
+        self.epoch_length = int(epoch_length)
+        if self.epoch_length < 1:
+            raise ValueError(f"epoch_length must be ≥ 1, got {epoch_length}")
         self.crop_hw = _hw(crop_size)
         self.val_hw = None if val_size in (0, [0], None) else _hw(val_size)
+        self.val_benchmarks = self._check_benchmarks(val_benchmarks)
         self.train_ds: TrainStream | None = None
         self.val_ds: ValStream | None = None
+        self._train_loader: TrainLoader | None = None
+        self._resume: dict | None = None                          # loaded state, used by the next epoch start
+        self._position = {"epoch": 0, "consumed": 0, "readers": {}}  # what the training loop has taken
+
+    @staticmethod
+    def _check_benchmarks(declared: dict[str, str] | None) -> dict[str, str | None]:
+        from ..evaluation.benchmarks import BENCHMARKS
+
+        out = {}
+        for stream, name in (declared or {}).items():
+            if name in (None, "", "none"):
+                out[stream] = None
+            elif name not in BENCHMARKS:
+                raise ValueError(f"val_benchmarks.{stream}: {name!r} is not a registered benchmark "
+                                 f"({', '.join(BENCHMARKS)}, or none)")
+            else:
+                out[stream] = name
+        return out
 
     # -- preparation -------------------------------------------------------------------------------------------
     def _synthetic_kw(self) -> dict:
-        hp = self.hp
-        return dict(out_dir=hp.synthetic_dir, n_train_clips=hp.synthetic_train_clips,
-                    n_val_clips=hp.synthetic_val_clips, clip_len=max(hp.clip_len, hp.val_clip_len),
-                    height=hp.synthetic_height, width=hp.synthetic_width, seed=hp.seed,
-                    n_image_samples=hp.synthetic_images)
+        syn, hp = self.synthetic, self.hp
+        return dict(out_dir=syn.dir, n_train_clips=syn.train_clips, n_val_clips=syn.val_clips,
+                    clip_len=max(hp.clip_len, hp.val_clip_len), height=syn.height, width=syn.width, seed=hp.seed,
+                    n_image_samples=syn.images)
 
     def prepare_data(self) -> None:
-        if self.hp.synthetic:  # idempotent: complete shards are not rewritten
+        if self.synthetic is not None:  # idempotent: complete shards are not rewritten
             generate_synthetic_shards(**self._synthetic_kw())
 
     def _spec(self, name: str):
         spec = getattr(self.hp, name)
-        if spec or not self.hp.synthetic:
+        if spec or self.synthetic is None:
             return spec
         split = {"train_shards": "train", "val_shards": "val", "image_shards": "image"}[name]
-        if split == "image" and not self.hp.synthetic_images:
+        if split == "image" and not self.synthetic.images:
             return None
-        return os.path.join(self.hp.synthetic_dir, f"{split}-*.tar")
+        return os.path.join(self.synthetic.dir, f"{split}-*.tar")
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hp
         if stage in (None, "fit") and self.train_ds is None:
             spec = self._spec("train_shards")
             if not spec:
-                raise ValueError("train_shards is empty (set train_shards, or synthetic: true)")
+                raise ValueError("train_shards is empty (set train_shards, or a synthetic: section)")
             sources = [expand_shards(s, "train_shards") for s in ([spec] if isinstance(spec, str) else spec)]
             image_urls = expand_shards(self._spec("image_shards"), "image_shards")
             if hp.image_batch_size and not image_urls:
                 log.warning("image_batch_size=%d but no image_shards: training steps carry no images",
                             hp.image_batch_size)
-            aug = AugmentConfig(out_hw=self.crop_hw, scale=(hp.scale_min, hp.scale_max),
-                                ratio=(hp.ratio_min, hp.ratio_max), hflip=hp.hflip, brightness=hp.brightness,
-                                contrast=hp.contrast, saturation=hp.saturation, hue=hp.hue)
             self.train_ds = TrainStream(sources, hp.train_weights, image_urls, hp.clip_len, hp.batch_size,
-                                        hp.image_batch_size, aug, hp.min_depth, hp.max_depth, hp.shuffle_buffer,
-                                        hp.image_shuffle_buffer, hp.seed, max(1, hp.num_workers),
-                                        hp.image_need_target)
+                                        hp.image_batch_size, self.augment, self.crop_hw, hp.min_depth,
+                                        hp.max_depth, hp.shuffle_buffer, hp.image_shuffle_buffer, hp.seed,
+                                        max(1, hp.num_workers), hp.image_need_target)
             n = count_samples([u for s in sources for u in s])
             log.info("train: %d video source(s), %s clips indexed, %d image shards; %d steps/epoch/rank",
-                     len(sources), "?" if n is None else n, len(image_urls), hp.epoch_length)
+                     len(sources), "?" if n is None else n, len(image_urls), self.epoch_length)
         if stage in (None, "fit", "validate", "test") and self.val_ds is None:
             spec = self._spec("val_shards")
             if spec:
                 urls = expand_shards(spec, "val_shards")
                 self.val_ds = ValStream(urls, hp.val_clip_len, self.val_hw, hp.val_batch_size, hp.min_depth,
-                                        hp.max_depth, max(1, hp.val_num_workers))
+                                        hp.max_depth, max(1, hp.val_num_workers), self.val_benchmarks)
 
     # -- loaders ------------------------------------------------------------------------------------------------
+    def _trainer_or_none(self):
+        return getattr(self, "trainer", None)
+
     def _rank_world(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
+        trainer = self._trainer_or_none()
         if trainer is not None:
             return trainer.global_rank, trainer.world_size
         return rank_world(from_environment=True)
@@ -139,10 +211,10 @@ class VideoDepthDataModule(L.LightningDataModule):
         if self.train_ds is None:
             self.setup("fit")
         self.train_ds.set_distributed(*self._rank_world())
-        trainer = getattr(self, "trainer", None)
-        epoch_fn = (lambda: trainer.current_epoch) if trainer is not None else None
-        loader = _EpochLoader(self.train_ds, epoch_fn=epoch_fn, **self._loader_kw(self.hp.num_workers))
-        return loader.with_epoch(self.hp.epoch_length).with_length(self.hp.epoch_length, silent=True)
+        if self._train_loader is None:
+            loader = torch.utils.data.DataLoader(self.train_ds, **self._loader_kw(self.hp.num_workers))
+            self._train_loader = TrainLoader(self, loader)
+        return self._train_loader
 
     def val_dataloader(self):
         if self.val_ds is None:
@@ -150,7 +222,96 @@ class VideoDepthDataModule(L.LightningDataModule):
         if self.val_ds is None:
             return []
         self.val_ds.set_distributed(*self._rank_world())
-        return wds.WebLoader(self.val_ds, **self._loader_kw(self.hp.val_num_workers))
+        return torch.utils.data.DataLoader(self.val_ds, **self._loader_kw(self.hp.val_num_workers))
+
+    # -- exact resume -------------------------------------------------------------------------------------------
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """A training step the loop takes: keep its reader's position (and strip it from the batch)."""
+        if isinstance(batch, dict) and "_reader" in batch:
+            info = batch.pop("_reader")
+            self._position["consumed"] += 1
+            self._position["readers"][int(info["reader"])] = info["state"]
+        return batch
+
+    def _fingerprint(self) -> str:
+        """What must not change for a saved position to mean the same samples: shards (and local sizes), mixing,
+        sampling, augmentation, seed, epoch length."""
+        ds = self.train_ds
+        shards = [[(u, None if _is_remote(u) else os.path.getsize(u) if os.path.exists(u) else -1) for u in src]
+                  for src in ds.video_sources + [ds.image_urls]]
+        desc = [shards, ds.weights.tolist(), ds.clip_len, ds.batch_size, ds.image_batch_size,
+                dataclasses.asdict(ds.aug), list(ds.out_hw), ds.min_depth, ds.max_depth, ds.shuffle_buffer,
+                ds.image_shuffle_buffer, ds.seed, ds.image_need_target, self.epoch_length]
+        return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
+
+    def state_dict(self) -> dict:
+        """The training stream's position on every rank: {"ranks": [{"epoch", "consumed", "readers"}, ...], ...}.
+
+        Collective under DDP (every rank calls it inside `trainer.save_checkpoint`); rank 0 writes it.
+        """
+        if self.train_ds is None:
+            return {}
+        pos = self._position
+        local = {"epoch": int(pos["epoch"]), "consumed": int(pos["consumed"]), "readers": dict(pos["readers"])}
+        return {"version": STATE_VERSION, "fingerprint": self._fingerprint(), "world_size": self._rank_world()[1],
+                "num_workers": max(1, self.hp.num_workers), "epoch_length": self.epoch_length,
+                "ranks": _gather(local)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state) if state else None
+
+    def _begin_epoch(self, epoch: int) -> tuple[int, int]:
+        """Set the stream up for `epoch`: (epoch actually started, steps of it already taken)."""
+        state, self._resume = self._resume, None
+        plan, consumed = None, 0
+        trainer = self._trainer_or_none()
+        if state is None and trainer is not None and trainer.ckpt_path and not self._position["consumed"]:
+            log.warning("data resume: the checkpoint %s holds no VideoDepthDataModule position; the training "
+                        "stream starts epoch %d afresh (samples differ from the uninterrupted run)",
+                        trainer.ckpt_path, epoch)
+        elif state is not None:
+            epoch, plan = self._plan(state, epoch)
+            consumed = 0 if plan is None else plan["consumed"]
+        self.train_ds.resume = plan
+        self.train_ds.epoch[0] = epoch
+        self._position = {"epoch": epoch, "consumed": consumed, "readers": dict(plan["readers"]) if plan else {}}
+        return epoch, consumed
+
+    def _plan(self, state: dict, epoch: int) -> tuple[int, dict | None]:
+        rank, world = self._rank_world()
+        workers = max(1, self.hp.num_workers)
+        problems = []
+        if state.get("version") != STATE_VERSION:
+            problems.append(f"state version {state.get('version')} (this code writes {STATE_VERSION})")
+        else:
+            if state["fingerprint"] != self._fingerprint():
+                problems.append("the data settings or shard files changed since the checkpoint")
+            if (state["world_size"], state["num_workers"]) != (world, workers):
+                problems.append(f"saved with {state['world_size']} rank(s) x {state['num_workers']} worker(s), "
+                                f"now {world} x {workers}")
+        if problems:
+            log.warning("data resume: cannot continue the saved sample stream (%s); epoch %d starts afresh, so "
+                        "the samples differ from the uninterrupted run", "; ".join(problems), epoch)
+            return epoch, None
+        mine = state["ranks"][rank]
+        saved_epoch, consumed = int(mine["epoch"]), int(mine["consumed"])
+        if consumed >= self.epoch_length:  # saved at the very end of an epoch: the next one starts fresh
+            saved_epoch, consumed = saved_epoch + 1, 0
+        if saved_epoch < epoch or consumed == 0:
+            rank_zero_info(f"data resume: epoch {max(epoch, saved_epoch)} starts at its beginning, as in the "
+                           "uninterrupted run")
+            return max(epoch, saved_epoch), None
+        remote = [u for src in self.train_ds.video_sources + [self.train_ds.image_urls] for u in src
+                  if _is_remote(u)]
+        if remote:
+            log.warning("data resume: %d remote shard URL(s) (e.g. %s) are read again to restore the position; "
+                        "the samples equal the uninterrupted run's only if those streams return the same bytes",
+                        len(remote), remote[0])
+        rank_zero_info(f"data resume: epoch {saved_epoch} continues after {consumed} of {self.epoch_length} steps "
+                       f"({len(mine['readers'])} reader(s) per rank restored, {world} rank(s) x {workers} "
+                       "worker(s)): the same samples as the uninterrupted run")
+        return saved_epoch, {"epoch": saved_epoch, "consumed": consumed,
+                             "readers": {int(k): v for k, v in mine["readers"].items()}}
 
     # -- reporting ----------------------------------------------------------------------------------------------
     def skip_counts(self) -> dict[str, dict[str, int]]:
@@ -167,4 +328,3 @@ class VideoDepthDataModule(L.LightningDataModule):
         """Flat {"data/<stream>_<reason>": count} of the non-zero counters, ready for LightningModule.log_dict."""
         return {f"data/{stream}_{k}": float(v) for stream, c in self.skip_counts().items()
                 for k, v in c.items() if v}
-

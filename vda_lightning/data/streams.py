@@ -5,16 +5,17 @@ reader `slot = rank * max(1, num_workers) + worker_id`.
 
 Training ("resampled"): every reader streams forever from its own stride of an endless sequence of shard
 permutations (one permutation per round, seeded by (seed, epoch, round)). So every reader always has data (also
-with fewer shards than readers), nothing is split by webdataset's node splitter, the epoch is cut by
-`WebLoader.with_epoch(steps)` (equal step counts on every rank), and the first ceil(n/S) shards a reader takes
-cover all n shards across readers.
+with fewer shards than readers), nothing is split by webdataset's node splitter, the epoch is cut at
+`epoch_length` steps (equal step counts on every rank), and the first ceil(n/S) shards a reader takes cover all
+n shards across readers. A reader's position (`SourceReader.state`: shards started, samples taken from the
+current shard, the identities of the buffered samples) is small and restorable: that is how a resumed run
+continues the very sample stream it interrupted.
 
 Validation: each sample exactly once over all readers, no padding: shard j goes to reader j % S when there are at
 least S shards; otherwise every reader reads all shards and keeps samples i with i % S == slot.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import tarfile
@@ -102,13 +103,155 @@ def iter_tar_samples(url: str, counters: SkipCounters) -> Iterator[dict]:
         yield current
 
 
-def endless_shards(urls: list[str], seed: int, epoch: int, slot: int, n_slots: int) -> Iterator[str]:
-    """This reader's endless stride through concatenated per-round permutations of `urls`."""
-    n = len(urls)
-    for pos in itertools.count(slot, n_slots):
-        rnd, i = divmod(pos, n)
-        perm = np.random.default_rng([seed, epoch, rnd]).permutation(n)
-        yield urls[perm[i]]
+def shard_for(urls: list[str], seed: int, epoch: int, slot: int, n_slots: int, k: int) -> str:
+    """The k-th shard this reader takes: its stride through concatenated per-round permutations of `urls`."""
+    rnd, i = divmod(slot + k * n_slots, len(urls))
+    return urls[np.random.default_rng([seed, epoch, rnd]).permutation(len(urls))[i]]
+
+
+class _Quiet:
+    """Counters that count nothing: re-reading a shard to restore a position must not count its samples twice."""
+
+    name = "restore"
+
+    def skip(self, *args) -> None:
+        pass
+
+
+class ShardCursor:
+    """One reader's endless walk through its shards, with a position that can be saved and restored.
+
+    The position is (shards started, raw samples taken from the current one): restoring re-opens that shard and
+    skips the samples already taken, so the next raw sample is the one the uninterrupted reader would take.
+    """
+
+    def __init__(self, urls: list[str], seed: int, epoch: int, slot: int, n_slots: int, counters):
+        self.urls, self.seed, self.epoch, self.slot, self.n_slots = urls, seed, epoch, slot, n_slots
+        self.counters = counters
+        self.started = 0      # shards opened so far
+        self.url: str | None = None
+        self.offset = 0       # raw samples taken from `url`
+        self.empty = 0        # shards in a row that gave no sample
+        self._it: Iterator[dict] | None = None
+
+    def next_raw(self) -> dict:
+        while True:
+            if self._it is None:
+                self.url = shard_for(self.urls, self.seed, self.epoch, self.slot, self.n_slots, self.started)
+                self.started, self.offset = self.started + 1, 0
+                self._it = iter_tar_samples(self.url, self.counters)
+            raw = next(self._it, None)
+            if raw is not None:
+                self.offset += 1
+                return raw
+            self._it = None  # a reader whose shards never yield anything must fail, not spin
+            self.empty = 0 if self.offset else self.empty + 1
+            if self.empty > 2 * len(self.urls) + 2:
+                raise RuntimeError(f"{self.counters.name}: {self.empty} shards in a row gave no sample "
+                                   f"(e.g. {self.url}); counts {self.counters.as_dict()}")
+
+    def state(self) -> dict:
+        return {"started": self.started, "url": self.url, "offset": self.offset, "open": self._it is not None,
+                "empty": self.empty}
+
+    def restore(self, state: dict) -> None:
+        self.started, self.url = int(state["started"]), state["url"]
+        self.offset, self.empty = int(state["offset"]), int(state["empty"])
+        self._it = None
+        if state["open"]:
+            self._it = iter_tar_samples(self.url, _Quiet())
+            for _ in range(self.offset):
+                if next(self._it, None) is None:
+                    log.warning("data resume: %s holds fewer than the %d samples read before the checkpoint; "
+                                "the stream continues with the next shard (not the uninterrupted order)",
+                                self.url, self.offset)
+                    self._it = None
+                    break
+
+
+class ShuffleBuffer:
+    """Reservoir-style shuffle over raw samples (size <= 1: pass through), restorable from sample identities.
+
+    Saved state is the (shard, key) of each buffered sample, not its bytes; restoring reads them back.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.pool: list[dict] = []
+
+    def next(self, cursor: ShardCursor, rng: np.random.Generator) -> dict:
+        if self.size <= 1:
+            return cursor.next_raw()
+        while len(self.pool) < self.size:
+            self.pool.append(cursor.next_raw())
+        item = cursor.next_raw()
+        j = int(rng.integers(len(self.pool)))
+        self.pool[j], item = item, self.pool[j]
+        return item
+
+    def state(self) -> list[list[str]]:
+        return [[raw["__url__"], raw["__key__"]] for raw in self.pool]
+
+    def restore(self, ids: list[list[str]]) -> None:
+        wanted: dict[str, set[str]] = {}
+        for url, key in ids:
+            wanted.setdefault(url, set()).add(key)
+        found = {}
+        for url, keys in wanted.items():
+            for raw in iter_tar_samples(url, _Quiet()):
+                if raw["__key__"] in keys:
+                    found[(url, raw["__key__"])] = raw
+        missing = [f"{u}:{k}" for u, k in ids if (u, k) not in found]
+        if missing:
+            log.warning("data resume: %d buffered samples are no longer in their shards (e.g. %s); the order "
+                        "after the resume differs from the uninterrupted run", len(missing), missing[0])
+        self.pool = [found[(u, k)] for u, k in ids if (u, k) in found]
+
+
+class SourceReader:
+    """Decoded samples of one source for one reader: cursor -> shuffle buffer -> decode (bad samples skipped and
+    counted). `state()` / `restore()` capture everything but the random generator, which the caller owns."""
+
+    def __init__(self, urls: list[str], seed: int, epoch: int, slot: int, n_slots: int, buffer: int, counters,
+                 decode, max_failures_in_row: int = 1000):
+        self.cursor = ShardCursor(urls, seed, epoch, slot, n_slots, counters)
+        self.buffer = ShuffleBuffer(buffer)
+        self.counters, self.decode, self.max_failures = counters, decode, max_failures_in_row
+        self.failures = 0
+        self.taken = {name: 0 for name in COUNTER_NAMES}  # good / skipped samples this reader consumed
+
+    def next_sample(self, rng: np.random.Generator) -> dict:
+        while True:
+            raw = self.buffer.next(self.cursor, rng)
+            where = f"{raw.get('__url__')}:{raw.get('__key__')}"
+            try:
+                out = self.decode(raw, rng)
+            except SampleError as exn:
+                reason = exn.reason
+                self.counters.skip(reason, where, exn.detail)
+            except Exception as exn:  # a stream must not die on one bad sample; the message names it
+                reason = "other_error"
+                self.counters.skip(reason, where, f"{type(exn).__name__}: {exn}")
+            else:
+                self.failures = 0
+                self.taken["ok"] += 1
+                self.counters.ok()
+                return out
+            self.taken[reason] += 1
+            self.failures += 1
+            if self.failures >= self.max_failures:
+                raise RuntimeError(f"{self.counters.name}: {self.failures} samples in a row failed to decode; "
+                                   f"counts {self.counters.as_dict()}")
+
+    def state(self) -> dict:
+        return {"cursor": self.cursor.state(), "buffer": self.buffer.state(), "failures": self.failures,
+                "taken": dict(self.taken)}
+
+    def restore(self, state: dict) -> None:
+        self.cursor.restore(state["cursor"])
+        self.buffer.restore(state["buffer"])
+        self.failures = int(state["failures"])
+        self.taken.update(state["taken"])
 
 
 def ordered_assignment(urls: list[str], slot: int, n_slots: int) -> tuple[list[str], int | None]:
@@ -139,20 +282,3 @@ def decode_stream(raw_samples, fn, counters: SkipCounters, max_failures_in_row: 
         if max_failures_in_row is not None and failures >= max_failures_in_row:
             raise RuntimeError(f"{counters.name}: {failures} samples in a row failed to decode; "
                                f"counts {counters.as_dict()}")
-
-
-def shuffled(items: Iterator, buffer: int, rng: np.random.Generator) -> Iterator:
-    """Reservoir-style shuffle with a buffer of `buffer` items (buffer <= 1: pass through)."""
-    if buffer <= 1:
-        yield from items
-        return
-    pool = []
-    for item in items:
-        if len(pool) < buffer:
-            pool.append(item)
-            continue
-        j = int(rng.integers(len(pool)))
-        pool[j], item = item, pool[j]
-        yield item
-    rng.shuffle(pool)
-    yield from pool

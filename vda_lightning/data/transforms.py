@@ -86,14 +86,27 @@ def flip_K_poses(K: torch.Tensor, poses: torch.Tensor, width: int):
 
 @dataclass
 class AugmentConfig:
-    out_hw: tuple[int, int] = (518, 518)      # multiples of 14
+    """Training augmentation, drawn once per clip: the `augment:` section of `VideoDepthDataModule`.
+
+    A new knob is one field here plus its use in `augment` below; the output size is the DataModule's `crop_size`.
+    """
+
     scale: tuple[float, float] = (0.5, 1.0)   # fraction of the largest output-shaped box
-    ratio: tuple[float, float] = (0.8, 1.25)
-    hflip: float = 0.5
+    ratio: tuple[float, float] = (0.8, 1.25)  # aspect-ratio jitter factor (log-uniform)
+    hflip: float = 0.5                        # probability of a horizontal flip
     brightness: float = 0.1                   # additive, uniform in +-brightness
     contrast: float = 0.2                     # factor in 1 +- contrast
-    saturation: float = 0.2
+    saturation: float = 0.2                   # factor in 1 +- saturation
     hue: float = 0.02                         # fraction of a full turn
+
+    def __post_init__(self):
+        self.scale, self.ratio = tuple(float(v) for v in self.scale), tuple(float(v) for v in self.ratio)
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"augment.scale must be [min, max] with 0 < min <= max <= 1, got {list(self.scale)}")
+        if len(self.ratio) != 2 or not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"augment.ratio must be [min, max] with 0 < min <= max, got {list(self.ratio)}")
+        if not 0 <= self.hflip <= 1:
+            raise ValueError(f"augment.hflip is a probability, got {self.hflip}")
 
 
 def to_tensors(rec: ClipRecord, min_depth: float, max_depth: float) -> dict:
@@ -174,28 +187,31 @@ def color_jitter_params(rng: np.random.Generator, cfg: AugmentConfig):
                         rng.uniform(1 - cfg.saturation, 1 + cfg.saturation), rng.uniform(-cfg.hue, cfg.hue))
 
 
-def augment(s: dict, rng: np.random.Generator, cfg: AugmentConfig) -> dict:
+def augment(s: dict, rng: np.random.Generator, cfg: AugmentConfig, out_hw: tuple[int, int]) -> dict:
+    """Random resized crop to `out_hw`, flip and colour jitter: one draw per clip, the same for every frame."""
     H, W = s["frames"].shape[-2:]
-    box = random_crop_box(rng, H, W, cfg.out_hw, cfg.scale, cfg.ratio)
-    s = apply_geometry(s, box, cfg.out_hw, flip=bool(rng.random() < cfg.hflip))
+    box = random_crop_box(rng, H, W, out_hw, cfg.scale, cfg.ratio)
+    s = apply_geometry(s, box, out_hw, flip=bool(rng.random() < cfg.hflip))
     s["frames"] = finish_frames(s["frames"], *color_jitter_params(rng, cfg))
     return s
 
 
-BATCH_TENSORS = ("frames", "disparity", "depth", "mask", "K", "poses", "has_pose", "frame_indices")
-BATCH_STRINGS = ("dataset", "sequence", "depth_kind", "key", "shard")
+BATCH_TENSORS = ("frames", "rgb", "disparity", "depth", "mask", "K", "poses", "has_pose", "frame_indices")
+BATCH_STRINGS = ("dataset", "sequence", "depth_kind", "key", "shard", "benchmark")
 
 
-def collate(samples: list[dict]) -> dict:
+def collate(samples: list[dict], keep_dtypes: bool = False) -> dict:
     """Stack samples into the batch dict of docs/architecture.md (float32 tensors; strings as lists).
 
     Targets are kept only if every sample has one (an unlabelled image batch is labelled online by the teacher).
+    keep_dtypes: leave float64 as float64 (benchmark ground truth is scored in float64, as published).
     """
     out = {}
     for k in BATCH_TENSORS:
         if all(k in s for s in samples):
             v = torch.stack([torch.as_tensor(s[k]) for s in samples])
-            out[k] = v.float() if v.is_floating_point() else v
+            out[k] = v.float() if v.is_floating_point() and not keep_dtypes else v
     for k in BATCH_STRINGS:
-        out[k] = [s[k] for s in samples]
+        if all(k in s for s in samples):
+            out[k] = [s[k] for s in samples]
     return out

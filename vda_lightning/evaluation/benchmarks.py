@@ -132,3 +132,17 @@ def _check_root(root: Path) -> None:
     if not any(root.iterdir()):
         raise BenchmarkError(f"{root}: benchmark root is empty (expected <root>/<dataset>/<dataset>_video.json; "
                              "see vda-prepare-benchmark)")
+
+
+def stream_benchmark(dataset: str, declared: dict[str, str | None] | None = None) -> str | None:
+    """The registered benchmark that scores a validation stream of `dataset` during training: the one the config
+    declares for it (`data.init_args.val_benchmarks`; None there means the config's default settings), else the
+    benchmark of that very name (`kitti`, `bonn_500`, ...), else None (the config's default settings)."""
+    if declared and dataset in declared:
+        return declared[dataset]
+    return dataset if dataset in BENCHMARKS else None
+
+
+def tae_setting(benchmark: str) -> TAESpec | None:
+    """The published TAE setting for a benchmark's dataset (ScanNet only), or None."""
+    return TAE_SETTINGS.get(get_benchmark(benchmark).dataset)

@@ -36,6 +36,19 @@ def resize_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(pred, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
+def protocol_frame(pred: np.ndarray, gt: np.ndarray, crop: tuple[slice, slice], zero_value: float,
+                   crop_prediction: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction, ground truth) of one frame as the published scripts score it: GT zeros -> `zero_value`, GT
+    cropped; the prediction cropped too when `crop_prediction` (TAE), then resized (cv2 bilinear) to the GT.
+    Shared by `vda-eval` and the training loop's benchmark validation, so both score the same arrays."""
+    gt = gt.copy()
+    gt[gt == 0] = zero_value
+    gt = gt[crop]
+    if crop_prediction:
+        pred = pred[crop]
+    return resize_to(pred, gt.shape), gt
+
+
 @dataclass
 class SequenceArrays:
     pred: np.ndarray            # (T,h,w) float32 at the cropped GT size
@@ -63,12 +76,8 @@ def _load_frames(sequence: Sequence, indices: range, source: PredictionSource, c
         elif gt.shape != shape0:
             raise BenchmarkError(f"{gt_path}: depth is {gt.shape[0]}x{gt.shape[1]} but {first} (first frame of "
                                  f"sequence {sequence.name!r}) is {shape0[0]}x{shape0[1]}")
-        gt = gt.copy()
-        gt[gt == 0] = zero_value
-        gt = gt[crop]
-        if crop_prediction:
-            pred = pred[crop]
-        preds.append(resize_to(pred, gt.shape))
+        pred, gt = protocol_frame(pred, gt, crop, zero_value, crop_prediction)
+        preds.append(pred)
         gts.append(gt)
         kept.append(i)
     if not kept:

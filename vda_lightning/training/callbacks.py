@@ -8,12 +8,16 @@ from lightning.pytorch.cli import SaveConfigCallback
 from ..io import write_bytes_atomic
 
 
-class SaveConfigBesideCheckpoints(SaveConfigCallback):
-    """Also writes the run's full config as `config.yaml` into every ModelCheckpoint folder."""
+class SaveRunConfig(SaveConfigCallback):
+    """Writes the run's full, resolved config as `<run folder>/config.yaml` (rank 0, atomically) when training
+    starts; its presence marks the folder as holding a run (`config_checks.existing_run`)."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":  # a validation-only pass does not make a folder a run folder
+            super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
-        text = self.parser.dump(self.config, skip_none=False)
-        for callback in trainer.checkpoint_callbacks:
-            dirpath = getattr(callback, "dirpath", None)
-            if dirpath and "://" not in str(dirpath):
-                write_bytes_atomic(os.path.join(str(dirpath), "config.yaml"), text.encode(), fsync=True)
+        root = str(trainer.default_root_dir)
+        if trainer.is_global_zero and "://" not in root:
+            text = self.parser.dump(self.config, skip_none=False)
+            write_bytes_atomic(os.path.join(root, "config.yaml"), text.encode(), fsync=True)

@@ -1,14 +1,22 @@
 """`vda-fit`: train the head from a YAML recipe (LightningCLI, omegaconf interpolation).
 
     vda-fit --config conf/quickstart.yaml
+    vda-fit --config conf/quickstart.yaml --trainer.default_root_dir runs/exp2    # another run folder
     vda-fit --config conf/paper/vits_stage2.yaml --trainer.devices 8 --trainer.num_nodes 2
-    vda-fit --config conf/quickstart.yaml --ckpt_path last          # resume from <checkpoint.dirpath>/last.ckpt
+    vda-fit --config conf/quickstart.yaml --ckpt_path last          # resume the run in that folder
     vda-fit --config conf/quickstart.yaml --print_config            # the fully resolved config
     vda validate --config conf/quickstart.yaml --ckpt_path last     # validate_main: one checkpoint's table
 
-The config is checked completely (unknown keys, wrong types) before any model, data or trainer is built.
-Top-level keys besides the LightningCLI ones: `ckpt_path`, `validate_before_fit` (a validation pass before
-training, so that the final table shows before vs after) and `results_file` (JSON of that table).
+One run folder per experiment: `trainer.default_root_dir` (the run folder) holds the saved `config.yaml`,
+`checkpoints/` (unless `checkpoint.dirpath` says otherwise), the logger's files (loggers whose `save_dir` is
+not set) and `final_validation.json`. A fresh run refuses a folder that already holds a run: resume it with
+`--ckpt_path last` (a SLURM requeue resumes by itself) or choose another folder.
+
+The config is checked completely before any model, data or trainer is built: unknown keys, wrong types, renamed
+keys, paths that do not exist (shards, init checkpoint, teacher, ckpt_path) and the run folder; each problem is
+one line on stderr and exit code 2. Top-level keys besides the LightningCLI ones: `ckpt_path`,
+`validate_before_fit` (a validation pass before training, so that the final table shows before vs after) and
+`results_file` (JSON of that table; default `<run folder>/final_validation.json`).
 """
 from __future__ import annotations
 
@@ -20,13 +28,35 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from .callbacks import SaveConfigBesideCheckpoints
+from . import config_checks
+from .callbacks import SaveRunConfig
 from .checkpoint_io import AtomicCheckpointIO
 from .module import VideoDepthModule
 from .results import format_results_table, write_results
 
+PROG = "vda-fit"
+
+
+def fail(message: str, code: int = 2, prog: str = PROG):
+    """One line on stderr, then exit: configuration problems are not tracebacks."""
+    from ..cli import errors
+
+    errors.report(prog, message)
+    sys.exit(code)
+
+
+def _loggers(spec) -> list:
+    return list(spec) if isinstance(spec, list | tuple) else [spec]
+
 
 class VDACLI(LightningCLI):
+    """vda-fit's LightningCLI. `trains=False` (vda validate): the same checks and run folder, but no fresh-run
+    refusal and no default `results_file` (a validation must not replace the training run's final table)."""
+
+    def __init__(self, *args, prog: str = PROG, trains: bool = True, **kwargs):
+        self.prog, self.trains = prog, trains  # set before LightningCLI parses (its __init__ does)
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # No version counter: a re-run into the same folder replaces last.ckpt rather than writing last-v1.ckpt,
@@ -38,7 +68,41 @@ class VDACLI(LightningCLI):
         parser.add_argument("--validate_before_fit", type=bool, default=False,
                             help="validate once before training (the final table then shows before vs after)")
         parser.add_argument("--results_file", type=str | None, default=None,
-                            help="write the final validation table as JSON here (default: beside the checkpoints)")
+                            help="write the final validation table as JSON here (default: <run folder>/"
+                                 "final_validation.json)")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        argv = sys.argv[1:] if args is None else args
+        if isinstance(argv, list | tuple):
+            problem = config_checks.renamed_key_problem([str(a) for a in argv])
+            if problem:
+                fail(problem, prog=self.prog)
+        super().parse_arguments(parser, args)
+
+    def before_instantiate_classes(self) -> None:
+        """Derive the run folder's parts from `trainer.default_root_dir`, then check paths and the folder."""
+        config = self.config
+        root = config.trainer.default_root_dir
+        if root:
+            root = str(root)
+            if config.checkpoint.dirpath is None:
+                config.checkpoint.dirpath = os.path.join(root, "checkpoints")
+            for logger in _loggers(config.trainer.logger):
+                init = getattr(logger, "init_args", None)
+                if init is not None and hasattr(init, "save_dir") and init.save_dir is None:
+                    init.save_dir = root
+            if config.get("results_file") is None and self.trains:
+                config.results_file = os.path.join(root, "final_validation.json")
+        problems = config_checks.path_problems(config, training=self.trains)
+        if problems:
+            more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+            fail(problems[0] + more, prog=self.prog)
+        fresh = config.get("ckpt_path") is None and not config_checks.is_requeued_restart()
+        if root and fresh and self.trains and config_checks.launcher_rank() == 0:
+            found = config_checks.existing_run(root, config.checkpoint.dirpath)
+            if found is not None:
+                fail(f"run folder {root} already holds a run ({found}); resume it with --ckpt_path last, "
+                     f"or start a new run with --trainer.default_root_dir <another folder>", prog=self.prog)
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
@@ -49,7 +113,7 @@ class VDACLI(LightningCLI):
 
 def _final_validation(cli: VDACLI, before: dict | None) -> None:
     trainer, model = cli.trainer, cli.model
-    if not trainer.val_dataloaders and not (cli.datamodule and _has_val(cli.datamodule)):
+    if not (cli.datamodule is not None and _has_val(cli.datamodule)):
         return
     trainer.validate(model, datamodule=cli.datamodule, verbose=False)
     if not trainer.is_global_zero or not model.val_results:
@@ -67,19 +131,24 @@ def _has_val(datamodule: LightningDataModule) -> bool:
     return type(datamodule).val_dataloader is not LightningDataModule.val_dataloader
 
 
-def run(args: list[str] | None = None) -> VDACLI:
-    """Parse, train, validate; returns the CLI object (for tests and scripts)."""
-    cli = VDACLI(
+def build(args: list[str] | None = None) -> VDACLI:
+    """Parse and check the config, then build model, data and trainer (nothing runs yet)."""
+    return VDACLI(
         VideoDepthModule,
         LightningDataModule,
         subclass_mode_data=True,
         run=False,
-        save_config_callback=SaveConfigBesideCheckpoints,
-        save_config_kwargs={"overwrite": True},
+        save_config_callback=SaveRunConfig,
+        save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
         parser_kwargs={"parser_mode": "omegaconf"},
         auto_configure_optimizers=False,  # the module builds AdamW + schedule from its own arguments
         args=args,
     )
+
+
+def run(args: list[str] | None = None) -> VDACLI:
+    """Parse, train, validate; returns the CLI object (for tests and scripts)."""
+    cli = build(args)
     before = None
     if cli.config.get("validate_before_fit") and cli.config.get("ckpt_path") is None:
         cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
@@ -113,7 +182,8 @@ def validate_main(args: list[str] | None = None) -> int:
     prog = os.path.basename(sys.argv[0]) if args is None else "vda validate"
     cli = VDACLI(VideoDepthModule, LightningDataModule, subclass_mode_data=True, run=False,
                  save_config_callback=None,  # validating must not rewrite the training run's config.yaml
-                 parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, args=args)
+                 parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, args=args,
+                 prog=prog, trains=False)
     trainer, ckpt = cli.trainer, cli.config.get("ckpt_path")
     if ckpt == "last":
         folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None

@@ -5,22 +5,25 @@ The DINOv2 encoder is frozen (no gradients, always in eval mode, run under no_gr
 Video batches get `VideoDepthLoss` (spatial 1.0 + TGM 10.0); image batches enter as one-frame clips and get the
 distillation loss (0.5) against stored pseudo-labels or an online frozen teacher.
 
+The loop's other jobs are callbacks the module brings along (`configure_callbacks`): `EMACallback` (EMA of
+the head, swapped in for validation) and `ValidationEvaluator` (per-dataset validation metrics, with each
+benchmark's own protocol); throughput is the dashboard callback's (`dashboards.TrainingDashboard`).
+
 Checkpoints follow the contract in `vda_lightning.checkpoints` (its package docstring): `load_model` reads them.
 """
 from __future__ import annotations
 
 import math
 import os
-import time
 from typing import Literal
 
 import lightning as L
 import torch
-import torch.nn as nn
 
 from ..losses import DistillationLoss, TGMVariant, VideoDepthLoss
 from ..models import build_video_model
-from .ema import HeadEMA
+from .ema import EMACallback
+from .evaluator import ValidationEvaluator
 from .teacher import Teacher, image_targets
 
 ENCODER_PREFIX = "model.pretrained."
@@ -50,7 +53,9 @@ class VideoDepthModule(L.LightningModule):
         teacher_encoder, teacher_checkpoint: frozen DAv2 teacher for unlabelled image batches (None: none).
         ema_decay: keep an EMA of the head weights (validated with the EMA weights when set).
         gradient_checkpointing: recompute head activations in backward (for 32×518×518 clips).
-        val_max_depth: depth cap of the validation metrics (protocol: valid = 1e-3 < gt < cap).
+        val_max_depth: depth cap of the validation metrics (valid = 1e-3 < gt < cap) for datasets no registered
+            benchmark scores; a benchmark's stream uses that benchmark's cap.
+        val_input_size: inference input size for benchmark streams (published benchmarks: 518).
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class VideoDepthModule(L.LightningModule):
         ema_decay: float | None = None,
         gradient_checkpointing: bool = False,
         val_max_depth: float = 80.0,
+        val_input_size: int = 518,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -95,12 +101,20 @@ class VideoDepthModule(L.LightningModule):
                                          tgm_variant=tgm_variant)
         self.distill_loss = DistillationLoss(weight=distill_weight)
         self.teacher = Teacher(teacher_encoder, teacher_checkpoint) if teacher_encoder else None
-        self.ema = HeadEMA(self.model.head, ema_decay) if ema_decay else None
+        self.ema = EMACallback(ema_decay) if ema_decay else None
+        self.evaluator = ValidationEvaluator(default_max_depth=val_max_depth)
         self.counters = {"skipped_nonfinite_loss": 0, "skipped_nonfinite_grad": 0}
         self._skip_this_step = False
-        self._batch_started = 0.0
-        self._val_metrics: dict[str, nn.ModuleDict] = {}
-        self.val_results: dict[str, dict[str, float]] = {}
+
+    def configure_callbacks(self):
+        ours = [self.evaluator] + ([self.ema] if self.ema is not None else [])
+        attached = getattr(self._trainer, "callbacks", None) or []  # a second fit/validate: already there
+        return [cb for cb in ours if not any(cb is other for other in attached)]
+
+    @property
+    def val_results(self) -> dict[str, dict[str, float]]:
+        """The last validation's table {dataset: {metric: value}} (the evaluator's)."""
+        return self.evaluator.results
 
     @staticmethod
     def _initial_model(encoder, init_checkpoint, metric):
@@ -178,20 +192,7 @@ class VideoDepthModule(L.LightningModule):
         self.log("train/skipped_nonfinite_grad", float(self.counters["skipped_nonfinite_grad"]), batch_size=1)
         self._skip_this_step = False
 
-    def on_train_batch_start(self, batch, batch_idx):
-        self._batch_started = time.perf_counter()
-
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.ema is not None:
-            self.ema.update(self.model.head)
-        seconds = max(time.perf_counter() - self._batch_started, 1e-9)
-        clips = frames = 0
-        for part in (batch.get("video"), batch.get("image")):
-            if part is not None:
-                b, t = part["frames"].shape[:2]
-                clips, frames = clips + b, frames + b * t
-        self.log("train/clips_per_s", clips / seconds, batch_size=1)
-        self.log("train/frames_per_s", frames / seconds, batch_size=1)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=1)
 
     def configure_optimizers(self):
@@ -205,44 +206,23 @@ class VideoDepthModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # ------------------------------------------------------------------ validation
-    def _metrics_for(self, dataset: str) -> nn.ModuleDict:
-        from ..evaluation.metrics import DepthMetrics, TAEMetric
-
-        if dataset not in self._val_metrics:
-            metrics = nn.ModuleDict(
-                {"depth": DepthMetrics(self.hparams.val_max_depth), "tae": TAEMetric(self.hparams.val_max_depth)}
-            )
-            self._val_metrics[dataset] = metrics.to(self.device)
-        return self._val_metrics[dataset]
-
-    def on_validation_epoch_start(self):
-        for metrics in self._val_metrics.values():
-            for m in metrics.values():
-                m.reset()
-        if self.ema is not None:
-            self._ema_context = self.ema.swapped_in(self.model.head)
-            self._ema_context.__enter__()
-
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0):
-        pred = self(batch["frames"])
-        for i, name in enumerate(batch["dataset"]):
-            metrics = self._metrics_for(name)
-            metrics["depth"].update(pred[i], batch["depth"][i], batch["mask"][i])
-            if bool(batch["has_pose"][i]) and pred.shape[1] > 1:
-                metrics["tae"].update(pred[i], batch["K"][i], batch["poses"][i], gt_depth=batch["depth"][i],
-                                      valid=batch["mask"][i])
+        """Predictions only; `self.evaluator` scores them. A stored benchmark sequence (`rgb`) goes through the
+        long-video inference `vda-eval` uses; any other clip through one forward pass."""
+        if "rgb" in batch:
+            return {"disparity": self.benchmark_inference(batch["rgb"][0])}
+        return {"disparity": self(batch["frames"])}
 
-    def on_validation_epoch_end(self):
-        if self.ema is not None:
-            self._ema_context.__exit__(None, None, None)
-        self.val_results = {}
-        for name, metrics in sorted(self._val_metrics.items()):
-            row = {k: float(v) for k, v in metrics["depth"].compute().items()}
-            if int(metrics["tae"].sequences) > 0:
-                row["tae"] = float(metrics["tae"].compute())
-            self.val_results[name] = row
-            for key, value in row.items():
-                self.log(f"val/{name}/{key}", value, sync_dist=False, batch_size=1)
+    @torch.no_grad()
+    def benchmark_inference(self, rgb: torch.Tensor):
+        """(T, H, W, 3) uint8 frames -> (T, H, W) float32 numpy disparity: `infer_video_depth` at `val_input_size`
+        in fp32 (the published benchmark setting, whatever the trainer's precision), as `vda-eval --checkpoint`."""
+        from ..inference import infer_video_depth
+
+        frames = rgb.cpu().numpy()
+        with torch.autocast(self.device.type, enabled=False):
+            return infer_video_depth(self.model, frames, input_size=self.hparams.val_input_size,
+                                     device=self.device, precision="fp32")
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -257,8 +237,6 @@ class VideoDepthModule(L.LightningModule):
             "prefix": "model.",
         }
         checkpoint["vda_counters"] = dict(self.counters)
-        if self.ema is not None:
-            checkpoint["vda_ema"] = self.ema.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["state_dict"]
@@ -275,5 +253,3 @@ class VideoDepthModule(L.LightningModule):
         if self.teacher is not None:
             state.update({"teacher." + k: v for k, v in self.teacher.state_dict().items()})
         self.counters.update(checkpoint.get("vda_counters", {}))
-        if self.ema is not None and "vda_ema" in checkpoint:
-            self.ema.load_state_dict(checkpoint["vda_ema"])

@@ -14,7 +14,10 @@ def format_results_table(before: dict[str, dict] | None, after: dict[str, dict])
     lines += [head, "-" * len(head)]
     for name in sorted(after):
         for metric, value in after[name].items():
-            if before and name in before and metric in before[name]:
+            if metric == "sequences" or metric.startswith("skipped"):  # counts, not scores
+                old = f"{int(before[name][metric]):>10d} " if before and metric in before.get(name, {}) else ""
+                lines.append(f"{name:<16} {metric:<8} {old}{int(value):>10d}")
+            elif before and name in before and metric in before[name]:
                 old = before[name][metric]
                 change = f"{100 * (value - old) / old:+.1f}%" if old else "n/a"
                 lines.append(f"{name:<16} {metric:<8} {old:>10.4f} {value:>10.4f} {change:>8}")

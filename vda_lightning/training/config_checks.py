@@ -1,0 +1,145 @@
+"""What `vda-fit` checks before any model, data or trainer is built, each problem as one line naming the key.
+
+- renamed DataModule keys (the flat `synthetic_*` and augmentation options became the `synthetic:` and
+  `augment:` sections): the old key is named with its new place;
+- paths that do not exist (shards, init checkpoint, teacher checkpoint, `ckpt_path`), placeholders said so;
+- the run folder: a fresh run never writes into a folder that already holds a run (`existing_run`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from ..cluster.resume import existing_run
+
+__all__ = ["existing_run", "renamed_key_problem", "path_problems", "launcher_rank", "is_requeued_restart"]
+PLACEHOLDER = "/path/to/"
+RENAMED_DATA_KEYS = {
+    "synthetic_dir": "synthetic.dir", "synthetic_train_clips": "synthetic.train_clips",
+    "synthetic_val_clips": "synthetic.val_clips", "synthetic_images": "synthetic.images",
+    "synthetic_height": "synthetic.height", "synthetic_width": "synthetic.width",
+    "scale_min": "augment.scale (as [min, max])", "scale_max": "augment.scale (as [min, max])",
+    "ratio_min": "augment.ratio (as [min, max])", "ratio_max": "augment.ratio (as [min, max])",
+    "hflip": "augment.hflip", "brightness": "augment.brightness", "contrast": "augment.contrast",
+    "saturation": "augment.saturation", "hue": "augment.hue",
+}
+SHARD_KEYS = ("train_shards", "val_shards", "image_shards")
+
+
+class ConfigProblem(ValueError):
+    """A configuration that cannot run; the message is one line naming the key (and file or path)."""
+
+
+def _renamed(key: str, value, where: str) -> str | None:
+    if key in RENAMED_DATA_KEYS:
+        return (f"data.init_args.{key}{where} is now data.init_args.{RENAMED_DATA_KEYS[key]} "
+                "(see the augment:/synthetic: sections in data/README.md)")
+    if key == "synthetic" and (isinstance(value, bool) or str(value).lower() in ("true", "false")):
+        if str(value).lower() == "true":
+            return (f"data.init_args.synthetic: true{where} is now a section: synthetic: {{dir: ..., train_clips: "
+                    "..., val_clips: ...}} ({{}} takes the defaults)")
+        return f"data.init_args.synthetic: false{where} is now written by leaving the synthetic: section out"
+    return None
+
+
+def _config_files(args: list[str]) -> list[str]:
+    files = []
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            files.append(args[i + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+def renamed_key_problem(args: list[str]) -> str | None:
+    """The first renamed DataModule key in the given config files or command-line options, as one line."""
+    for path in _config_files(args):
+        try:
+            doc = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            continue  # the parser reports unreadable files itself
+        data = doc.get("data") if isinstance(doc, dict) else None
+        init = data.get("init_args", data) if isinstance(data, dict) else None
+        for key, value in (init or {}).items() if isinstance(init, dict) else ():
+            problem = _renamed(str(key), value, f" (in {path})")
+            if problem:
+                return problem
+    for i, arg in enumerate(args):
+        if not arg.startswith("--data."):
+            continue
+        name, _, value = arg[len("--data."):].partition("=")
+        if not _ and i + 1 < len(args):
+            value = args[i + 1]
+        name = name.removeprefix("init_args.")
+        problem = _renamed(name.split(".")[0], value, " (on the command line)")
+        if problem:
+            return problem
+    return None
+
+
+def _get(ns, dotted: str):
+    for part in dotted.split("."):
+        if ns is None:
+            return None
+        ns = ns.get(part) if isinstance(ns, dict) else getattr(ns, part, None)
+    return ns
+
+
+def _missing_path(key: str, path: str) -> str:
+    hint = " (a placeholder: point it at your file)" if PLACEHOLDER in str(path) else ""
+    return f"{key}: {path} does not exist{hint}"
+
+
+def path_problems(config, training: bool = True) -> list[str]:
+    """Every shard pattern, checkpoint and teacher path of a parsed vda-fit config that does not exist
+    (`training=False`: a validation, which needs no training shards)."""
+    from ..data.shards import expand_shards
+
+    problems = []
+    init = _get(config, "data.init_args")
+    if init is not None and all(hasattr(init, k) for k in SHARD_KEYS):
+        for key in SHARD_KEYS:
+            spec = _get(init, key)
+            for pattern in [spec] if isinstance(spec, str) else list(spec or []):
+                try:
+                    expand_shards(pattern, f"data.init_args.{key}")
+                except FileNotFoundError as e:
+                    if PLACEHOLDER in str(pattern):
+                        hint = " (a placeholder: point it at your shards, see data/README.md)"
+                    elif not os.path.isabs(os.path.expanduser(str(pattern))) and "://" not in str(pattern) \
+                            and not str(pattern).startswith("pipe:"):
+                        hint = f" (relative to {os.getcwd()})"
+                    else:
+                        hint = ""
+                    problems.append(f"{e}{hint}")
+        if training and not _get(init, "train_shards") and _get(init, "synthetic") is None:
+            problems.append("data.init_args.train_shards is empty (give shards, or a synthetic: section)")
+    for key in ("model.init_checkpoint", "model.teacher_checkpoint"):
+        path = _get(config, key)
+        if path and not os.path.isfile(str(path)):
+            problems.append(_missing_path(key, path))
+    ckpt = _get(config, "ckpt_path")
+    if ckpt and ckpt not in ("last", "best", "hpc", "registry") and not os.path.isfile(str(ckpt)) \
+            and "://" not in str(ckpt):
+        problems.append(f"ckpt_path: {ckpt}: no such checkpoint file")
+    return problems
+
+
+def launcher_rank() -> int:
+    """This process's global rank as the launcher tells it (before any process group exists); 0 if alone."""
+    if os.environ.get("NODE_RANK", "0").isdigit() and int(os.environ.get("NODE_RANK", "0")) > 0:
+        return 1  # some rank on another node: not rank 0, whatever its local rank
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            if var == "SLURM_PROCID" and int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+                continue
+            return int(os.environ[var])
+    return 0
+
+
+def is_requeued_restart() -> bool:
+    """A SLURM job restarted after a requeue (it may start again in its own folder)."""
+    return os.environ.get("SLURM_RESTART_COUNT", "0").isdigit() and int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
