@@ -1,7 +1,10 @@
 """Checkpoints as read → adapt → build. This docstring is THE checkpoint contract; other modules refer here.
 
 Every file is read with `torch.load(weights_only=True)` or safetensors: a pickle that needs code to load is
-refused, never executed. Half-precision files are cast to float32.
+refused, never executed. Half-precision files are cast to float32. The format is told from the file's bytes, not
+its suffix (`sniff.py`): a file that holds no weights is refused with one line saying what it is — JSON (our config
+sidecar named as such), text, an HTML page, a Git LFS pointer, an empty file, a truncated zip, a safetensors file
+whose header is damaged or whose tensors run past its end.
 
 Files `load_model` accepts (the layout is recognised from the keys, not the file name):
 
@@ -33,9 +36,9 @@ says nothing loads as relative with `model.kind_source == "none"`, and `kind.res
 sigmoid × max_depth output) loads as a metric video model with its last convolution folded for the ReLU head
 (`adapt.sigmoid_head_to_relu`).
 
-Modules: `read` (file → tensors + metadata), `adapt` (named key adapters between layouts), `build` (config,
-strict build, grouped errors), `save` (the published layout, atomically), `kind` (relative vs metric);
-`load_model` composes them.
+Modules: `sniff` (what a file is), `read` (file → tensors + metadata), `adapt` (named key adapters between
+layouts), `build` (config, strict build, grouped errors), `save` (the published layout, atomically), `kind`
+(relative vs metric); `load_model` composes them.
 """
 from .adapt import (
     dataparallel_prefix,

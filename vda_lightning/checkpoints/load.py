@@ -22,6 +22,10 @@ def _published_layout(raw: RawCheckpoint) -> dict:
     sd = adapt.published_vda(adapt.dataparallel_prefix(sd))
     if not sd:
         raise CheckpointError(f"{raw.path}: holds no tensors")
+    if not any(k.startswith(("pretrained.", "head.", "depth_head.")) for k in sd):
+        keys = ", ".join(list(sd)[:3])
+        raise CheckpointError(f"{raw.path}: holds {len(sd)} tensors, none of a (Video) Depth Anything model "
+                              f"(keys like {keys})")
     if info.get("encoder_source") and not any(k.startswith("pretrained.") for k in sd):
         sd.update(_referenced_encoder(info["encoder_source"], raw.path))
     return sd

@@ -4,7 +4,8 @@
   vda eval --benchmark kitti_500,scannet_500 --benchmark-root DIR --checkpoint ckpt.pth [--encoder vitl]
            [--save-predictions DIR] [--devices N]
   vda eval --benchmark kitti,nyuv2_500 --benchmark-root DIR --checkpoint metric.pth --alignment none
-  vda eval --compare a.json b.json            # the paper-shaped table with δ1 rank
+  vda eval --compare a/results.json b/results.json [--labels A,B]   # the paper-shaped table with δ1 rank
+    (rows are named by the label stored in each results file, or by --labels; two rows may not share a name)
 
 Alignment (`--alignment`): scale_shift = the published relative protocol (least-squares scale and shift in
 disparity per sequence); scale = one median scale per sequence on metric depth; none = metric depth in metres as
@@ -66,6 +67,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--devices", type=positive_int, default=1, help="processes, each scoring whole sequences")
     p.add_argument("--label", help="row name in the table (default: checkpoint or predictions folder name)")
     p.add_argument("--compare", type=Path, nargs="+", metavar="RESULTS_JSON", help="tabulate saved results")
+    p.add_argument("--labels", help="with --compare: comma list of row names, one per results file "
+                                    "(default: the label stored in each file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--wandb", action="store_true", help="log the results table and per-sequence metrics to wandb")
     p.add_argument("--wandb-project", default="vda-lightning", help="wandb project")
@@ -158,10 +161,29 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     return errors.run_command(prog, lambda: _main(args), known=(BenchmarkError, ValueError))
 
 
+def compare_rows(paths: list[Path], labels: str | None = None) -> dict[str, dict]:
+    """Results files -> {row name: results}, named by `labels` (comma list) or the label stored in each file
+    (`meta.label`, else the file's folder/stem); a name used twice is an error naming both files."""
+    results = [load_results(path) for path in paths]
+    if labels is not None:
+        names = [x.strip() for x in labels.split(",")]
+        if len(names) != len(paths):
+            raise errors.CommandError(f"--labels names {len(names)} rows for {len(paths)} results files")
+    else:
+        names = [(r.get("meta") or {}).get("label") or f"{p.parent.name}/{p.stem}" for p, r in zip(paths, results)]
+    rows: dict[str, dict] = {}
+    first: dict[str, Path] = {}
+    for name, path, r in zip(names, paths, results):
+        if name in rows:
+            raise errors.CommandError(f"{path}: its row name {name!r} is also that of {first[name]}; "
+                                      "name the rows with --labels A,B,...")
+        rows[name], first[name] = r, path
+    return rows
+
+
 def _main(args) -> int:
     if args.compare:
-        runs = {path.stem: load_results(path) for path in args.compare}
-        print(markdown_table(runs), end="")
+        print(markdown_table(compare_rows(args.compare, args.labels)), end="")
         return errors.EXIT_OK
     from .distributed import init_from_environment, launch
 

@@ -15,6 +15,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def default_precision(device: torch.device) -> str:
+    """The precision when none is asked for: fp16 autocast on CUDA (the published default), fp32 elsewhere (the
+    published script would autocast on the CPU too, in bfloat16; we keep CPU results exact)."""
+    return "fp16" if torch.device(device).type == "cuda" else "fp32"
+
+
 def autocast(device: torch.device, precision: str):
     """fp32: nothing; fp16/bf16: torch autocast on the device (the published default is CUDA fp16)."""
     if precision not in PRECISIONS:

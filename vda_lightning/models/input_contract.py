@@ -62,6 +62,11 @@ def lower_bound_size(height: int, width: int, input_size: int = DEFAULT_INPUT_SI
     return side(scale * height), side(scale * width)
 
 
+def multiples_around(x: int, multiple: int = PATCH_SIZE) -> tuple[int, int]:
+    """The multiples just below and just above x (both x when it is one); for messages that suggest a size."""
+    return x // multiple * multiple, -(-x // multiple) * multiple
+
+
 def is_multiple_size(hw, multiple: int = PATCH_SIZE) -> bool:
     """Whether (H, W) can enter the network as it is: positive multiples of the patch size."""
     return all(int(v) > 0 and int(v) % multiple == 0 for v in hw)
