@@ -150,8 +150,8 @@ def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable
     the frames (src, side-by-side vis, ply colours). `progress`: a tqdm bar for this writing phase.
 
     Point clouds use `camera` (`inference.camera.Camera`, rescaled to the depth maps' size; its numbers and where
-    they came from go to `camera.json` beside the clouds — `<name>_camera.json` in the published layout, whose
-    clouds lie loose — and each file's header), else the pinhole `focal` with the principal point at the centre.
+    they came from go to each file's header and, in our layout, to `camera.json` beside the clouds; the published
+    layout writes exactly run.py's files), else the pinhole `focal` with the principal point at the centre.
     """
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
@@ -221,9 +221,6 @@ def _per_frame_outputs(spool, out_dir, name, formats, *, metric, source, fps, fo
                     frame = patterns[fmt].format(i=i)
                     os.replace(folder.tmp / frame, out_dir / frame)
                     moved.append(out_dir / frame)
-                if (folder.tmp / "camera.json").exists():
-                    os.replace(folder.tmp / "camera.json", out_dir / f"{name}_camera.json")
-                    moved.append(out_dir / f"{name}_camera.json")
                 folder.abort()
             else:
                 written.append(folder.commit())
