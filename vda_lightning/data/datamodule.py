@@ -16,6 +16,7 @@ import webdataset as wds
 
 from ..io import rank_world
 from .datasets import TrainStream, ValStream
+from .format import MAX_SIDE
 from .shards import count_samples, expand_shards
 from .synthetic_scenes import generate_synthetic_shards
 from .transforms import AugmentConfig
@@ -23,11 +24,19 @@ from .transforms import AugmentConfig
 log = logging.getLogger("vda_lightning.data")
 
 
-def _hw(size: int | list[int]) -> tuple[int, int]:
+def _hw(size: int | list[int], name: str = "crop_size") -> tuple[int, int]:
     hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[-1]))
     if hw[0] % 14 or hw[1] % 14 or min(hw) <= 0:
-        raise ValueError(f"crop size {size} must be positive multiples of 14 (the ViT patch size)")
+        raise ValueError(f"data: {name} {size} must be positive multiples of 14 (the ViT patch size)")
     return hw
+
+
+def check_counts(**values: tuple[int, int]) -> None:
+    """{name: (value, minimum)}: ValueError naming the first argument below its minimum (checked at start-up,
+    before any shard is read)."""
+    for name, (value, minimum) in values.items():
+        if value < minimum:
+            raise ValueError(f"data: {name} {value} must be >= {minimum}")
 
 
 class _EpochLoader(wds.WebLoader):
@@ -50,7 +59,9 @@ class VideoDepthDataModule(L.LightningDataModule):
     Args (selection): clip_len frames per training clip; crop_size output size (int or [h, w], multiples of 14);
     val_size validation short-side resize + centre crop (0 = keep stored size); val_clip_len (0 = whole stored
     clip); max_depth masks metric depth beyond it (0 = no limit); scale/ratio/hflip/jitter control augmentation;
-    synthetic=True writes (once) and uses the procedural scenes in `synthetic_dir` for any split not given.
+    synthetic=True writes (once) and uses the procedural scenes in `synthetic_dir` for any split not given;
+    max_frame_side: samples whose json claims a larger height or width are skipped as `bad_metadata` before
+    anything is allocated (data/README.md). Counts and sizes are checked here, at start-up.
     """
 
     def __init__(self, train_shards: str | list[str] | None = None, val_shards: str | list[str] | None = None,
@@ -65,12 +76,18 @@ class VideoDepthDataModule(L.LightningDataModule):
                  pin_memory: bool = True, prefetch_factor: int = 2, persistent_workers: bool = False, seed: int = 0,
                  synthetic: bool = False, synthetic_dir: str = "data/synthetic", synthetic_train_clips: int = 256,
                  synthetic_val_clips: int = 16, synthetic_images: int = 0, synthetic_height: int = 112,
-                 synthetic_width: int = 154):
+                 synthetic_width: int = 154, max_frame_side: int = MAX_SIDE):
         super().__init__()
         self.save_hyperparameters()
         self.hp = self.hparams
+        check_counts(clip_len=(clip_len, 1), val_clip_len=(val_clip_len, 0), batch_size=(batch_size, 0),
+                     image_batch_size=(image_batch_size, 0), val_batch_size=(val_batch_size, 1),
+                     num_workers=(num_workers, 0), val_num_workers=(val_num_workers, 0),
+                     epoch_length=(epoch_length, 1), max_frame_side=(max_frame_side, 1))
+        if batch_size + image_batch_size < 1:
+            raise ValueError("data: batch_size 0 and image_batch_size 0: a training step would hold no sample")
         self.crop_hw = _hw(crop_size)
-        self.val_hw = None if val_size in (0, [0], None) else _hw(val_size)
+        self.val_hw = None if val_size in (0, [0], None) else _hw(val_size, "val_size")
         self.train_ds: TrainStream | None = None
         self.val_ds: ValStream | None = None
 
@@ -112,7 +129,7 @@ class VideoDepthDataModule(L.LightningDataModule):
             self.train_ds = TrainStream(sources, hp.train_weights, image_urls, hp.clip_len, hp.batch_size,
                                         hp.image_batch_size, aug, hp.min_depth, hp.max_depth, hp.shuffle_buffer,
                                         hp.image_shuffle_buffer, hp.seed, max(1, hp.num_workers),
-                                        hp.image_need_target)
+                                        hp.image_need_target, hp.max_frame_side)
             n = count_samples([u for s in sources for u in s])
             log.info("train: %d video source(s), %s clips indexed, %d image shards; %d steps/epoch/rank",
                      len(sources), "?" if n is None else n, len(image_urls), hp.epoch_length)
@@ -121,7 +138,7 @@ class VideoDepthDataModule(L.LightningDataModule):
             if spec:
                 urls = expand_shards(spec, "val_shards")
                 self.val_ds = ValStream(urls, hp.val_clip_len, self.val_hw, hp.val_batch_size, hp.min_depth,
-                                        hp.max_depth, max(1, hp.val_num_workers))
+                                        hp.max_depth, max(1, hp.val_num_workers), hp.max_frame_side)
 
     # -- loaders ------------------------------------------------------------------------------------------------
     def _rank_world(self) -> tuple[int, int]:

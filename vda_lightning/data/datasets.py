@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from .format import SampleError, decode_members, parse_meta
+from .format import MAX_SIDE, SampleError, decode_members, parse_meta
 from .streams import (
     SkipCounters,
     decode_stream,
@@ -30,27 +30,28 @@ def _describe(s: dict, rec, raw: dict) -> dict:
 
 
 def train_sample(raw: dict, clip_len: int, rng: np.random.Generator, aug: AugmentConfig, min_depth: float,
-                 max_depth: float, need_target: bool) -> dict:
+                 max_depth: float, need_target: bool, max_side: int = MAX_SIDE) -> dict:
     """A random clip_len window of a stored clip, decoded (only those frames), target built, augmented."""
-    meta = parse_meta(raw)
+    meta = parse_meta(raw, max_side)
     T = meta["num_frames"]
     if T < clip_len:
         raise SampleError("too_short", f"{T} frames < clip_len {clip_len}")
     start = int(rng.integers(0, T - clip_len + 1))
-    rec = decode_members(raw, slice(start, start + clip_len))
+    rec = decode_members(raw, slice(start, start + clip_len), max_side)
     s = to_tensors(rec, min_depth, max_depth)
     if need_target and not ("mask" in s and bool(s["mask"].any())):
         raise SampleError("no_valid_target", f"no valid {rec.depth_kind} pixel (max_depth {max_depth})")
     return _describe(augment(s, rng, aug), rec, raw)
 
 
-def val_sample(raw: dict, clip_len: int, out_hw: tuple[int, int] | None, min_depth: float, max_depth: float) -> dict:
+def val_sample(raw: dict, clip_len: int, out_hw: tuple[int, int] | None, min_depth: float, max_depth: float,
+               max_side: int = MAX_SIDE) -> dict:
     """The first clip_len frames (all if 0), short-side resize + centre crop to out_hw (None: stored size)."""
-    meta = parse_meta(raw)
+    meta = parse_meta(raw, max_side)
     T = meta["num_frames"]
     if clip_len and T < clip_len:
         raise SampleError("too_short", f"{T} frames < val clip_len {clip_len}")
-    rec = decode_members(raw, slice(0, clip_len or T))
+    rec = decode_members(raw, slice(0, clip_len or T), max_side)
     s = to_tensors(rec, min_depth, max_depth)
     if out_hw is not None:
         H, W = s["frames"].shape[-2:]
@@ -74,8 +75,9 @@ class TrainStream(_DistAware):
     def __init__(self, video_sources: list[list[str]], weights: list[float] | None, image_urls: list[str],
                  clip_len: int, batch_size: int, image_batch_size: int, aug: AugmentConfig,
                  min_depth: float, max_depth: float, shuffle_buffer: int, image_shuffle_buffer: int, seed: int,
-                 max_workers: int, image_need_target: bool = False):
+                 max_workers: int, image_need_target: bool = False, max_side: int = MAX_SIDE):
         super().__init__()
+        self.max_side = max_side
         self.video_sources, self.image_urls = video_sources, image_urls
         w = np.asarray(weights if weights else [1.0] * len(video_sources), dtype=np.float64)
         if len(w) != len(video_sources) or (w < 0).any() or w.sum() <= 0:
@@ -105,7 +107,8 @@ class TrainStream(_DistAware):
                     raise RuntimeError(f"{counters.name}: {empty} shards in a row gave no sample "
                                        f"(e.g. {url}); counts {counters.as_dict()}")
 
-        fn = lambda raw: train_sample(raw, clip_len, rng, self.aug, self.min_depth, self.max_depth, need_target)  # noqa: E731
+        fn = lambda raw: train_sample(raw, clip_len, rng, self.aug, self.min_depth, self.max_depth, need_target,  # noqa: E731
+                                      self.max_side)
         yield from decode_stream(shuffled(raw_samples(), buffer, rng), fn, counters, max_failures_in_row=1000)
     def __iter__(self):
         slot, n_slots, _ = reader_slot(self.rank, self.world_size)
@@ -129,8 +132,9 @@ class ValStream(_DistAware):
     """Validation clips in shard order, each exactly once across all readers, batched without padding."""
 
     def __init__(self, urls: list[str], clip_len: int, out_hw: tuple[int, int] | None, batch_size: int,
-                 min_depth: float, max_depth: float, max_workers: int):
+                 min_depth: float, max_depth: float, max_workers: int, max_side: int = MAX_SIDE):
         super().__init__()
+        self.max_side = max_side
         self.urls, self.clip_len, self.out_hw, self.batch_size = urls, clip_len, out_hw, batch_size
         self.min_depth, self.max_depth = min_depth, max_depth
         self.counters = SkipCounters(max_workers, "val")
@@ -141,7 +145,8 @@ class ValStream(_DistAware):
         raws = (raw for url in urls for raw in iter_tar_samples(url, self.counters))
         if keep is not None:
             raws = (raw for i, raw in enumerate(raws) if i % n_slots == keep)
-        fn = lambda raw: val_sample(raw, self.clip_len, self.out_hw, self.min_depth, self.max_depth)  # noqa: E731
+        fn = lambda raw: val_sample(raw, self.clip_len, self.out_hw, self.min_depth, self.max_depth,  # noqa: E731
+                                    self.max_side)
         batch = []
         for s in decode_stream(raws, fn, self.counters):
             if batch and s["frames"].shape != batch[0]["frames"].shape:  # stored sizes differ: never mix them
