@@ -103,6 +103,9 @@ def _label_all(args, prog: str) -> int:
     device = str(resolve_device(args.device))
     urls = expand_shards(args.shards, "shards")
     teacher = Teacher(args.teacher_encoder, args.teacher_checkpoint).to(device)
+    from ..io import remove_stale_temporaries
+
+    remove_stale_temporaries(args.output, "*")  # what a killed run left in the output folder
     total: Counter = Counter()
     for url in tqdm(urls, desc="pseudo-labelling", unit="shard"):
         out_path = os.path.join(args.output, os.path.basename(url))
