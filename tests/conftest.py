@@ -37,3 +37,11 @@ def golden_video_model(golden_state_dict):
     model = build_video_model("vits").eval()
     model.load_state_dict(golden_state_dict, strict=True)
     return model
+
+
+@pytest.fixture(scope="session")
+def golden_image_state_dict(golden_state_dict):
+    """The same random weights in Depth Anything V2's image layout (the golden `dav2_image_cases` model)."""
+    from vda_lightning.checkpoints import video_to_image
+
+    return video_to_image(golden_state_dict)

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from vda_lightning.inference.baseline import _stitch
-from vda_lightning.inference.preprocess import Preprocessor, effective_input_size, model_input_shape
+from vda_lightning.inference.preprocess import Preprocessor
 from vda_lightning.inference.windows import Stitcher, least_squares_scale_shift, num_windows, window_frames
+from vda_lightning.models.input_contract import DEFAULT_CONTRACT, aspect_input_size
 
 
 def test_window_plan_matches_the_slot_copy_rule():
@@ -60,11 +61,12 @@ def test_hand_computed_two_window_stitch():
 
 
 def test_aspect_rule_and_lower_bound_resize():
-    assert effective_input_size(374, 1242) == 280 and effective_input_size(436, 1024) == 392
-    assert model_input_shape(720, 1280) == (518, 924)
-    assert model_input_shape(480, 640) == (518, 686)
-    assert model_input_shape(374, 1242) == (280, 924)
-    assert model_input_shape(518, 518) == (518, 518)
+    video_shape = lambda h, w: DEFAULT_CONTRACT.network_size(h, w, 518, video=True)
+    assert aspect_input_size(374, 1242) == 280 and aspect_input_size(436, 1024) == 392
+    assert video_shape(720, 1280) == (518, 924)
+    assert video_shape(480, 640) == (518, 686)
+    assert video_shape(374, 1242) == (280, 924)
+    assert video_shape(518, 518) == (518, 518)
 
 
 def test_batched_device_preprocessing_matches_cv2_cubic():

@@ -19,47 +19,19 @@ def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return ((ours - ref).abs().max() / ref.abs().max()).item()
 
 
-def image_state_dict(video_sd: dict) -> dict:
-    """The golden video weights in DAv2's layout: depth_head.*, no temporal modules."""
-    return {
-        ("depth_head." + k[5:] if k.startswith("head.") else k): v
-        for k, v in video_sd.items()
-        if ".motion_modules." not in k
-    }
-
-
-@pytest.mark.parametrize("case", ["a", "b", "c"])
-def test_forward_matches_published(golden_dir, golden_video_model, case):
-    cases = load_file(str(golden_dir / "forward_cases.safetensors"))
-    with torch.no_grad():
-        out = golden_video_model(cases[f"{case}.input"])
-    assert out.shape == cases[f"{case}.output"].shape
-    assert rel_err(out, cases[f"{case}.output"]) < TOL
-
-
-def test_encoder_features_match_published(golden_dir, golden_video_model):
-    cases = load_file(str(golden_dir / "forward_cases.safetensors"))
-    with torch.no_grad():
-        feats = golden_video_model.forward_features(cases["a.input"].flatten(0, 1))
-    assert len(feats) == 4
-    for i, (tokens, cls) in enumerate(feats):
-        assert rel_err(tokens, cases[f"a.encoder.{i}.tokens"]) < TOL
-        assert rel_err(cls, cases[f"a.encoder.{i}.cls"]) < TOL
-
-
 @pytest.mark.parametrize("case", ["a", "b"])
-def test_image_model_matches_published(golden_dir, golden_state_dict, case):
+def test_image_model_matches_published(golden_dir, golden_image_state_dict, case):
     model = build_image_model("vits").eval()
-    model.load_state_dict(image_state_dict(golden_state_dict), strict=True)
+    model.load_state_dict(golden_image_state_dict, strict=True)
     cases = load_file(str(golden_dir / "dav2_image_cases.safetensors"))
     with torch.no_grad():
         out = model(cases[f"{case}.input"])
     assert rel_err(out, cases[f"{case}.output"]) < TOL
 
 
-def test_video_model_from_image_checkpoint_equals_image_model_per_frame(golden_state_dict):
+def test_video_model_from_image_checkpoint_equals_image_model_per_frame(golden_image_state_dict):
     image = build_image_model("vits").eval()
-    image.load_state_dict(image_state_dict(golden_state_dict), strict=True)
+    image.load_state_dict(golden_image_state_dict, strict=True)
     video = video_model_from_image_model(image).eval()
     x = torch.randn(1, 4, 3, 56, 84)
     with torch.no_grad():

@@ -16,11 +16,11 @@ import argparse
 import copy
 
 from ..models.configs import MODEL_CONFIGS
+from ..models.input_contract import DEFAULT_INPUT_SIZE
 from .errors import CommandError
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")  # the dtypes behind them: inference/runtime.PRECISIONS
-DEFAULT_INPUT_SIZE = 518  # the published input size (short side seen by the network)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

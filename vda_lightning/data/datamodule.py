@@ -15,6 +15,7 @@ import torch
 import webdataset as wds
 
 from ..io import rank_world
+from ..models.input_contract import DEFAULT_CONTRACT
 from .datasets import TrainStream, ValStream
 from .format import MAX_SIDE
 from .shards import count_samples, expand_shards
@@ -26,9 +27,7 @@ log = logging.getLogger("vda_lightning.data")
 
 def _hw(size: int | list[int], name: str = "crop_size") -> tuple[int, int]:
     hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[-1]))
-    if hw[0] % 14 or hw[1] % 14 or min(hw) <= 0:
-        raise ValueError(f"data: {name} {size} must be positive multiples of 14 (the ViT patch size)")
-    return hw
+    return DEFAULT_CONTRACT.check_size(hw, f"data: {name}")
 
 
 def check_counts(**values: tuple[int, int]) -> None:

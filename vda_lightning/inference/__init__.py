@@ -13,7 +13,6 @@ _EXPORTS = {
     "Stitcher": "windows",
     "infer_video_depth": "offline",
     "least_squares_scale_shift": "windows",
-    "model_input_shape": "preprocess",
     "num_windows": "windows",
     "published_loop": "baseline",
     "window_frames": "windows",

@@ -7,20 +7,16 @@ until the end and the result is one big stack.
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
-from ..models.configs import IMAGENET_MEAN, IMAGENET_STD
-from .preprocess import model_input_shape
+from ..models.input_contract import DEFAULT_CONTRACT
 from .runtime import autocast, resolve_device, to_frame_size
 from .windows import INFER_LEN, INTERP_LEN, KEYFRAMES, OVERLAP, STRIDE, least_squares_scale_shift
 
 
 def _transform(frame: np.ndarray, shape) -> np.ndarray:
-    image = cv2.resize(frame.astype(np.float32) / 255.0, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
-    image = ((image - list(IMAGENET_MEAN)) / list(IMAGENET_STD)).astype(np.float32)  # float64 arithmetic, as published
-    return image.transpose(2, 0, 1)
+    return DEFAULT_CONTRACT.prepare_image(frame.astype(np.float32) / 255.0, shape)  # on the host, as published
 
 
 @torch.inference_mode()
@@ -31,7 +27,7 @@ def published_loop(model, frames, input_size: int = 518, device="cpu", precision
     if length == 0:
         raise ValueError("the video has no frames")
     frame_size = frames[0].shape[:2]
-    shape = model_input_shape(*frame_size, input_size)
+    shape = DEFAULT_CONTRACT.network_size(*frame_size, input_size, video=True)
     pad = (STRIDE - length % STRIDE) % STRIDE + OVERLAP
     padded = frames + [frames[-1]] * pad
     raw_list: list[np.ndarray] = []

@@ -1,10 +1,13 @@
-"""Plain `nn.Module`s: the DINOv2 encoder, the (spatio-temporal) DPT head, VDA and DAv2."""
+"""Plain `nn.Module`s: the DINOv2 encoder, the (spatio-temporal) DPT head, VDA and DAv2; the model registry and
+the input contract (`input_contract.py`, torch-free)."""
 from ..lazy import lazy_exports
 
 _EXPORTS = {
     "MODEL_CONFIGS": "configs",
     "ModelConfig": "configs",
     "get_config": "configs",
+    "DEFAULT_CONTRACT": "input_contract",
+    "InputContract": "input_contract",
     "DepthAnythingV2": "depth_anything",
     "VideoDepthAnything": "depth_anything",
     "build_image_model": "depth_anything",

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-# The encoder's input convention (DINOv2 / Depth Anything): RGB in [0, 1], normalised with ImageNet statistics.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .input_contract import DEFAULT_CONTRACT, InputContract
 
 
 @dataclass(frozen=True)
@@ -24,6 +22,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def input_contract(self) -> InputContract:
+        """What the network expects as input (patch size, mean / std, the resize rule); the same for every size
+        (DINOv2 / Depth Anything V2). `input_contract().to_dict()` is its JSON form."""
+        return DEFAULT_CONTRACT
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:

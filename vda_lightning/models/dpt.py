@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .input_contract import PATCH_SIZE
 from .temporal import TemporalModule
 
 MICRO_BATCH = 4  # frames per chunk in the high-resolution tail (memory only; per-frame ops)
@@ -124,7 +125,7 @@ class DPTHead(nn.Module):
         path_3 = s.refinenet3(path_4, layer3_rn, size=layer2_rn.shape[2:])
         path_3 = self._temporal(3, path_3, num_frames, cached, states)
 
-        out_size = (patch_h * 14, patch_w * 14)
+        out_size = (patch_h * PATCH_SIZE, patch_w * PATCH_SIZE)
         n = path_3.shape[0]
         if self.temporal and n > MICRO_BATCH and n % MICRO_BATCH == 0:
             chunks = [

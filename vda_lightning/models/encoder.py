@@ -8,8 +8,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
-PATCH = 14
-GRID = 37  # 518 / 14: the grid the stored position embedding was trained on
+from .input_contract import DEFAULT_INPUT_SIZE, is_multiple_size
+from .input_contract import PATCH_SIZE as PATCH
+
+GRID = DEFAULT_INPUT_SIZE // PATCH  # 37: the grid the stored position embedding was trained on
 
 
 def interpolate_pos_embed(pos_embed: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -74,7 +76,7 @@ class DinoV2Encoder(VisionTransformer):
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Patchify, prepend the class token, add the (resampled) position embedding."""
         _, _, height, width = x.shape
-        if height % PATCH or width % PATCH:
+        if not is_multiple_size((height, width), PATCH):
             raise ValueError(f"input height and width must be multiples of {PATCH}, got {height}x{width}")
         h, w = height // PATCH, width // PATCH
         t = self.patch_embed.proj(x).flatten(2).transpose(1, 2)

@@ -21,7 +21,7 @@ import torch.nn as nn
 from ..losses import DistillationLoss, TGMVariant, VideoDepthLoss
 from ..models import build_video_model
 from .ema import HeadEMA
-from .teacher import Teacher, image_targets, normalize_frames
+from .teacher import Teacher, image_targets
 
 ENCODER_PREFIX = "model.pretrained."
 
@@ -124,7 +124,7 @@ class VideoDepthModule(L.LightningModule):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) RGB in [0, 1] -> (B, T, H, W) disparity; gradients reach the head only."""
         b, t, _, h, w = frames.shape
-        x = normalize_frames(frames).flatten(0, 1)
+        x = self.model.config.input_contract().normalize(frames).flatten(0, 1)
         with torch.no_grad():
             features = self.model.forward_features(x)
         depth, _ = self.model.forward_depth(features, h, w, b, t)

@@ -18,28 +18,13 @@ from collections import Counter
 from ..cli import errors
 from ..cli.options import HelpFormatter, add_checkpoint, add_device, add_encoder, add_input_size, resolve_device
 
-PATCH = 14
 PROG = "vda-pseudolabel"
 
 
-def teacher_input_size(height: int, width: int, input_size: int) -> tuple[int, int]:
-    """Shorter side scaled to `input_size`, both sides rounded to multiples of 14 (at least one patch)."""
-    scale = input_size / min(height, width)
-    return (max(PATCH, round(height * scale / PATCH) * PATCH), max(PATCH, round(width * scale / PATCH) * PATCH))
-
-
 def label_frames(teacher, frames_uint8, input_size: int, device: str):
-    """(T, H, W, 3) uint8 RGB -> (T, H, W) float32 teacher disparity at the frames' own resolution."""
-    import torch
-    import torch.nn.functional as F
-
-    with torch.no_grad():
-        x = torch.from_numpy(frames_uint8).to(device).permute(0, 3, 1, 2).float() / 255.0
-        h, w = x.shape[-2:]
-        size = teacher_input_size(h, w, input_size)
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-        pred = teacher(x)[:, None]
-        return F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)[:, 0].clamp_min(0).cpu()
+    """(T, H, W, 3) uint8 RGB -> (T, H, W) float32 teacher disparity at the frames' own resolution, exactly as
+    the published Depth Anything V2 `infer_image` makes it (`Teacher.infer_image`)."""
+    return teacher.infer_image(frames_uint8, input_size, device).cpu()
 
 
 def label_shard(url: str, out_path: str, teacher, input_size: int, device: str, depth_encoding: str) -> Counter:

@@ -1,18 +1,12 @@
 """The frozen image teacher that gives unlabelled image batches their pseudo-labels (paper: DAv2 as teacher)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 
+from ..inference.runtime import to_frame_size
 from ..models import build_image_model
-from ..models.configs import IMAGENET_MEAN, IMAGENET_STD
-
-
-def normalize_frames(frames: torch.Tensor) -> torch.Tensor:
-    """RGB in [0, 1] (..., 3, H, W) -> ImageNet-normalised, as both models expect."""
-    mean = frames.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = frames.new_tensor(IMAGENET_STD).view(3, 1, 1)
-    return (frames - mean) / std
 
 
 class Teacher(nn.Module):
@@ -37,7 +31,26 @@ class Teacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model(normalize_frames(frames)).float()
+        """Frames already at a network size (training crops): normalised in their dtype, as the student's."""
+        return self.model(self.model.config.input_contract().normalize(frames)).float()
+
+    @torch.no_grad()
+    def infer_image(self, images: np.ndarray, input_size: int = 518, device=None) -> torch.Tensor:
+        """The published Depth Anything V2 image inference (`depth_anything_v2/dpt.py::infer_image`), batched:
+        (N, H, W, 3) RGB images of one size (uint8, or float in [0, 1]) -> (N, H, W) float32 disparity there.
+
+        As published, each image / 255 stays float64 through the OpenCV lower-bound bicubic resize (to input_size,
+        multiples of 14, no aspect rule) and the normalisation (`InputContract.prepare_image`), the batch enters the
+        network as float32 on `device` (default: the teacher's), and the prediction is resized back with bilinear,
+        align_corners=True.
+        """
+        contract = self.model.config.input_contract()
+        images = images / 255.0 if images.dtype == np.uint8 else np.asarray(images, dtype=np.float64)
+        size = images.shape[1:3]
+        shape = contract.network_size(*size, input_size)
+        batch = torch.from_numpy(np.stack([contract.prepare_image(image, shape) for image in images]))
+        device = next(self.model.parameters()).device if device is None else device
+        return to_frame_size(self.model(batch.to(device)), size)
 
 
 def image_targets(image_batch: dict, teacher: Teacher | None) -> tuple[torch.Tensor, torch.Tensor]:
