@@ -78,9 +78,11 @@ def _source(args):
 
     rank, world = rank_world()
     device = str(device_for_rank() if world > 1 else resolve_device(args.device))
-    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder)).to(device).eval()
+    # expect="video": a Depth Anything V2 image checkpoint is refused, as vda infer does (it would be scored as
+    # a video model whose temporal modules were never trained)
+    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), expect="video").to(device).eval()
     return ModelPredictions(model, input_size=args.input_size, device=device, precision=args.precision,
-                            save_dir=args.save_predictions)
+                            save_dir=args.save_predictions, checkpoint=args.checkpoint)
 
 
 def run(args) -> dict:

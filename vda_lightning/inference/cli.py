@@ -113,16 +113,40 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     return errors.run_command(prog, lambda: _infer(args, formats, out_dir, prog), known=(CheckpointError,))
 
 
+def check_frame_shapes(args) -> None:
+    """Every input's network input size, computed from its first frame before the model is loaded: a frame the
+    network cannot take (models/input_contract.py, `checked_network_size`) is a CommandError (exit 2) naming the
+    input and its size, and nothing is written. Unreadable inputs are left to the main loop, which reports them."""
+    from ..models.input_contract import DEFAULT_CONTRACT, FrameShapeError
+    from .frame_sources import InputError, open_source
+
+    for item in args.inputs:
+        try:
+            frames = iter(open_source(Path(item), max_res=args.max_res, max_len=1, target_fps=args.target_fps))
+            try:
+                h, w = next(frames).shape[:2]
+            finally:
+                frames.close()
+        except (InputError, StopIteration, OSError):
+            continue
+        try:
+            DEFAULT_CONTRACT.checked_network_size(h, w, args.input_size, video=True, what=item)
+        except FrameShapeError as e:
+            raise errors.CommandError(str(e)) from None
+
+
 def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     import torch
 
     from .. import load_model
     from .frame_sources import InputError, open_source
     from .offline import OfflineRunner
+    from .runtime import NonFiniteDepthError
     from .streaming import StreamingRunner
 
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    check_frame_shapes(args)
     model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), expect="video")
     if args.encoder != "auto" and model.config.encoder != args.encoder:  # our files carry their config
         raise errors.CommandError(f"{args.checkpoint}: holds a {model.config.encoder} model, "
@@ -145,6 +169,9 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
                                                                                args.focal_length_y))
         except InputError as e:
             errors.report(prog, e)
+            failures += 1
+        except NonFiniteDepthError as e:  # nothing of this input was written
+            errors.report(prog, f"{path}: {e}")
             failures += 1
         except OSError as e:  # e.g. the disk filled up while writing
             errors.report(prog, f"{e.filename or out_dir}: cannot write output ({e.strerror or e})")

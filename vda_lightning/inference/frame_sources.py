@@ -60,14 +60,20 @@ class FrameSource:
         """A length estimate for the progress bar (None when the container does not say)."""
         return None
 
+    def _check_count(self, decoded: int) -> None:
+        """Called when the input ended without hitting --max-len; `decoded` raw frames were read."""
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        kept = 0
+        kept = decoded = 0
         size = None
+        limited = False
         try:
             for i, frame in enumerate(self._raw_frames()):
+                decoded = i + 1
                 if i % self.stride:
                     continue
                 if 0 <= self.max_len <= kept:
+                    limited = True
                     break
                 if size is None:
                     size = limited_size(*frame.shape[:2], self.max_res)
@@ -77,6 +83,8 @@ class FrameSource:
             raise InputError(str(e)) from None
         if kept == 0:
             raise InputError(f"{self.path}: contains no frames")
+        if not limited:
+            self._check_count(decoded)
 
 
 class VideoSource(FrameSource):
@@ -96,6 +104,13 @@ class VideoSource(FrameSource):
 
     def _raw_frames(self) -> Iterator[np.ndarray]:
         return iter_video_frames(self.path)
+
+    def _check_count(self, decoded: int) -> None:
+        """A video that decodes fewer frames than its header states was cut short (e.g. an mp4 with its index at
+        the front, copied half-way): an error, so that no output looks complete (docs/inference.md)."""
+        if self._frames_hint is not None and decoded < self._frames_hint:
+            raise InputError(f"{self.path}: only {decoded} of the {self._frames_hint} frames its header states "
+                             f"decode (truncated file?); --max-len {decoded} processes the frames that are there")
 
 
 class FolderSource(FrameSource):

@@ -126,7 +126,7 @@ def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable
                 "unit": "metre" if metric else None,
                 "frames": spool.count, "min": spool.vmin, "max": spool.vmax,
             }
-            (folders["png16"].tmp / "depth_scale.json").write_text(json.dumps(sidecar, indent=1))
+            (folders["png16"].tmp / "depth_scale.json").write_text(json.dumps(sidecar, indent=1, allow_nan=False))
     except BaseException:
         for folder in folders.values():
             folder.abort()
