@@ -83,7 +83,7 @@ class FrameSource:
             raise InputError(str(e)) from None
         if kept == 0:
             raise InputError(f"{self.path}: contains no frames")
-        if not limited:
+        if not limited and kept != self.max_len:  # the input ended before --max-len was reached
             self._check_count(decoded)
 
 
