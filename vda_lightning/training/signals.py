@@ -79,7 +79,7 @@ class SaveOnSignal(Callback):
         if not signum:
             return
         path = os.path.join(checkpoint_folder(trainer), CHECKPOINT_NAME)
-        trainer.save_checkpoint(path)  # collective; rank 0 writes atomically through the CheckpointIO plugin
+        trainer.save_checkpoint(path, weights_only=False)  # collective; rank 0 writes atomically (CheckpointIO)
         name = signal.Signals(signum).name
         rank_zero_info(f"{name}: saved {path} at step {trainer.global_step}; resume with --ckpt_path last "
                        f"(exit status {128 + signum})")
