@@ -48,7 +48,7 @@ class VDACLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, TypeError) as e:
-            _fail(e)
+            _fail(_instantiation_problem(e))
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
@@ -114,6 +114,19 @@ def _close_wandb() -> None:
 def _checkpoint_folder(trainer) -> str | None:
     callback = trainer.checkpoint_callback
     return None if callback is None or not callback.dirpath else str(callback.dirpath)
+
+
+def _instantiation_problem(e: BaseException) -> str:
+    """The class's own message out of jsonargparse's union report ("Does not validate against any of the Union
+    subtypes ... Errors: - <message> - Expected a <class 'NoneType'>"), else the exception's first line."""
+    lines = [line.strip() for line in str(e).splitlines()]
+    if "Errors:" in lines:
+        for line in lines[lines.index("Errors:") + 1:]:
+            if not line.startswith("- "):
+                break
+            if not line.startswith("- Expected a "):
+                return line[2:]
+    return lines[0] if lines and lines[0] else type(e).__name__
 
 
 def _fail(message, code: int = 2):
