@@ -173,6 +173,13 @@ def run_infer_bench(argv, prog: str = PROG) -> int:
         lengths = [positive_int(x) for x in args.lengths.split(",")]
     except argparse.ArgumentTypeError as e:
         parser.error(f"--lengths: {e}")
+    from ..models.input_contract import DEFAULT_CONTRACT, FrameShapeError
+
+    try:  # the network input size first: a frame the model cannot take is refused before any worker starts
+        DEFAULT_CONTRACT.checked_network_size(args.height, args.width, args.input_size, video=True,
+                                              what=f"--height {args.height} --width {args.width}")
+    except FrameShapeError as e:
+        parser.error(str(e))
     return errors.run_command(prog, lambda: _bench(args, modes, lengths, prog))
 
 

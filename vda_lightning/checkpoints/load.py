@@ -43,6 +43,19 @@ def _referenced_encoder(source: dict, ckpt: Path) -> dict:
     return {k: v for k, v in _published_layout(read(enc_path)).items() if k.startswith("pretrained.")}
 
 
+def check_finite_weights(sd: dict, path: Path) -> None:
+    """A CheckpointError naming the file and the first tensor when any weight is NaN or Inf: such a model only
+    ever predicts NaN (a run that diverged, or a damaged file)."""
+    import torch
+
+    bad = [(k, int((~torch.isfinite(v)).sum())) for k, v in sd.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        total = sum(n for _, n in bad)
+        raise CheckpointError(f"{path}: {total} NaN/Inf weight values in {len(bad)} tensor(s), first {bad[0][0]} "
+                              "(a diverged run or a damaged file)")
+
+
 def load_model(
     path: str | os.PathLike,
     encoder: str | None = None,
@@ -67,6 +80,7 @@ def load_model(
         raise ValueError(f"expect must be 'any', 'video' or 'image', got {expect!r}")
     raw = read(path)
     sd = _published_layout(raw)
+    check_finite_weights(sd, raw.path)
     image_file = adapt.is_image_state_dict(sd)
     sigmoid_max = (dav2_max_depth or dav2_metric_max_depth(raw.path)) if image_file else None
     source = "argument" if metric is not None or (image_file and dav2_max_depth) else kind_from_file(raw)[1]

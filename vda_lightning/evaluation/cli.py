@@ -99,13 +99,16 @@ def _source(args):
 
     rank, world = rank_world()
     device = str(device_for_rank() if world > 1 else resolve_device(args.device))
-    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric).eval()
+    # expect="video": a Depth Anything V2 image checkpoint is refused, as vda infer does (it would be scored as
+    # a video model whose temporal modules were never trained); a DAv2 *metric* file loads as a metric video model
+    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric,
+                       expect="video").eval()
     model, kind_line = resolve_kind(model.to(device), device)
     if rank == 0:
         log.info("%s: %s", args.checkpoint, kind_line)
     kind = args.prediction_kind or ("depth" if model.config.metric else "disparity")
     return ModelPredictions(model, input_size=args.input_size, device=device, precision=args.precision,
-                            save_dir=args.save_predictions), kind
+                            save_dir=args.save_predictions, checkpoint=args.checkpoint), kind
 
 
 def run(args) -> dict:

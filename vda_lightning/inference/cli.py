@@ -185,6 +185,28 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
                                                                                             CameraError))
 
 
+def check_frame_shapes(args) -> None:
+    """Every input's network input size, computed from its first frame before the model is loaded: a frame the
+    network cannot take (models/input_contract.py, `checked_network_size`) is a CommandError (exit 2) naming the
+    input and its size, and nothing is written. Unreadable inputs are left to the main loop, which reports them."""
+    from ..models.input_contract import DEFAULT_CONTRACT, FrameShapeError
+    from .frame_sources import InputError, open_source
+
+    for item in args.inputs:
+        try:
+            frames = iter(open_source(Path(item), max_res=args.max_res, max_len=1, target_fps=args.target_fps))
+            try:
+                h, w = next(frames).shape[:2]
+            finally:
+                frames.close()
+        except (InputError, StopIteration, OSError):
+            continue
+        try:
+            DEFAULT_CONTRACT.checked_network_size(h, w, args.input_size, video=True, what=item)
+        except FrameShapeError as e:
+            raise errors.CommandError(str(e)) from None
+
+
 def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     import torch
 
@@ -193,10 +215,12 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     from .camera import camera_from_options
     from .frame_sources import InputError, open_source
     from .offline import OfflineRunner
+    from .runtime import NonFiniteDepthError
     from .streaming import StreamingRunner
 
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
+    check_frame_shapes(args)
     camera = camera_from_options(args.focal_length_x, args.focal_length_y, args.intrinsics)
     model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric, expect="video")
     if args.encoder != "auto" and model.config.encoder != args.encoder:  # our files carry their config
@@ -228,6 +252,9 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
                               progress=not args.no_progress, prog=prog)
         except InputError as e:
             errors.report(prog, e)
+            failures += 1
+        except NonFiniteDepthError as e:  # nothing of this input was written
+            errors.report(prog, f"{path}: {e}")
             failures += 1
         except OSError as e:  # e.g. the disk filled up while writing
             errors.report(prog, f"{e.filename or out_dir}: cannot write output ({e.strerror or e})")

@@ -85,6 +85,9 @@ class FrameSource:
         """A length estimate for the progress bar (None when the container does not say)."""
         return None
 
+    def _check_count(self, kept: int) -> None:
+        """Called when the input ended without hitting --max-len; `kept` frames were yielded."""
+
     def __iter__(self) -> Iterator[np.ndarray]:
         kept = 0
         frames = self._strided_frames()
@@ -92,12 +95,15 @@ class FrameSource:
             for frame in frames if self.max_len < 0 else islice(frames, self.max_len):
                 yield frame
                 kept += 1
+            limited = 0 <= self.max_len <= kept
         except ReadError as e:
             raise InputError(str(e)) from None
         finally:
             frames.close()  # closes the container now, also when the consumer stops early
         if kept == 0:
             raise InputError(f"{self.path}: contains no frames")
+        if not limited and kept != self.max_len:  # the input ended before --max-len was reached
+            self._check_count(kept)
 
 
 class VideoSource(FrameSource):
@@ -114,6 +120,22 @@ class VideoSource(FrameSource):
 
     def _strided_frames(self) -> Iterator[np.ndarray]:
         return iter_video_frames(self.path, size=self._size_rule, step=self.stride)
+
+    def _check_count(self, kept: int) -> None:
+        """A video that decodes fewer frames than its header states was cut short (e.g. an mp4 with its index at
+        the front, copied half-way): an error, so that no output looks complete (docs/inference.md)."""
+        if self._frames_hint is None:
+            return
+        expected = -(-self._frames_hint // self.stride)
+        if kept >= expected:
+            return
+        if self.stride == 1:
+            told = f"only {kept} of the {self._frames_hint} frames its header states decode"
+        else:
+            told = (f"only {kept} of the {expected} frames kept at --target-fps (every {self.stride}th of the "
+                    f"{self._frames_hint} its header states) decode")
+        raise InputError(f"{self.path}: {told} (truncated file?); --max-len {kept} processes the frames that are "
+                         "there")
 
 
 class FolderSource(FrameSource):

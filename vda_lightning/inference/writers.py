@@ -211,7 +211,7 @@ def _per_frame_outputs(spool, out_dir, name, formats, *, metric, source, fps, fo
                 "unit": "metre" if metric else None,
                 "frames": spool.count, "min": spool.vmin, "max": spool.vmax,
             }
-            (folders["png16"].tmp / "depth_scale.json").write_text(json.dumps(sidecar, indent=1))
+            (folders["png16"].tmp / "depth_scale.json").write_text(json.dumps(sidecar, indent=1, allow_nan=False))
         for path, video in videos.items():
             video.writer.close()
             written.append(path)
