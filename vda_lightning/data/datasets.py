@@ -29,7 +29,7 @@ def train_sample(raw: dict, clip_len: int, rng: np.random.Generator, aug: Augmen
     if T < clip_len:
         raise SampleError("too_short", f"{T} frames < clip_len {clip_len}")
     start = int(rng.integers(0, T - clip_len + 1))
-    rec = decode_members(raw, slice(start, start + clip_len), max_side)
+    rec = decode_members(raw, slice(start, start + clip_len), max_side=max_side)
     s = to_tensors(rec, min_depth, max_depth)
     if need_target and not ("mask" in s and bool(s["mask"].any())):
         raise SampleError("no_valid_target", f"no valid {rec.depth_kind} pixel (max_depth {max_depth})")
@@ -43,7 +43,7 @@ def val_sample(raw: dict, clip_len: int, out_hw: tuple[int, int] | None, min_dep
     T = meta["num_frames"]
     if clip_len and T < clip_len:
         raise SampleError("too_short", f"{T} frames < val clip_len {clip_len}")
-    rec = decode_members(raw, slice(0, clip_len or T), max_side)
+    rec = decode_members(raw, slice(0, clip_len or T), max_side=max_side)
     s = to_tensors(rec, min_depth, max_depth)
     if out_hw is not None:
         H, W = s["frames"].shape[-2:]

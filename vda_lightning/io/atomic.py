@@ -94,13 +94,19 @@ _STAGING = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-)?[^./]+\.tmp$")
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process `pid` runs. A zombie does not: a killed writer re-parented to an init that reaps late
+    still answers signal 0, but it will never finish its staging file."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs (macOS) or gone meanwhile
+        return True
+    return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, targets: str = "*") -> list[Path]:
