@@ -11,8 +11,7 @@ Four graphs, each with named inputs and outputs (see `IO`):
 - `StreamGraph`  frame (B, 3, H, W) + cache_<tm>_<attn> (B*S, Tc, C) -> depth (B, H, W) + state_<tm>_<attn>
   (B*S, 1, C): one step of the published online mode (`video_depth_stream.py`); Tc = 0 on the first frame.
 
-`graph_io(kind, config)` names every input and output with its symbolic shape; the exporter, the sidecar, the
-onnxruntime backend and the TensorRT profiles all read it from there.
+Every input and output name and symbolic shape comes from `signatures.graph_io`.
 
 `export_mode(model)` swaps two things for the duration of an export, both numerically neutral: the head's 4-frame
 micro-batching (a Python branch on the frame count) is switched off, and the encoder resamples its position
@@ -124,55 +123,6 @@ def export_mode(model, fp16: bool = False) -> Iterator[None]:
             setattr(parent, name, module)
 
 
-# The temporal modules in cache order (published `video_depth_stream.py`): TM0 on layer_3, TM1 on layer_4, TM2 on
-# path_4, TM3 on path_3; two attention blocks each.
-CACHE_NAMES = tuple(f"tm{m}_attn{a}" for m in range(4) for a in range(2))
-_CACHE_ROWS = ("batch*h*w", "batch*ceil(h/2)*ceil(w/2)", "batch*h*w", "batch*2h*2w")  # B*S per temporal module
-
-
-def graph_io(kind: str, config) -> tuple[dict, dict]:
-    """(inputs, outputs) of a graph: name -> shape, each dim an int or a symbol. Symbols: batch, frames (1..32),
-    n (frames of a flat batch), h = H/14 and w = W/14 (so height is `14*h`), context (cached frames, 0..31);
-    `batch*h*w`-style rows of the caches are products of those."""
-    d, f = config.embed_dim, config.features
-    image = ["14*h", "14*w"]
-    if kind == "video":
-        return {"frames": ["batch", "frames", 3, *image]}, {"depth": ["batch", "frames", *image]}
-    if kind == "encoder":
-        outs = {}
-        for i in range(4):
-            outs[f"tokens_{i}"], outs[f"cls_{i}"] = ["n", "h*w", d], ["n", d]
-        return {"frames": ["n", 3, *image]}, outs
-    if kind == "head":
-        return {f"tokens_{i}": ["batch", "frames", "h", "w", d] for i in range(4)}, {"depth": ["batch", "frames",
-                                                                                              *image]}
-    if kind == "stream":
-        chans = [config.out_channels[2], config.out_channels[3], f, f]
-        ins, outs = {"frame": ["batch", 3, *image]}, {"depth": ["batch", *image]}
-        for i, name in enumerate(CACHE_NAMES):
-            ins[f"cache_{name}"] = [_CACHE_ROWS[i // 2], "context", chans[i // 2]]
-            outs[f"state_{name}"] = [_CACHE_ROWS[i // 2], 1, chans[i // 2]]
-        return ins, outs
-    raise ValueError(f"unknown graph kind {kind!r}")
-
-
-def dim_value(dim, sizes: dict) -> int:
-    """A symbolic dim of `graph_io` at concrete sizes, e.g. dim_value("batch*ceil(h/2)*ceil(w/2)", {...})."""
-    if isinstance(dim, int):
-        return dim
-    value = 1
-    for factor in dim.split("*"):
-        if factor.isdigit():
-            value *= int(factor)
-        elif factor.startswith("ceil(") and factor.endswith("/2)"):
-            value *= -(-sizes[factor[5:-3]] // 2)
-        elif factor[:-1].isdigit():  # "2h"
-            value *= int(factor[:-1]) * sizes[factor[-1]]
-        else:
-            value *= sizes[factor]
-    return value
-
-
 class _Graph(nn.Module):
     """Float32 inputs and outputs; with fp16 the body runs under CPU fp16 autocast (the published CUDA autocast
     policy: matmuls and convolutions in fp16, norms and softmax in fp32) and every output is cast back to fp32."""
@@ -225,4 +175,3 @@ class StreamGraph(_Graph):
 
 
 GRAPHS = {"video": VideoGraph, "encoder": EncoderGraph, "head": HeadGraph, "stream": StreamGraph}
-FILE_NAMES = {"video": "model.onnx", "encoder": "encoder.onnx", "head": "head.onnx", "stream": "streaming.onnx"}

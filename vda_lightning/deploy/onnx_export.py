@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .graphs import FILE_NAMES, GRAPHS, dim_value, export_mode, graph_io
 from .sidecar import input_contract, package_versions, write_sidecar
+from .signatures import FILE_NAMES, MAX_FRAMES, dim_value, graph_io, graph_symbols
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}  # 17: the newest that TensorRT 8.6 parses; 18: dynamo's lowest
-MAX_FRAMES = 32  # the temporal position table
 # Sizes the graphs are traced at, and sizes they are checked at (every symbol different, h and w not square).
 TRACE_SIZES = {"batch": 2, "frames": 2, "n": 4, "h": 3, "w": 4, "context": 5}
 CHECK_SIZES = [{"batch": 1, "frames": 3, "n": 3, "h": 5, "w": 6, "context": 0},
@@ -83,7 +82,7 @@ def _torch_reference(model, kind: str, feeds: dict[str, np.ndarray]) -> list[np.
     """The graph's outputs computed by the PyTorch model itself (its own code path, float32)."""
     import torch
 
-    from .graphs import CACHE_NAMES, PATCH
+    from .signatures import CACHE_NAMES, PATCH
 
     t = {k: torch.from_numpy(v) for k, v in feeds.items()}
     with torch.inference_mode():
@@ -136,6 +135,8 @@ def check_graph(path: Path, model, kind: str, precision: str, threads: int = 0) 
 def _trace(model, kind: str, path: Path, exporter: str, opset: int, fp16: bool) -> None:
     import torch
 
+    from .graphs import GRAPHS, export_mode
+
     graph = GRAPHS[kind](model, fp16=fp16).eval()
     inputs, outputs = graph_io(kind, model.config)
     args = tuple(torch.from_numpy(v) for v in sample_inputs(kind, model.config, TRACE_SIZES).values())
@@ -174,7 +175,7 @@ def _dynamic_shapes(inputs: dict) -> tuple:
             else:
                 axes[i] = Dim.AUTO
         spec.append(axes)
-    return tuple(spec)
+    return (tuple(spec),)  # the graphs' forward takes *inputs
 
 
 def _finish(path: Path, kind: str, config, meta: dict) -> None:
@@ -241,7 +242,7 @@ def export_onnx(model, output: str | os.PathLike, *, parts: bool = False, stream
             "input_contract": input_contract(model.config),
             "inputs": {k: {"dtype": "float32", "shape": v} for k, v in inputs.items()},
             "outputs": {k: {"dtype": "float32", "shape": v} for k, v in outputs.items()},
-            "dynamic_axes": _axis_ranges(exporter),
+            "dynamic_axes": _axis_ranges(exporter, graph_symbols(kind, model.config)),
             "opset": opset, "exporter": exporter, "versions": package_versions(),
             "source_checkpoint": source_info, "export_seconds": round(seconds, 2),
             "export_check": checks, "traced_at": TRACE_SIZES,
@@ -252,10 +253,10 @@ def export_onnx(model, output: str | os.PathLike, *, parts: bool = False, stream
     return written
 
 
-def _axis_ranges(exporter: str) -> dict:
-    """What each symbol may be at run time (inclusive; None: unbounded)."""
+def _axis_ranges(exporter: str, symbols: list[str]) -> dict:
+    """What each symbol of the graph may be at run time (inclusive; None: unbounded)."""
     side = 3 if exporter == "dynamo" else 1
-    return {
+    ranges = {
         "batch": {"min": 1, "max": None, "meaning": "clips (or frames of the streaming step) per call"},
         "frames": {"min": 1, "max": MAX_FRAMES, "meaning": "frames per clip (the temporal position table)"},
         "n": {"min": 1, "max": None, "meaning": "frames of a flat batch (encoder)"},
@@ -264,3 +265,4 @@ def _axis_ranges(exporter: str) -> dict:
         "context": {"min": 0, "max": MAX_FRAMES - 1, "meaning": "cached frames attended by the streaming step "
                                                               "(0 on the first frame, 31 after)"},
     }
+    return {s: ranges[s] for s in symbols}

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .graphs import CACHE_NAMES, FILE_NAMES, dim_value, graph_io
 from .sidecar import SidecarError, read_sidecar
+from .signatures import CACHE_NAMES, FILE_NAMES, PATCH, dim_value, graph_io
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 MODE_GRAPHS = {"offline": ("encoder", "head"), "streaming": ("stream",), "video": ("video",)}
-PATCH = 14
 
 
 class OnnxBackendError(ValueError):
