@@ -21,7 +21,7 @@ import yaml
 
 from vda_lightning.dashboards.depth_pictures import write_png
 from vda_lightning.dashboards.render import GAP
-from vda_lightning.files import atomic_path
+from vda_lightning.io import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

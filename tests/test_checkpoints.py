@@ -117,3 +117,48 @@ def test_missing_file_and_garbage_file(tmp_path):
     bad.write_bytes(b"this is not a checkpoint")
     with pytest.raises(CheckpointError, match=str(bad)):
         load_model(bad)
+
+
+def test_dataparallel_prefix_and_lightning_checkpoint_with_referenced_encoder(tmp_path):
+    from vda_lightning.checkpoints import file_sha256
+
+    torch.manual_seed(0)
+    model = build_video_model("vitt").eval()
+    sd = model.state_dict()
+    wrapped = tmp_path / "ddp.pth"
+    torch.save({"module." + k: v for k, v in sd.items()}, wrapped)
+    assert all(torch.equal(v, sd[k]) for k, v in load_model(wrapped).state_dict().items())
+
+    encoder_file = save_model(model, tmp_path / "init.safetensors")
+    head_only = {"model." + k: v for k, v in sd.items() if k.startswith("head.")}
+    ckpt = {"state_dict": head_only, "epoch": 1,
+            "vda": {"config": model.config.to_dict(), "prefix": "model.",
+                    "encoder_source": {"path": str(encoder_file), "sha256": file_sha256(encoder_file)}}}
+    torch.save(ckpt, tmp_path / "last.ckpt")
+    loaded = load_model(tmp_path / "last.ckpt")
+    assert loaded.config == model.config
+    assert all(torch.equal(v, sd[k]) for k, v in loaded.state_dict().items())  # encoder restored from its file
+    save_model(build_video_model("vitt"), encoder_file)  # the referenced file changes
+    with pytest.raises(CheckpointError, match="changed \\(sha256 mismatch\\)"):
+        load_model(tmp_path / "last.ckpt")
+    encoder_file.unlink()
+    with pytest.raises(CheckpointError, match="init.safetensors, which is missing"):
+        load_model(tmp_path / "last.ckpt")
+
+
+def test_video_checkpoint_as_teacher_and_named_adapters(tmp_path):
+    from vda_lightning.checkpoints import dav2_to_video, is_image_state_dict, video_to_image
+
+    torch.manual_seed(0)
+    video = build_video_model("vitt").eval()
+    path = save_model(video, tmp_path / "vda.pth")
+    teacher = vda_lightning.load_image_model(path)
+    image_sd = video_to_image(video.state_dict())
+    assert type(teacher).__name__ == "DepthAnythingV2" and is_image_state_dict(image_sd)
+    assert teacher.state_dict().keys() == image_sd.keys()
+    assert all(torch.equal(v, image_sd[k]) for k, v in teacher.state_dict().items())
+    back = dav2_to_video(image_sd, video.state_dict())  # spatial weights renamed back, temporal ones filled in
+    assert back.keys() == video.state_dict().keys()
+    assert all(torch.equal(v, video.state_dict()[k]) for k, v in back.items())
+    with pytest.raises(ValueError, match="expect must be"):
+        load_model(path, expect="teacher")

@@ -1,12 +1,10 @@
 """Shard format round trips, depth readers, target conversion and the geometry of the augmentation."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from vda_lightning.data.depth_io import read_depth, write_dpt
 from vda_lightning.data.format import ClipRecord, SampleError, decode_members, encode_record
 from vda_lightning.data.transforms import (
     AugmentConfig,
@@ -84,32 +82,6 @@ def test_decode_reports_a_reason():
     with pytest.raises(SampleError) as e:
         decode_members(members)
     assert e.value.reason == "bad_meta"
-
-
-def test_depth_readers(tmp_path):
-    d = np.random.default_rng(1).uniform(0.1, 60, (6, 7)).astype(np.float32)
-    mm = np.rint(d * 1000).astype(np.uint16)
-    cv2.imwrite(str(tmp_path / "d.png"), mm)
-    np.testing.assert_array_equal(read_depth(str(tmp_path / "d.png"), 1000.0), mm.astype(np.float32) / 1000)
-    np.save(tmp_path / "d.npy", d)
-    np.testing.assert_array_equal(read_depth(str(tmp_path / "d.npy")), d)
-    np.savez(tmp_path / "d.npz", depth=d * 2)
-    np.testing.assert_array_equal(read_depth(str(tmp_path / "d.npz"), 2.0), d)
-    write_dpt(str(tmp_path / "d.dpt"), d)
-    np.testing.assert_array_equal(read_depth(str(tmp_path / "d.dpt")), d)
-    import OpenEXR
-
-    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, {"Z": d}).write(
-        str(tmp_path / "d.exr"))
-    np.testing.assert_array_equal(read_depth(str(tmp_path / "d.exr")), d)
-    with open(tmp_path / "d.pfm", "wb") as f:  # PFM stores rows bottom-up, little-endian for a negative scale
-        f.write(b"Pf\n7 6\n-1.0\n" + np.flipud(d).astype("<f4").tobytes())
-    np.testing.assert_array_equal(read_depth(str(tmp_path / "d.pfm")), d)
-    (tmp_path / "bad.dpt").write_bytes(b"\x00" * 20)
-    with pytest.raises(ValueError, match="bad.dpt: not a Sintel"):
-        read_depth(str(tmp_path / "bad.dpt"))
-    with pytest.raises(ValueError, match="missing.png: depth file does not exist"):
-        read_depth(str(tmp_path / "missing.png"))
 
 
 def test_depth_to_target_by_hand():

@@ -11,7 +11,7 @@ import torch
 
 from vda_lightning.data.cli import main as vda_shard
 from vda_lightning.data.datamodule import VideoDepthDataModule
-from vda_lightning.data.depth_io import write_dpt
+from vda_lightning.io import write_dpt
 
 T, H, W = 6, 28, 42  # multiples of 14, so the training path can run without any resize
 

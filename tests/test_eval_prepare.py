@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from vda_lightning.evaluation.cli import main as eval_main
-from vda_lightning.evaluation.prepare import SINTEL_FACTOR, SINTEL_TAG, main
+from vda_lightning.evaluation.prepare import SINTEL_FACTOR, main
+from vda_lightning.io.depth import DPT_TAG as SINTEL_TAG
 
 RNG = np.random.default_rng(7)
 

@@ -3,11 +3,12 @@ temporal profiles. Everything returns/accepts uint8 RGB numpy images.
 """
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from .io import AtomicWrite
 
 
 @lru_cache(maxsize=8)
@@ -52,15 +53,16 @@ def temporal_profile(depths: np.ndarray, column: int, vmin=None, vmax=None, cmap
 class VideoWriter:
     """Streaming H.264 mp4 writer (PyAV). Frames: uint8 RGB, any size (padded to even sides for yuv420p).
 
-    Writes to a temporary name and renames on close(), so an interrupted run leaves no complete-looking file.
+    Writes to a temporary name and renames on close() (`io.AtomicWrite`), so an interrupted run leaves no
+    complete-looking file.
     """
 
     def __init__(self, path, fps: float = 30.0, crf: int = 18):
         import av
 
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.partial")
-        self._container = av.open(str(self.tmp), mode="w", format="mp4")
+        self._target = AtomicWrite(self.path)
+        self._container = av.open(str(self._target.tmp), mode="w", format="mp4")
         self._fps = fps
         self._crf = crf
         self._stream = None
@@ -90,13 +92,13 @@ class VideoWriter:
             for packet in self._stream.encode():
                 self._container.mux(packet)
         self._container.close()
-        os.replace(self.tmp, self.path)
+        self._target.commit()
 
     def abort(self):
         try:
             self._container.close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self._target.abort()
 
     def __enter__(self):
         return self

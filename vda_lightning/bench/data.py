@@ -8,7 +8,6 @@ compress better than camera footage, so MB/s on real data is higher per clip/s).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -20,6 +19,7 @@ from ..data.format import ClipRecord
 from ..data.shards import ShardWriter, expand_shards, shard_is_complete
 from ..data.streams import SkipCounters, iter_tar_samples
 from ..data.transforms import AugmentConfig
+from ..io import write_json_atomic
 
 
 def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_format: str, depth_encoding: str):
@@ -100,9 +100,6 @@ def run_data_bench(argv: list[str] | None = None) -> int:
               f"{r['frames_per_s']:.1f} frames/s, {r['MB_per_s']:.1f} MB/s per worker "
               f"({r['MB_per_clip']:.1f} MB/clip, {a.threads} thread; {r['clips_per_cpu_s']:.3f} clips per CPU-s)")
     out = {"benchmark": "data", "per_worker": results, "cpu_count": os.cpu_count(), "torch": torch.__version__}
-    tmp = f"{a.json}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(tmp, a.json)
+    write_json_atomic(a.json, out)
     print(f"wrote {a.json}")
     return 0

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import write_json_atomic
+
 MODES = ("runner", "baseline", "streaming")
 
 
@@ -186,10 +188,7 @@ def run_infer_bench(argv) -> int:
     report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(),
                           "python": platform.python_version(), "torch": _torch_version()},
               "args": vars(args), "results": rows}
-    tmp_json = Path(args.json).with_name(f".{Path(args.json).name}.partial")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    tmp_json.write_text(json.dumps(report, indent=1))
-    os.replace(tmp_json, args.json)
+    write_json_atomic(args.json, report)
     print(f"vda-bench infer: results written to {args.json}")
     return 0
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..files import write_text_atomic
+from ..io import write_text_atomic
 
 REQUEUE_CALLBACK = "vda_lightning.cluster.requeue.RequeueOnSignal"
 SCALE_CALLBACK = "vda_lightning.cluster.ddp_report.DDPScaleReport"

@@ -21,7 +21,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import WandbLogger
 
 from vda_lightning.dashboards.render import clip_pictures
-from vda_lightning.files import write_bytes_atomic
+from vda_lightning.io import write_bytes_atomic
 from vda_lightning.viz import VideoWriter
 
 

@@ -4,7 +4,9 @@
   vda-shard manifest FILE.json|FILE.csv --out DIR
   vda-shard benchmark kitti_video.json --out DIR [--datasets kitti]  the published benchmark JSON layout
   vda-shard synthetic --out DIR --train-clips 256 --val-clips 16 --clip-len 32
-  vda-shard inspect DIR_OR_SHARDS...                                 counts and a full decode check
+  vda-shard inspect DIR_OR_SHARDS...                                 counts, depth ranges, full decode check
+  vda-shard {vkitti2,tartanair,pointodyssey,irs,spring,dynamic-replica,hypersim} ROOT [--out shards/<name>]
+                                                                     a training dataset as distributed
 """
 from __future__ import annotations
 
@@ -14,12 +16,16 @@ import sys
 from collections import Counter
 
 from .convert import ShardOptions, write_shards
+from .converters import CONVERTERS
 from .format import DEPTH_KINDS, SampleError, decode_members
 from .manifests import read_benchmark_json, read_folders, read_manifest
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output folder for the shards")
+def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
+    p.add_argument("--out", required=default_out is None, default=default_out,
+                   help="output folder for the shards" + (f" (default: {default_out})" if default_out else ""))
+    p.add_argument("--allow-depth-range", action="store_true",
+                   help="write metric depth even if its median is outside 0.05-1000 m")
     p.add_argument("--prefix", default="train", help="shard name prefix (train, val, image...)")
     p.add_argument("--clip-len", type=int, default=32, help="frames per clip (<= 0: whole sequence)")
     p.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: clip span)")
@@ -47,12 +53,15 @@ def _options(a) -> ShardOptions:
 
 
 def _inspect(paths: list[str]) -> dict:
+    from .depth_stats import DepthStats
     from .shards import expand_shards, read_index
     from .streams import SkipCounters, iter_tar_samples
 
     urls = expand_shards(paths, "inspect")
     counters = SkipCounters(1, "inspect")
     kinds, frames, indexed = Counter(), 0, 0
+    depth: dict[str, DepthStats] = {}
+    geometry: dict[str, Counter] = {}
     for url in urls:
         indexed += int((read_index(url) or {}).get("num_samples", 0))
         for raw in iter_tar_samples(url, counters):
@@ -64,8 +73,18 @@ def _inspect(paths: list[str]) -> dict:
             counters.ok()
             kinds[rec.depth_kind] += 1
             frames += rec.num_frames
+            g = geometry.setdefault(rec.dataset, Counter())
+            g["samples"] += 1
+            g["with_K"] += rec.K is not None
+            g["with_poses"] += rec.poses is not None
+            if rec.depth is not None:
+                key = rec.dataset if rec.depth_kind == "metric_depth" else f"{rec.dataset} [{rec.depth_kind}]"
+                depth.setdefault(key, DepthStats(rec.depth_kind, rec.depth_units)).add(rec.depth, rec.mask)
+    for key in sorted(depth):
+        print(depth[key].describe(key), file=sys.stderr)
     return {"shards": len(urls), "indexed_samples": indexed, "frames": frames, "depth_kinds": dict(kinds),
-            "counts": counters.as_dict()}
+            "counts": counters.as_dict(), "depth": {k: v.summary() for k, v in depth.items()},
+            "geometry": {k: dict(v) for k, v in geometry.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,8 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=154)
     p.add_argument("--clips-per-shard", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p = sub.add_parser("inspect", help="decode every sample and report counts per skip reason")
+    p = sub.add_parser("inspect", help="decode every sample; counts per skip reason, depth range per dataset")
     p.add_argument("paths", nargs="+")
+    for conv in CONVERTERS.values():
+        p = sub.add_parser(conv.name, help=conv.summary, description=conv.layout,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        conv.add_arguments(p)
+        _common(p, conv.default_out)
+        p.set_defaults(**conv.defaults)
     a = ap.parse_args(argv)
     try:
         if a.cmd == "synthetic":
@@ -110,13 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "inspect":
             summary = _inspect(a.paths)
         else:
-            if a.cmd == "folders":
+            hint = "--factor"
+            if a.cmd in CONVERTERS:
+                seqs, hint = CONVERTERS[a.cmd].read_sequences(a), CONVERTERS[a.cmd].unit_hint
+            elif a.cmd == "folders":
                 seqs = read_folders(a.root, a.dataset, a.factor, a.depth_kind, a.units)
             elif a.cmd == "manifest":
                 seqs = read_manifest(a.manifest, a.factor, a.depth_kind)
             else:
-                seqs = read_benchmark_json(a.json, a.datasets)
-            summary = write_shards(seqs, a.out, a.prefix, _options(a), a.workers, progress=not a.no_progress)
+                seqs, hint = read_benchmark_json(a.json, a.datasets), "the JSON's factor"
+            summary = write_shards(seqs, a.out, a.prefix, _options(a), a.workers, progress=not a.no_progress,
+                                   check_units=not a.allow_depth_range, unit_hint=hint)
             summary["shards"] = len(summary["shards"])
     except (ValueError, FileNotFoundError) as exn:
         print(f"vda-shard: error: {exn}", file=sys.stderr)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -15,10 +17,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .depth_io import read_depth, read_frame, read_mask
+from ..io import read_depth, read_frames, read_mask
+from .depth_stats import PLAUSIBLE_METRIC_DEPTH, DepthStats, implausible_metric_depth, valid_values
 from .format import ClipRecord, encode_record, sample_key
 from .manifests import SequenceSpec, clip_starts
-from .shards import ShardWriter, shard_is_complete
+from .shards import ShardWriter, read_index, shard_is_complete
 
 
 @dataclass
@@ -78,12 +81,19 @@ def resize_short_side(frames, depth, mask, K, short_side: int):
     return frames, depth, mask, K
 
 
+def read_sequence_depth(seq: SequenceSpec, i: int) -> np.ndarray:
+    """Depth of frame i in the sequence's units: its own reader, or the generic one with its factor."""
+    if seq.reader is not None:
+        return np.asarray(seq.reader(seq.depths[i], i), dtype=np.float32)
+    return read_depth(seq.depths[i], seq.factor)
+
+
 def load_job(seq: SequenceSpec, ids: list[int], opt: ShardOptions) -> ClipRecord:
-    frames = np.stack([read_frame(seq.frames[i]) for i in ids])
+    frames = np.stack(list(read_frames(seq.frames[i] for i in ids)))
     H, W = frames.shape[1:3]
     depth = mask = None
     if seq.depths is not None:
-        depth = np.stack([read_depth(seq.depths[i], seq.factor) for i in ids])
+        depth = np.stack([read_sequence_depth(seq, i) for i in ids])
         if depth.shape[1:] != (H, W):
             raise ValueError(f"{seq.depths[ids[0]]}: depth is {depth.shape[1:]} but frame is {(H, W)}")
     if seq.masks is not None:
@@ -106,7 +116,8 @@ def load_job(seq: SequenceSpec, ids: list[int], opt: ShardOptions) -> ClipRecord
 
 def _spec_hash(seqs, jobs, opt) -> str:
     desc = [(seqs[si].dataset, seqs[si].name, [seqs[si].frames[i] for i in ids],
-             None if seqs[si].depths is None else [seqs[si].depths[i] for i in ids], seqs[si].factor)
+             None if seqs[si].depths is None else [seqs[si].depths[i] for i in ids], seqs[si].factor,
+             repr(seqs[si].reader))
             for si, ids in jobs]
     return hashlib.sha1(json.dumps([desc, opt.__dict__], sort_keys=True).encode()).hexdigest()[:16]
 
@@ -127,9 +138,59 @@ def samples_per_shard(seqs, jobs, opt: ShardOptions) -> int:
     return max(1, min(opt.max_samples_per_shard, int(opt.max_shard_mb * 2**20 // size)))
 
 
+def check_depth_units(seqs: list[SequenceSpec], unit_hint: str | None = "--factor", frames_per_sequence: int = 3,
+                      plausible: tuple[float, float] = PLAUSIBLE_METRIC_DEPTH, progress: bool = False) -> None:
+    """Refuse (ValueError, one line) the first metric-depth sequence whose sampled median is implausible.
+
+    Reads `frames_per_sequence` evenly spaced depth files of every sequence (through the sequence's own reader),
+    before anything is written. `unit_hint` names the flag that sets the units (None: the layout fixes them).
+    """
+    for seq in tqdm(seqs, desc="depth units", unit="seq", disable=not progress or len(seqs) < 20):
+        if seq.depths is None or seq.depth_kind != "metric_depth" or seq.units != "m":
+            continue
+        n = len(seq.depths)
+        picks = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, frames_per_sequence))})
+        values = np.concatenate([valid_values(read_sequence_depth(seq, i)) for i in picks])
+        why = implausible_metric_depth(values, seq.units, plausible)
+        if why:
+            change = f"change {unit_hint} or " if unit_hint else ""
+            raise ValueError(f"{seq.dataset}/{seq.name}: {why} in {len(picks)} sampled frames; "
+                             f"{change}pass --allow-depth-range if this is right")
+
+
+def sequence_report(paths: list[str]) -> dict[str, DepthStats]:
+    """Per-sequence depth statistics of complete shards, merged from their indexes."""
+    out: dict[str, DepthStats] = {}
+    for path in paths:
+        for name, d in ((read_index(path) or {}).get("depth_stats") or {}).items():
+            s = DepthStats.from_dict(d)
+            if name in out:
+                out[name].merge(s)
+            else:
+                out[name] = s
+    return out
+
+
+def dataset_report(per_sequence: dict[str, DepthStats]) -> dict[str, dict]:
+    """Per-dataset summaries (min, median, max, valid fraction) of per-sequence statistics."""
+    merged: dict[str, DepthStats] = {}
+    for name, s in per_sequence.items():
+        ds = name.split("/", 1)[0]
+        merged.setdefault(ds, DepthStats(s.kind, s.units)).merge(s)
+    return {ds: s.summary() for ds, s in merged.items()}
+
+
 def write_shards(seqs: list[SequenceSpec], out_dir: str, prefix: str, opt: ShardOptions, workers: int = 1,
-                 progress: bool = True) -> dict:
-    """Write `<out_dir>/<prefix>-NNNNNN.tar` (+ .index.json); returns a summary (shards written/skipped)."""
+                 progress: bool = True, check_units: bool = True, unit_hint: str | None = "--factor",
+                 report: Callable[[str], None] | None = None) -> dict:
+    """Write `<out_dir>/<prefix>-NNNNNN.tar` (+ .index.json); returns a summary (shards written/skipped).
+
+    Before writing, metric depth with an implausible median is refused (`check_depth_units`) unless
+    check_units is False; after writing, `report` (default: stderr) gets one line per sequence with its depth
+    range and valid fraction, from the shard indexes (so a resumed run reports what all shards hold).
+    """
+    if check_units:
+        check_depth_units(seqs, unit_hint, progress=progress)
     jobs = plan_jobs(seqs, opt)
     if not jobs:
         raise ValueError(f"no samples: {len(seqs)} sequences are all shorter than a clip "
@@ -157,5 +218,9 @@ def write_shards(seqs: list[SequenceSpec], out_dir: str, prefix: str, opt: Shard
                 fut.result()  # re-raises a worker's error (finished shards stay complete: a rerun resumes)
                 bar.update()
     bar.close()
+    per_sequence = sequence_report(paths)
+    report = report or (lambda line: print(line, file=sys.stderr))
+    for name in sorted(per_sequence):
+        report(per_sequence[name].describe(name))
     return {"shards": paths, "samples": len(jobs), "samples_per_shard": n, "written": len(todo),
-            "skipped_complete": skipped, "sequences": len(seqs)}
+            "skipped_complete": skipped, "sequences": len(seqs), "depth": dataset_report(per_sequence)}

@@ -14,9 +14,9 @@ import lightning as L
 import torch
 import webdataset as wds
 
+from ..io import rank_world
 from .datasets import TrainStream, ValStream
 from .shards import count_samples, expand_shards
-from .streams import dist_info
 from .synthetic_scenes import generate_synthetic_shards
 from .transforms import AugmentConfig
 
@@ -128,7 +128,7 @@ class VideoDepthDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
             return trainer.global_rank, trainer.world_size
-        return dist_info()
+        return rank_world(from_environment=True)
 
     def _loader_kw(self, workers: int) -> dict:
         kw = dict(batch_size=None, num_workers=workers, pin_memory=self.hp.pin_memory and torch.cuda.is_available())

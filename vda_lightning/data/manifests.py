@@ -9,13 +9,11 @@ import csv
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from ..files import natural_key
-from .depth_io import DEPTH_EXTENSIONS
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+from ..io import DEPTH_EXTENSIONS, IMAGE_EXTENSIONS, list_files, natural_key, read_benchmark_index, read_npy
 
 
 @dataclass
@@ -29,8 +27,12 @@ class SequenceSpec:
     depth_kind: str = "metric_depth"
     units: str = "m"
     K: np.ndarray | None = None              # (3, 3), or (N, 3, 3) per frame
-    poses: np.ndarray | None = None          # (N, 4, 4) camera-to-world
+    poses: np.ndarray | None = None          # (N, 4, 4) camera-to-world, OpenCV axes (x right, y down, z forward)
     extra: dict = field(default_factory=dict)
+    # How a depth file becomes depth in `units`: None reads it with `io.read_depth(path, factor)`; else a
+    # picklable callable reader(path, frame index) -> float32 (H, W) (a dataset's own encoding, invalid = 0/NaN).
+    # Its repr() enters the shard spec hash, so it must describe every parameter (a dataclass does).
+    reader: Any = None
 
     def check(self) -> SequenceSpec:
         n = len(self.frames)
@@ -52,14 +54,12 @@ class SequenceSpec:
 
 
 def _files(folder: str, exts: tuple[str, ...]) -> list[str]:
-    if not os.path.isdir(folder):
-        return []
-    return sorted((os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(exts)), key=natural_key)
+    return [str(p) for p in list_files(folder, exts)]
 
 
 def _load_matrix_file(path: str) -> np.ndarray:
     if path.endswith(".npy"):
-        return np.load(path, allow_pickle=False)
+        return read_npy(path, "camera matrix file")
     return np.loadtxt(path, dtype=np.float64, ndmin=2)
 
 
@@ -155,28 +155,20 @@ def _read_csv_manifest(path, base, factor, depth_kind) -> list[SequenceSpec]:
 
 
 def read_benchmark_json(path: str, datasets: list[str] | None = None) -> list[SequenceSpec]:
-    """The benchmark layout written by the published `benchmark/dataset_extract/*.py`:
-    {dataset: [{sequence: [{image, gt_depth, factor, [K 4x4], [pose 4x4]}]}]}, paths relative to the JSON's
-    folder; frame order as listed."""
-    base = os.path.dirname(os.path.abspath(path))
-    with open(path) as f:
-        doc = json.load(f)
+    """The published benchmark index (`vda_lightning.io.read_benchmark_index`) as sequence specs, in file order;
+    `datasets` keeps only those top-level keys. One depth factor per sequence."""
     out = []
-    for ds, seq_list in doc.items():
-        if datasets and ds not in datasets:
-            continue
-        for entry in seq_list:
-            for name, frames in entry.items():
-                K = [fr["K"] for fr in frames] if all("K" in fr for fr in frames) else None
-                poses = [fr["pose"] for fr in frames] if all("pose" in fr for fr in frames) else None
-                factors = {float(fr.get("factor", 1.0)) for fr in frames}
-                if len(factors) != 1:
-                    raise ValueError(f"{path}: sequence {name} mixes depth factors {sorted(factors)}")
-                out.append(SequenceSpec(ds, name, [_abs(base, fr["image"]) for fr in frames],
-                                        [_abs(base, fr["gt_depth"]) for fr in frames], None, factors.pop(),
-                                        "metric_depth", "m", K, poses).check())
-    if not out:
-        raise ValueError(f"{path}: no sequences (datasets filter: {datasets})")
+    for seq in read_benchmark_index(path, datasets):
+        factors = {fr.factor for fr in seq.frames}
+        if len(factors) > 1:
+            raise ValueError(f"{path}: sequence {seq.name} mixes depth factors {sorted(factors)}")
+        frames = seq.frames
+        K = [fr.K for fr in frames] if all(fr.K is not None for fr in frames) else None
+        poses = [fr.pose for fr in frames] if all(fr.pose is not None for fr in frames) else None
+        base = os.path.abspath(seq.root)
+        out.append(SequenceSpec(seq.dataset, seq.name, [_abs(base, fr.image) for fr in frames],
+                                [_abs(base, fr.gt_depth) for fr in frames], None, factors.pop() if factors else 1.0,
+                                "metric_depth", "m", K, poses).check())
     return out
 
 

@@ -1,8 +1,8 @@
 """Write shards atomically with a per-shard index, find shards from patterns, read the indexes back.
 
 A shard `NAME.tar` is complete when `NAME.index.json` exists beside it and describes it (same byte size, and
-the same `spec_hash` when the writer was given one). Both files are written to temporary names and moved in
-place with os.replace, tar first, so a crash never leaves a complete-looking but partial shard.
+the same `spec_hash` when the writer was given one). Both files are written atomically (`vda_lightning.io`), tar
+first, so a crash never leaves a complete-looking but partial shard.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from collections import Counter
 
 import braceexpand
 
-from ..files import write_bytes_atomic
+from ..io import AtomicWrite, write_bytes_atomic
+from .depth_stats import DepthStats
 from .format import FORMAT_VERSION, ClipRecord, encode_record, sample_key
 
 
@@ -48,13 +49,13 @@ class ShardWriter:
         self.spec_hash = spec_hash
         self.encode_kw = dict(frame_format=frame_format, depth_encoding=depth_encoding,
                               depth_scale=depth_scale, jpeg_quality=jpeg_quality)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._tmp = f"{path}.tmp{os.getpid()}"
-        self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)
+        self._target = AtomicWrite(path)
+        self._tar = tarfile.open(self._target.tmp, "w", format=tarfile.USTAR_FORMAT)
         self.keys: list[str] = []
         self.num_frames = 0
         self.types: Counter = Counter()
         self.datasets: Counter = Counter()
+        self.depth_stats: dict[str, DepthStats] = {}  # "<dataset>/<sequence>" -> what was written
 
     def write(self, rec: ClipRecord) -> str:
         key = rec.key or sample_key(rec.dataset, rec.sequence, len(self.keys))
@@ -69,22 +70,25 @@ class ShardWriter:
         self.num_frames += rec.num_frames
         self.types[rec.sample_type] += 1
         self.datasets[rec.dataset] += 1
+        if rec.depth is not None:
+            name = f"{rec.dataset}/{rec.sequence}"
+            self.depth_stats.setdefault(name, DepthStats(rec.depth_kind, rec.depth_units)).add(rec.depth, rec.mask)
         return key
 
     def close(self) -> dict:
         self._tar.close()
-        os.replace(self._tmp, self.path)
+        self._target.commit()
         index = {"format_version": FORMAT_VERSION, "shard": os.path.basename(self.path),
                  "num_samples": len(self.keys), "num_frames": self.num_frames,
                  "sample_types": dict(self.types), "datasets": dict(self.datasets),
-                 "bytes": os.path.getsize(self.path), "spec_hash": self.spec_hash, "keys": self.keys}
+                 "bytes": os.path.getsize(self.path), "spec_hash": self.spec_hash, "keys": self.keys,
+                 "depth_stats": {k: v.as_dict() for k, v in self.depth_stats.items()}}
         write_bytes_atomic(index_path(self.path), json.dumps(index, indent=1).encode())
         return index
 
     def abort(self) -> None:
         self._tar.close()
-        if os.path.exists(self._tmp):
-            os.remove(self._tmp)
+        self._target.abort()
 
     def __enter__(self):
         return self

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
 import tarfile
 from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from webdataset.gopen import gopen
 
 from .format import SKIP_REASONS, SampleError
@@ -31,13 +29,6 @@ from .format import SKIP_REASONS, SampleError
 log = logging.getLogger("vda_lightning.data")
 COUNTER_NAMES = ("ok",) + SKIP_REASONS
 _NAME = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's key/extension split: key ends at the first dot
-
-
-def dist_info() -> tuple[int, int]:
-    """(rank, world_size) from torch.distributed, else the launcher's environment, else (0, 1)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def reader_slot(rank: int, world_size: int) -> tuple[int, int, int]:

@@ -160,9 +160,10 @@ def texture(mat: dict, ids: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return np.clip(0.8 * pat + 0.2 * (0.5 + 0.5 * np.sin(0.7 * u + 0.9 * v + ph[:, 3])), 0, 1)
 
 
-def render_frame(scene: dict, t: int, K: np.ndarray, height: int, width: int):
-    """(rgb uint8 (H,W,3), z-depth float32 (H,W) with 0 for sky, c2w (4,4)) of frame t of a scene."""
-    c2w = camera_pose(scene["cam"], t)
+def render_frame(scene: dict, t: int, K: np.ndarray, height: int, width: int, c2w: np.ndarray | None = None):
+    """(rgb uint8 (H,W,3), z-depth float32 (H,W) with 0 for sky, c2w (4,4)) of frame t of a scene, seen from the
+    scene's camera path or from `c2w` (camera-to-world, OpenCV axes) when given."""
+    c2w = camera_pose(scene["cam"], t) if c2w is None else np.asarray(c2w, np.float64)
     vs, us = np.mgrid[0:height, 0:width]
     d_cam = np.stack([(us - K[0, 2]) / K[0, 0], (vs - K[1, 2]) / K[1, 1], np.ones_like(us, float)], -1)
     d = d_cam.reshape(-1, 3) @ c2w[:3, :3].T

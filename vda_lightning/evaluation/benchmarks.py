@@ -1,4 +1,4 @@
-"""The benchmark registry: every published setting in one declarative table, and the JSON reader.
+"""The benchmark registry: every published setting in one declarative table, and the sequences to score.
 
 Layout (what `vda-prepare-benchmark` writes and the published extractors wrote):
 `<root>/<dataset>/<json_name>` = {"<dataset>": [{"<sequence>": [{"image", "gt_depth", "factor"[, "K", "pose"]},
@@ -22,9 +22,10 @@ Protocol quirks reproduced on purpose (published `benchmark/eval/eval.py`, `eval
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..io.benchmark_json import BenchmarkError, Sequence, read_benchmark_index
 
 Crop = tuple  # (row_start, row_stop, col_start, col_stop), Python slice bounds, None = open
 
@@ -94,28 +95,6 @@ TAE_SETTINGS: dict[str, TAESpec] = {"scannet": TAESpec(
     crop=(8, -8, 11, -11), max_depth=10.0, frame_range=(10, 180), max_sequences=20)}
 
 
-class BenchmarkError(ValueError):
-    """A benchmark that cannot be read; the message names the file and the cause."""
-
-
-@dataclass
-class Frame:
-    image: str
-    gt_depth: str
-    factor: float
-    K: list | None = None
-    pose: list | None = None
-
-
-@dataclass
-class Sequence:
-    dataset: str
-    name: str
-    root: Path                       # <benchmark root>/<dataset>
-    json_path: Path
-    frames: list[Frame] = field(default_factory=list)
-
-
 def get_benchmark(name: str) -> BenchmarkSpec:
     if name not in BENCHMARKS:
         raise BenchmarkError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
@@ -123,36 +102,13 @@ def get_benchmark(name: str) -> BenchmarkSpec:
 
 
 def read_sequences(json_path: Path, dataset: str, need_pose: bool = False) -> list[Sequence]:
-    """All sequences of a published-layout JSON, sorted by name; frames keep their JSON order."""
+    """All sequences of a published-layout JSON (`io.read_benchmark_index`), sorted by name; frames keep their
+    JSON order."""
     json_path = Path(json_path)
     if not json_path.is_file():
         raise BenchmarkError(f"{json_path}: benchmark index not found (run vda-prepare-benchmark, or check "
                              "--benchmark-root)")
-    try:
-        data = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BenchmarkError(f"{json_path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get(dataset), list):
-        raise BenchmarkError(f"{json_path}: expected a top-level key {dataset!r} holding a list of sequences")
-    sequences = []
-    for item in data[dataset]:
-        for name, entries in item.items():
-            frames = []
-            for i, e in enumerate(entries):
-                missing = [k for k in ("image", "gt_depth", "factor") if k not in e]
-                if need_pose:
-                    missing += [k for k in ("K", "pose") if k not in e]
-                if missing:
-                    raise BenchmarkError(f"{json_path}: sequence {name!r} frame {i} lacks {', '.join(missing)}"
-                                         + (" (needed for TAE)" if need_pose else ""))
-                frames.append(Frame(e["image"], e["gt_depth"], float(e["factor"]), e.get("K"), e.get("pose")))
-            sequences.append(Sequence(dataset, name, json_path.parent, json_path, frames))
-    if not sequences:
-        raise BenchmarkError(f"{json_path}: no sequences under key {dataset!r}")
-    names = [s.name for s in sequences]
-    if len(set(names)) != len(names):
-        raise BenchmarkError(f"{json_path}: duplicate sequence names")
-    return sorted(sequences, key=lambda s: s.name)
+    return sorted(read_benchmark_index(json_path, [dataset], need_pose), key=lambda s: s.name)
 
 
 def load_benchmark(root: Path, spec: BenchmarkSpec) -> list[Sequence]:

@@ -12,8 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
+from ..io import rank_world
 from .benchmarks import BENCHMARKS, BenchmarkError
-from .distributed import init_from_environment, launch, rank_and_world
+from .distributed import init_from_environment, launch
 from .report import load_results, markdown_table, skipped_frames_note, write_results
 
 log = logging.getLogger("vda_lightning.evaluation")
@@ -66,7 +67,7 @@ def _source(args):
     from .distributed import device_for_rank
     from .predictions import ModelPredictions
 
-    rank, world = rank_and_world()
+    rank, world = rank_world()
     if world > 1:
         device = str(device_for_rank())
     else:
@@ -83,7 +84,7 @@ def run(args) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = evaluate(args.benchmark_root, args.benchmark_list, _source(args), tae=args.tae,
                        progress=not args.no_progress)
-    rank, world = rank_and_world()
+    rank, world = rank_world()
     results["meta"] = {"label": _label(args), "benchmark_root": str(args.benchmark_root), "processes": world,
                        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
                        "predictions": str(args.predictions) if args.predictions else None,

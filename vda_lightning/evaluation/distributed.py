@@ -13,21 +13,17 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..io import rank_world
+
 
 def shard_indices(count: int, rank: int, world_size: int) -> range:
     """Round-robin split: every index exactly once, no padding (a padded sampler would count a sequence twice)."""
     return range(rank, count, world_size)
 
 
-def rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's `obj`, in rank order (just `[obj]` without a process group)."""
-    rank, world = rank_and_world()
+    rank, world = rank_world()
     if world == 1:
         return [obj]
     out: list[Any] = [None] * world

@@ -13,18 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 
-from ..files import atomic_path
-from .benchmarks import BenchmarkError, Sequence
-from .sequences import _load_npy, prediction_relpath
+from ..io import read_frames, read_npy, save_npy_atomic
+from ..io.benchmark_json import BenchmarkError, Sequence
+from .sequences import prediction_relpath
 
 log = logging.getLogger(__name__)
 
 
 def read_prediction(path: Path) -> np.ndarray:
-    pred = _load_npy(path, "prediction").astype(np.float32)
+    pred = read_npy(path, "prediction").astype(np.float32)
     if pred.ndim != 2:
         raise BenchmarkError(f"{path}: prediction must be an (H,W) array, got shape {pred.shape}")
     if not np.isfinite(pred).all():
@@ -50,24 +49,9 @@ class NpyPredictions:
         return read_prediction(path) if path.is_file() else None
 
 
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array)
-
-
 def read_rgb_frames(sequence: Sequence) -> np.ndarray:
-    frames, shape0 = [], None
-    for frame in sequence.frames:
-        path = sequence.root / frame.image
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-        if bgr is None:
-            raise BenchmarkError(f"{path}: image missing or unreadable")
-        if shape0 is not None and bgr.shape != shape0:
-            raise BenchmarkError(f"{path}: image is {bgr.shape[1]}x{bgr.shape[0]}, but the sequence's first "
-                                 f"frame is {shape0[1]}x{shape0[0]}")
-        shape0 = bgr.shape
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return np.stack(frames)
+    """(L, H, W, 3) uint8 RGB of every frame the JSON lists, all of one size."""
+    return np.stack(list(read_frames(sequence.root / frame.image for frame in sequence.frames)))
 
 
 class ModelPredictions:

@@ -21,7 +21,6 @@ Frames are paired by natural sort order (Bonn's RGB and depth time stamps differ
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -30,17 +29,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..files import natural_key, write_text_atomic
+from ..io import ReadError, list_files, read_depth, write_json_atomic
+from ..io.depth import DPT_TAG
 from .benchmarks import BENCHMARKS, TAE_SETTINGS, BenchmarkError
 
-SINTEL_TAG = 202021.25
 SINTEL_FACTOR = 65535 / 650
 
 
 def _listing(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     if not folder.is_dir():
         raise BenchmarkError(f"{folder}: expected folder not found")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in suffixes), key=lambda p: natural_key(p.name))
+    files = list_files(folder, suffixes)
     if not files:
         raise BenchmarkError(f"{folder}: no {'/'.join(suffixes)} files")
     return files
@@ -98,7 +97,7 @@ def write_index(dataset_dir: Path, dataset: str, json_name: str, frames: tuple, 
             entries.append(entry)
         data.append({seq.name: entries})
     path = dataset_dir / json_name
-    write_text_atomic(path, json.dumps({dataset: data}, indent=1) + "\n")
+    write_json_atomic(path, {dataset: data})
     return path
 
 
@@ -177,23 +176,11 @@ def prepare_nyuv2(raw: Path, out: Path) -> list[Path]:
     return [write_index(dst, "nyuv2", name, frames, "rgb", 6000.0) for name, frames in _indices_for("nyuv2")]
 
 
-def read_sintel_depth(path: Path) -> np.ndarray:
-    with open(path, "rb") as f:
-        tag = np.fromfile(f, np.float32, 1)
-        if tag.size != 1 or tag[0] != SINTEL_TAG:
-            raise BenchmarkError(f"{path}: not a Sintel .dpt file (bad tag)")
-        width, height = (int(v) for v in np.fromfile(f, np.int32, 2))
-        data = np.fromfile(f, np.float32)
-    if width <= 0 or height <= 0 or data.size != width * height:
-        raise BenchmarkError(f"{path}: .dpt size {width}x{height} does not match its {data.size} values")
-    return data.reshape(height, width)
-
-
 def read_sintel_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(K 3x3, camera-to-world 4x4) from a Sintel .cam file (world-to-camera 3x4 stored)."""
     with open(path, "rb") as f:
         tag = np.fromfile(f, np.float32, 1)
-        if tag.size != 1 or tag[0] != SINTEL_TAG:
+        if tag.size != 1 or tag[0] != np.float32(DPT_TAG):
             raise BenchmarkError(f"{path}: not a Sintel .cam file (bad tag)")
         K = np.fromfile(f, np.float64, 9).reshape(3, 3)
         extrinsic = np.eye(4)
@@ -208,7 +195,7 @@ def prepare_sintel(raw: Path, out: Path) -> list[Path]:
     for seq in tqdm(_subdirs(raw / "clean"), desc="sintel", unit="seq"):
         for image in _listing(seq, (".png",)):
             _copy(image, dst / seq.name / "clean" / image.name)
-            depth = read_sintel_depth(raw / "depth" / seq.name / (image.stem + ".dpt"))
+            depth = read_depth(raw / "depth" / seq.name / (image.stem + ".dpt"))
             raw16 = np.clip(np.round(depth.astype(np.float64) * SINTEL_FACTOR), 0, 65535).astype(np.uint16)
             _write_image(dst / seq.name / "depth" / (image.stem + ".png"), raw16)
             cam = raw / "camdata_left" / seq.name / (image.stem + ".cam")
@@ -248,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             paths = {"bonn": prepare_bonn, "nyuv2": prepare_nyuv2, "sintel": prepare_sintel}[args.dataset](
                 args.raw, args.out)
-    except BenchmarkError as e:
+    except ReadError as e:  # BenchmarkError included
         print(f"vda-prepare-benchmark: error: {e}", file=sys.stderr)
         return 2
     for path in paths:

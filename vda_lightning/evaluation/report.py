@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from ..files import write_text_atomic
+from ..io import write_text_atomic
 
 _TITLES = {"kitti": "KITTI", "scannet": "ScanNet", "bonn": "Bonn", "nyuv2": "NYUv2", "sintel": "Sintel"}
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..io import rank_world
 from .benchmarks import TAE_SETTINGS, BenchmarkSpec, TAESpec, get_benchmark, load_benchmark, load_tae_benchmark
-from .distributed import device_for_rank, gather_objects, rank_and_world, shard_indices
+from .distributed import device_for_rank, gather_objects, shard_indices
 from .metrics import DepthMetrics, TAEMetric
 from .predictions import PredictionSource
 from .sequences import accuracy_arrays, tae_arrays
@@ -34,7 +35,7 @@ def _check_count(name: str, metric, expected: int) -> None:
 
 def evaluate_depth(root: Path, spec: BenchmarkSpec, source: PredictionSource, progress: bool = True) -> dict:
     sequences = load_benchmark(root, spec)
-    rank, world = rank_and_world()
+    rank, world = rank_world()
     device = device_for_rank()
     metric = DepthMetrics(max_depth=spec.max_depth).to(device)
     local = []
@@ -63,7 +64,7 @@ def evaluate_depth(root: Path, spec: BenchmarkSpec, source: PredictionSource, pr
 
 def evaluate_tae(root: Path, spec: TAESpec, source: PredictionSource, progress: bool = True) -> dict:
     sequences = load_tae_benchmark(root, spec)
-    rank, world = rank_and_world()
+    rank, world = rank_world()
     device = device_for_rank()
     metric = TAEMetric(max_depth=spec.max_depth).to(device)
     local = []

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .benchmarks import BenchmarkError, BenchmarkSpec, Frame, Sequence, TAESpec
+from ..io import read_depth
+from ..io.benchmark_json import BenchmarkError, Frame, Sequence
+from .benchmarks import BenchmarkSpec, TAESpec
 
 if TYPE_CHECKING:
     from .predictions import PredictionSource
@@ -26,29 +28,6 @@ def prediction_relpath(dataset: str, image: str) -> Path:
     """`<dataset>/<image path>` with the image suffix replaced by `.npy` (the published toolkit's layout)."""
     path = Path(dataset) / image
     return path.with_suffix(".npy") if path.suffix.lower() in IMAGE_SUFFIXES else path.with_name(path.name + ".npy")
-
-
-def read_gt_depth(path: Path, factor: float) -> np.ndarray:
-    """Depth in metres (float64) from a 16-bit PNG (or .npy); 0 where the sensor had nothing."""
-    path = Path(path)
-    if path.suffix == ".npy":
-        raw = _load_npy(path, "ground-truth depth")
-    else:
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
-        if raw is None:
-            raise BenchmarkError(f"{path}: ground-truth depth missing or unreadable")
-    if raw.ndim != 2:
-        raise BenchmarkError(f"{path}: ground-truth depth must be single-channel, got shape {raw.shape}")
-    return raw / factor
-
-
-def _load_npy(path: Path, what: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise BenchmarkError(f"{path}: {what} not found") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise BenchmarkError(f"{path}: {what} is not a readable .npy file ({e})") from None
 
 
 def resize_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -77,7 +56,8 @@ def _load_frames(sequence: Sequence, indices: range, source: PredictionSource, c
             missing.append(str(prediction_relpath(sequence.dataset, frame.image)))
             continue
         gt_path = sequence.root / frame.gt_depth
-        gt = read_gt_depth(gt_path, frame.factor)
+        # metres in float64, as the published `cv2.imread(path, -1) / factor`; 0 where the sensor had nothing
+        gt = read_depth(gt_path, frame.factor, dtype=np.float64, what="ground-truth depth")
         if shape0 is None:
             shape0, first = gt.shape, gt_path
         elif gt.shape != shape0:

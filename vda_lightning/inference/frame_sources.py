@@ -1,4 +1,5 @@
-"""Lazy frame sources: video files through PyAV, folders of PNG/JPEG frames in natural order.
+"""Lazy frame sources for inference: video files and folders of image frames (natural order), read through
+`vda_lightning.io`, with the published `run.py` front-end options (max_res, max_len, target_fps).
 
 Each source yields uint8 RGB (H, W, 3) frames one at a time and can be iterated again (the writers
 make a second pass for the side-by-side video and the point clouds). Problems become an `InputError`
@@ -9,12 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from ..files import natural_key
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+from ..io import IMAGE_EXTENSIONS, ReadError, iter_video_frames, list_files, probe_video, read_frames
 
 
 class InputError(ValueError):
@@ -33,6 +31,8 @@ def limited_size(height: int, width: int, max_res: int) -> tuple[int, int]:
 def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if frame.shape[:2] == size:
         return frame
+    import cv2
+
     return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)  # area: alias-free downscale
 
 
@@ -63,15 +63,18 @@ class FrameSource:
     def __iter__(self) -> Iterator[np.ndarray]:
         kept = 0
         size = None
-        for i, frame in enumerate(self._raw_frames()):
-            if i % self.stride:
-                continue
-            if 0 <= self.max_len <= kept:
-                break
-            if size is None:
-                size = limited_size(*frame.shape[:2], self.max_res)
-            yield _resize(frame, size)
-            kept += 1
+        try:
+            for i, frame in enumerate(self._raw_frames()):
+                if i % self.stride:
+                    continue
+                if 0 <= self.max_len <= kept:
+                    break
+                if size is None:
+                    size = limited_size(*frame.shape[:2], self.max_res)
+                yield _resize(frame, size)
+                kept += 1
+        except ReadError as e:
+            raise InputError(str(e)) from None
         if kept == 0:
             raise InputError(f"{self.path}: contains no frames")
 
@@ -79,20 +82,11 @@ class FrameSource:
 class VideoSource(FrameSource):
     def __init__(self, path, **kw):
         super().__init__(path, **kw)
-        import av
-
         try:
-            with av.open(str(self.path)) as container:
-                if not container.streams.video:
-                    raise InputError(f"{self.path}: not a video (no video stream)")
-                stream = container.streams.video[0]
-                self.native_fps = float(stream.average_rate or 30.0)
-                self._frames_hint = int(stream.frames or 0) or None
-        except InputError:
-            raise
-        except Exception as e:  # PyAV raises InvalidDataError & co. on non-media files
-            raise InputError(f"{self.path}: not a readable video ({type(e).__name__}: {e})".replace("\n",
-                                                                                                    " ")) from None
+            info = probe_video(self.path)
+        except ReadError as e:
+            raise InputError(str(e)) from None
+        self.native_fps, self._frames_hint = info.fps, info.frames
 
     def expected_frames(self) -> int | None:
         if self._frames_hint is None:
@@ -101,44 +95,22 @@ class VideoSource(FrameSource):
         return n if self.max_len < 0 else min(n, self.max_len)
 
     def _raw_frames(self) -> Iterator[np.ndarray]:
-        import av
-
-        with av.open(str(self.path)) as container:
-            decoded = 0
-            try:
-                for frame in container.decode(video=0):
-                    yield frame.to_ndarray(format="rgb24")
-                    decoded += 1
-            except av.FFmpegError as e:
-                raise InputError(f"{self.path}: cannot decode frame {decoded} ({e})".replace("\n", " ")) from None
+        return iter_video_frames(self.path)
 
 
 class FolderSource(FrameSource):
     def __init__(self, path, **kw):
         super().__init__(path, **kw)
-        self.files = sorted(
-            (p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-            key=lambda p: natural_key(p.name),
-        )
+        self.files = list_files(self.path, IMAGE_EXTENSIONS)
         if not self.files:
-            raise InputError(f"{self.path}: folder contains no PNG/JPEG frames")
+            raise InputError(f"{self.path}: folder contains no image frames ({', '.join(IMAGE_EXTENSIONS)})")
 
     def expected_frames(self) -> int | None:
         n = -(-len(self.files) // self.stride)
         return n if self.max_len < 0 else min(n, self.max_len)
 
     def _raw_frames(self) -> Iterator[np.ndarray]:
-        first = None
-        for file in self.files:
-            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
-            if image is None:
-                raise InputError(f"{file}: unreadable image (corrupt or not PNG/JPEG)")
-            if first is None:
-                first = image.shape
-            elif image.shape != first:
-                raise InputError(f"{file}: frame size {image.shape[1]}x{image.shape[0]} differs from the first "
-                                 f"frame's {first[1]}x{first[0]}")
-            yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return read_frames(self.files)
 
 
 def open_source(path, max_res: int = 1280, max_len: int = -1, target_fps: float = -1) -> FrameSource:

@@ -4,12 +4,12 @@ Depth maps are appended to a float32 spool file as they become final (while a ru
 which is the exact global range by the end). Everything else is produced from the spool afterwards:
 the npz is assembled from it chunk by chunk, and the per-frame folders (png16, exr, ply) and the
 side-by-side mp4 are written in one more pass (the mp4 and the point clouds re-decode the input for
-the colours). Every output goes to a temporary name first and is renamed when complete.
+the colours). Every output goes to a temporary name first and is renamed when complete (`vda_lightning.io`:
+`atomic_path` for the npz, an `AtomicWrite` folder for each per-frame folder).
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..io import AtomicWrite, atomic_path
 
 FORMATS = ("npz", "png16", "exr", "vis", "ply")
 
@@ -54,40 +56,13 @@ class DepthSpool:
         self.path.unlink(missing_ok=True)
 
 
-def partial_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
-
-
 def write_npz(spool: DepthSpool, path: Path, chunk: int = 1 << 24):
     """An np.load-able npz with key `depths` (float32 (T, H, W)), streamed from the spool."""
-    tmp = partial_name(path)
     header = {"descr": "<f4", "fortran_order": False, "shape": (spool.count, *spool.shape)}
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         with zf.open("depths.npy", "w", force_zip64=True) as out, open(spool.path, "rb") as src:
             np.lib.format.write_array_header_2_0(out, header)
             shutil.copyfileobj(src, out, chunk)
-    os.replace(tmp, path)
-
-
-class FrameFolder:
-    """A folder of per-frame files built under a temporary name and renamed as a whole."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.tmp = partial_name(path)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-
-    def file(self, name: str) -> str:
-        return str(self.tmp / name)
-
-    def commit(self):
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        os.replace(self.tmp, self.path)
-
-    def abort(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def png16_scale(vmax: float) -> float:
@@ -135,7 +110,7 @@ def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable
     if "npz" in formats:
         write_npz(spool, out_dir / f"{name}_depths.npz")
         written.append(out_dir / f"{name}_depths.npz")
-    folders = {f: FrameFolder(out_dir / f"{name}_{f}") for f in ("png16", "exr", "ply") if f in formats}
+    folders = {f: AtomicWrite(out_dir / f"{name}_{f}", folder=True) for f in ("png16", "exr", "ply") if f in formats}
     video = None
     if "vis" in formats:
         from ..viz import VideoWriter
@@ -179,10 +154,10 @@ def _per_frame_pass(spool, folders, video, source, focal):
         rgb = next(rgb_frames) if needs_rgb else None
         if "png16" in folders:
             png = np.clip(np.round(depth.astype(np.float64) * scale), 0, 65535).astype(np.uint16)
-            cv2.imwrite(folders["png16"].file(f"{i:06d}.png"), png)
+            cv2.imwrite(str(folders["png16"].tmp / f"{i:06d}.png"), png)
         if "exr" in folders:
-            write_exr(folders["exr"].file(f"{i:06d}.exr"), depth)
+            write_exr(str(folders["exr"].tmp / f"{i:06d}.exr"), depth)
         if "ply" in folders:
-            write_ply(folders["ply"].file(f"{i:06d}.ply"), point_cloud(depth, rgb, *focal))
+            write_ply(str(folders["ply"].tmp / f"{i:06d}.ply"), point_cloud(depth, rgb, *focal))
         if video is not None:
             video.write(side_by_side(rgb, colorize(depth, spool.vmin, spool.vmax)))

@@ -73,9 +73,10 @@ def build_image_model(encoder: str = "vits") -> DepthAnythingV2:
 
 
 def video_model_from_image_model(image_model: DepthAnythingV2) -> VideoDepthAnything:
-    """The paper's initialisation: DAv2 weights, fresh temporal modules with zero output projections."""
+    """The paper's initialisation: DAv2 weights, fresh temporal modules with zero output projections
+    (the key mapping is `checkpoints.dav2_to_video`)."""
+    from ..checkpoints.adapt import dav2_to_video  # checkpoints builds on models: imported on use
+
     video = VideoDepthAnything(image_model.config)
-    video.pretrained.load_state_dict(image_model.pretrained.state_dict())
-    missing, unexpected = video.head.load_state_dict(image_model.depth_head.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("motion_modules.") for k in missing)
+    video.load_state_dict(dav2_to_video(image_model.state_dict(), video.state_dict()), strict=True)
     return video

@@ -5,7 +5,7 @@ import os
 
 from lightning.pytorch.cli import SaveConfigCallback
 
-from ..files import write_bytes_atomic
+from ..io import write_bytes_atomic
 
 
 class SaveConfigBesideCheckpoints(SaveConfigCallback):

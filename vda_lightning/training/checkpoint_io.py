@@ -7,7 +7,7 @@ import torch
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ..files import write_bytes_atomic
+from ..io import write_bytes_atomic
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

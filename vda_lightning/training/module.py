@@ -5,9 +5,7 @@ The DINOv2 encoder is frozen (no gradients, always in eval mode, run under no_gr
 Video batches get `VideoDepthLoss` (spatial 1.0 + TGM 10.0); image batches enter as one-frame clips and get the
 distillation loss (0.5) against stored pseudo-labels or an online frozen teacher.
 
-Checkpoints (format read by `vda_lightning.load_model`): `state_dict` holds `model.head.*` (+ `model.pretrained.*`
-only when the encoder is embedded); `checkpoint["vda"] = {"config", "encoder_source": {"path", "sha256"} | None,
-"prefix": "model."}`; `checkpoint["vda_ema"]` the EMA shadow; `checkpoint["vda_counters"]` the skip counters.
+Checkpoints follow the contract in `vda_lightning.checkpoints` (its package docstring): `load_model` reads them.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..files import write_bytes_atomic
+from ..io import write_bytes_atomic
 
 
 def format_results_table(before: dict[str, dict] | None, after: dict[str, dict]) -> str:

@@ -1,0 +1,53 @@
+"""Checkpoints as read → adapt → build. This docstring is THE checkpoint contract; other modules refer here.
+
+Every file is read with `torch.load(weights_only=True)` or safetensors: a pickle that needs code to load is
+refused, never executed. Half-precision files are cast to float32.
+
+Files `load_model` accepts (the layout is recognised from the keys, not the file name):
+
+* published Video Depth Anything (`video_depth_anything_*.pth`, published `video_depth_anything/video_depth.py`):
+  `pretrained.*` (DINOv2) + `head.*` (spatio-temporal DPT head) — our `VideoDepthAnything` layout as is;
+* published Depth Anything V2 (`depth_anything_v2_*.pth`, published `depth_anything_v2/dpt.py`): `pretrained.*` +
+  `depth_head.*`, no temporal modules — loaded as a video model whose fresh temporal modules have zero output
+  projections (so it equals the image model frame by frame: the paper's initialisation), or as the image model;
+* `.safetensors` in either layout; `save_model` adds the metadata `encoder`, `metric` and `config` (JSON of
+  `ModelConfig.to_dict()`);
+* `.pth` written by `save_model`: a plain state dict in the published layout (loadable by the published code),
+  with the `ModelConfig` in a `<file>.json` sidecar;
+* Lightning checkpoints written by `vda-fit`: `state_dict` holds `model.head.*`, plus `model.pretrained.*` only
+  when the frozen encoder is embedded; `checkpoint["vda"] = {"config": ModelConfig.to_dict(), "encoder_source":
+  {"path": str, "sha256": str} | None, "prefix": "model."}` — a referenced encoder is read back from
+  `encoder_source["path"]` and must still have that sha256; `checkpoint["vda_ema"] = {"decay", "shadow": {head
+  parameter name: tensor}}` when trained with EMA; `checkpoint["vda_counters"]` the skipped-step counters;
+* any of these saved from a `DataParallel` / DDP wrapper (`module.` prefix).
+
+The model's config comes from our metadata (sidecar, safetensors metadata, `checkpoint["vda"]`); for published
+files the encoder size comes from `encoder=` or from the tensor shapes (embedding width), and `metric` from
+`metric=` or the published file name (`metric_video_depth_anything_*`). Building is strict: a checkpoint that does
+not fit raises one `CheckpointError` naming the file, the missing / unexpected key patterns, shape mismatches and
+the encoder size its shapes suggest.
+
+Modules: `read` (file → tensors + metadata), `adapt` (named key adapters between layouts), `build` (config,
+strict build, grouped errors), `save` (the published layout, atomically); `load_model` composes them.
+"""
+from .adapt import (
+    dataparallel_prefix,
+    dav2_to_video,
+    is_image_state_dict,
+    lightning_checkpoint,
+    published_vda,
+    video_to_image,
+)
+from .build import build_model, check_state_dict, infer_encoder, model_config
+from .load import load_image_model, load_model
+from .read import CheckpointError, RawCheckpoint, file_sha256, read, read_checkpoint
+from .save import published_state_dict, save_model
+
+__all__ = [
+    "CheckpointError", "RawCheckpoint", "file_sha256", "read", "read_checkpoint",
+    "dataparallel_prefix", "dav2_to_video", "is_image_state_dict", "lightning_checkpoint", "published_vda",
+    "video_to_image",
+    "build_model", "check_state_dict", "infer_encoder", "model_config",
+    "load_image_model", "load_model",
+    "published_state_dict", "save_model",
+]

@@ -1,0 +1,60 @@
+"""Adapt: small named functions that turn one key layout into another (state dicts in, state dicts out).
+
+Our modules use the published key names, so the published Video Depth Anything layout needs no renaming; the
+other layouts are brought to it (or, for the teacher, to the Depth Anything V2 image layout).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .read import CheckpointError
+
+IMAGE_HEAD, VIDEO_HEAD = "depth_head.", "head."
+TEMPORAL = ".motion_modules."  # the spatio-temporal head's temporal layers (head.motion_modules.{0..3}.*)
+
+
+def lightning_checkpoint(obj: dict, path: Path) -> tuple[dict, dict]:
+    """A `vda-fit` Lightning checkpoint → (model state dict without the module prefix, its "vda" info)."""
+    info = obj.get("vda") or {}
+    prefix = info.get("prefix", "model.")
+    sd = {k[len(prefix):]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)}
+    if not sd:
+        raise CheckpointError(f"{path}: Lightning checkpoint without model weights under {prefix!r}")
+    return sd, info
+
+
+def dataparallel_prefix(sd: dict) -> dict:
+    """Drop the `module.` prefix that `DataParallel` / DDP wrappers add to every key."""
+    if not any(k.startswith("module.") for k in sd):
+        return sd
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def published_vda(sd: dict) -> dict:
+    """A published Video Depth Anything state dict: the tensors only, floats as float32 (half-precision files).
+
+    The key layout is already ours (`pretrained.*`, `head.*`; Depth Anything V2 files: `depth_head.*`).
+    """
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items() if isinstance(v, torch.Tensor)}
+
+
+def is_image_state_dict(sd: dict) -> bool:
+    """A Depth Anything V2 image checkpoint: `depth_head.*` and no video `head.*`."""
+    return any(k.startswith(IMAGE_HEAD) for k in sd) and not any(k.startswith(VIDEO_HEAD) for k in sd)
+
+
+def dav2_to_video(sd: dict, fresh_video: dict) -> dict:
+    """Depth Anything V2 (`depth_head.*`) → Video Depth Anything (`head.*`): the DPT weights renamed; the temporal
+    layers the image model lacks taken from `fresh_video` (a newly built video model's state dict, whose
+    temporal output projections are zero: the video model then equals the image model frame by frame)."""
+    out = {(VIDEO_HEAD + k[len(IMAGE_HEAD):] if k.startswith(IMAGE_HEAD) else k): v for k, v in sd.items()}
+    out.update({k: v for k, v in fresh_video.items() if TEMPORAL in k and k not in out})
+    return out
+
+
+def video_to_image(sd: dict) -> dict:
+    """Video Depth Anything → Depth Anything V2 image layout: `head.*` → `depth_head.*`, temporal layers dropped."""
+    return {(IMAGE_HEAD + k[len(VIDEO_HEAD):] if k.startswith(VIDEO_HEAD) else k): v for k, v in sd.items()
+            if TEMPORAL not in k}

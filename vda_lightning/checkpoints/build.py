@@ -1,0 +1,105 @@
+"""Build: the model config of a checkpoint, and a strict build whose errors say what does not fit."""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import torch.nn as nn
+
+from ..models import MODEL_CONFIGS, DepthAnythingV2, ModelConfig, get_config
+from .adapt import IMAGE_HEAD
+from .read import CheckpointError, RawCheckpoint
+
+
+def infer_encoder(sd: dict) -> str | None:
+    """The encoder size the tensor shapes suggest (by embedding width and depth)."""
+    pos = sd.get("pretrained.pos_embed")
+    if pos is None:
+        head_proj = sd.get("head.projects.0.weight", sd.get("depth_head.projects.0.weight"))
+        width = None if head_proj is None else head_proj.shape[1]
+    else:
+        width = pos.shape[-1]
+    for name, cfg in MODEL_CONFIGS.items():
+        if cfg.embed_dim == width:
+            return name
+    return None
+
+
+def _metric_flag(metric: bool | None, raw: RawCheckpoint) -> bool:
+    if metric is not None:
+        return bool(metric)
+    if "metric" in raw.metadata:
+        return raw.metadata["metric"].lower() == "true"
+    return raw.path.name.startswith("metric_")  # the published metric checkpoints' names
+
+
+def model_config(raw: RawCheckpoint, sd: dict, encoder: str | None = None, metric: bool | None = None) -> ModelConfig:
+    """The stored config (with `metric` overridden when given); else `encoder` or the one the shapes suggest."""
+    saved = raw.saved_config
+    if saved is not None:
+        config = ModelConfig.from_dict(saved)
+        return config if metric is None else ModelConfig(**{**config.to_dict(), "metric": bool(metric)})
+    name = encoder or raw.metadata.get("encoder") or infer_encoder(sd)
+    if name is None:
+        raise CheckpointError(f"{raw.path}: cannot tell the encoder size from its tensors; pass encoder=")
+    return get_config(name, _metric_flag(metric, raw))
+
+
+def _pattern(key: str) -> str:
+    return re.sub(r"\.\d+\.", ".{i}.", key)
+
+
+def _grouped(keys) -> str:
+    groups: dict[str, int] = defaultdict(int)
+    for k in keys:
+        groups[_pattern(k)] += 1
+    items = sorted(groups.items())
+    lines = [f"    {p}" + (f"  (x{n})" if n > 1 else "") for p, n in items[:12]]
+    if len(items) > 12:
+        lines.append(f"    ... and {len(items) - 12} more key patterns")
+    return "\n".join(lines)
+
+
+def check_state_dict(model: nn.Module | dict, sd: dict, path: Path, expected: str) -> None:
+    """Raise a CheckpointError listing missing/unexpected keys and shape mismatches, grouped by pattern.
+
+    `model`: the model to fit, or its state dict (e.g. `video_to_image(video.state_dict())` for the image model).
+    """
+    ours = {k: v.shape for k, v in (model.state_dict() if isinstance(model, nn.Module) else model).items()}
+    missing = [k for k in ours if k not in sd]
+    unexpected = [k for k in sd if k not in ours]
+    shapes = [(k, tuple(sd[k].shape), tuple(v)) for k, v in ours.items() if k in sd and sd[k].shape != v]
+    if not (missing or unexpected or shapes):
+        return
+    parts = [f"{path}: does not fit {expected}"]
+    if missing:
+        parts.append(f"  missing {len(missing)} keys:\n{_grouped(missing)}")
+    if unexpected:
+        parts.append(f"  unexpected {len(unexpected)} keys:\n{_grouped(unexpected)}")
+    if shapes:
+        shown = "\n".join(f"    {k}: checkpoint {a} vs model {b}" for k, a, b in shapes[:8])
+        more = f"\n    ... and {len(shapes) - 8} more" if len(shapes) > 8 else ""
+        parts.append(f"  {len(shapes)} shape mismatches:\n{shown}{more}")
+    guess = infer_encoder(sd)
+    if any(k.startswith(IMAGE_HEAD) for k in sd):
+        parts.append("  this looks like a Depth Anything V2 image checkpoint (depth_head.*, no temporal modules)")
+    parts.append(f"  the checkpoint's shapes suggest encoder {guess!r}" if guess
+                 else "  no known encoder fits its shapes")
+    raise CheckpointError("\n".join(parts))
+
+
+def describe(cls: type, config: ModelConfig) -> str:
+    """How the errors name the model a file should fit."""
+    if issubclass(cls, DepthAnythingV2):
+        return f"a Depth Anything V2 {config.encoder} image model"
+    return f"a Video Depth Anything {config.encoder} model"
+
+
+def build_model(cls: type, config: ModelConfig, sd: dict, path: Path, model: nn.Module | None = None) -> nn.Module:
+    """`cls(config)` (or the given, already built `model`) with `sd` loaded strictly, in eval mode; a file that
+    does not fit raises the grouped report of `check_state_dict`."""
+    model = cls(config) if model is None else model
+    check_state_dict(model, sd, path, describe(cls, config))
+    model.load_state_dict(sd, strict=True)
+    return model.eval()
