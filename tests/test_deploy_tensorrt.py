@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from tests.fakes.tensorrt_api import make_tensorrt
 from vda_lightning.deploy import tensorrt as deploy_trt
 from vda_lightning.deploy.sidecar import read_sidecar
 from vda_lightning.deploy.tensorrt import (
@@ -20,6 +19,8 @@ from vda_lightning.deploy.tensorrt import (
     profile_shapes,
     trtexec_command,
 )
+
+from tests.fakes.tensorrt_api import make_tensorrt
 
 
 def test_missing_tensorrt_and_cuda_is_one_line(golden_onnx_dir, tmp_path):

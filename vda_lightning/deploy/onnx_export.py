@@ -210,7 +210,7 @@ def export_onnx(model, output: str | os.PathLike, *, parts: bool = False, stream
                 source: str | os.PathLike | None = None, check: bool = True, log=print) -> list[Path]:
     """Export `model` (a VideoDepthAnything) to `output` (+ encoder/head with `parts`, the online step with
     `streaming`), each file atomically and with its sidecar. Returns the written graph paths."""
-    from ..files import atomic_path
+    from ..io import atomic_path
     from ..models import VideoDepthAnything
 
     if not isinstance(model, VideoDepthAnything):

@@ -75,12 +75,12 @@ def package_versions() -> dict:
 
 def write_sidecar(graph_path: str | os.PathLike, info: dict) -> Path:
     """Write `<graph>.json` atomically, stamped with the graph file's sha256."""
-    from ..files import write_text_atomic
+    from ..io import write_json_atomic
 
     graph_path = Path(graph_path)
     data = {"format": FORMAT, "version": VERSION, "file": graph_path.name, "sha256": file_sha256(graph_path), **info}
     out = sidecar_path(graph_path)
-    write_text_atomic(out, json.dumps(data, indent=1) + "\n")
+    write_json_atomic(out, data)
     return out
 
 

@@ -12,7 +12,6 @@ precision constraints on the same layers.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +120,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
                  fp16: bool = False, workspace_gib: float = 4.0, log=print) -> Path:
     """Parse `onnx_path` (with its sidecar), build a serialized engine for one profile, write it atomically with
     an `<engine>.json` sidecar. Needs tensorrt and a CUDA device."""
-    from ..files import write_bytes_atomic, write_text_atomic
+    from ..io import write_bytes_atomic, write_json_atomic
     from .sidecar import file_sha256, read_sidecar
 
     problem = missing_requirements()
@@ -173,5 +172,5 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
             "tensorrt": trt.__version__, "profile": {k: [list(s) for s in v] for k, v in profile.items()},
             "trtexec": trtexec_command(onnx_path, engine_path, profile, fp16),
             "model_config": sidecar["model_config"], "input_contract": sidecar["input_contract"]}
-    write_text_atomic(engine_path.with_name(engine_path.name + ".json"), json.dumps(side, indent=1) + "\n")
+    write_json_atomic(engine_path.with_name(engine_path.name + ".json"), side)
     return engine_path
