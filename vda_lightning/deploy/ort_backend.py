@@ -179,3 +179,23 @@ def _numpy(x) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     return x.detach().cpu().float().numpy()
+
+
+def open_backend(folder, mode: str, device: str = "auto", threads: int = 0, checkpoint=None, encoder=None,
+                 precision=None) -> OnnxRuntimeModel:
+    """`vda infer --backend onnxruntime`: the backend for `mode`, checked against the options given with it
+    (--encoder, --precision, and --checkpoint: the export must come from that file)."""
+    model = OnnxRuntimeModel(folder, mode=mode, device=device, threads=threads)
+    if encoder not in (None, "auto") and model.config.encoder != encoder:
+        raise OnnxBackendError(f"{folder}: holds a {model.config.encoder} export, not --encoder {encoder}")
+    if precision is not None and precision != model.precision:
+        raise OnnxBackendError(f"{folder}: holds an {model.precision} export; --precision {precision} needs an export "
+                               f"in that precision (vda export --fp16 for fp16)")
+    if checkpoint is not None:
+        from .sidecar import file_sha256
+
+        source = next(iter(model.sidecars.values())).get("source_checkpoint") or {}
+        if source.get("sha256") != file_sha256(checkpoint):
+            raise OnnxBackendError(f"{folder}: exported from {source.get('path', 'an unrecorded checkpoint')}, not "
+                                   f"from --checkpoint {checkpoint}")
+    return model
