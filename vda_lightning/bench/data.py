@@ -1,4 +1,5 @@
-"""`vda-bench data`: decode + augmentation throughput of training clips, per worker (one process, one thread).
+"""`vda bench data` (alias `vda-bench data`): decode + augmentation throughput of training clips, per worker
+(one process, one thread).
 
 Measures, per clip of the shards: tar read, member decode (PNG/JPEG frames, 16-bit depth), target conversion and
 the clip-consistent augmentation to crop x crop — exactly the work a dataloader worker does for one sample.
@@ -12,19 +13,20 @@ import os
 import time
 
 import numpy as np
-import torch
 
-from ..data.datasets import train_sample
-from ..data.format import ClipRecord
-from ..data.shards import ShardWriter, expand_shards, shard_is_complete
-from ..data.streams import SkipCounters, iter_tar_samples
-from ..data.transforms import AugmentConfig
+from ..cli import errors
+from ..cli.options import HelpFormatter
+from ..data.format import DEPTH_ENCODINGS, FRAME_FORMATS, ClipRecord
 from ..io import write_json_atomic
+
+PROG = "vda-bench data"
+# torch, OpenCV and the training data path are imported where they work: `vda bench data --help` needs none.
 
 
 def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_format: str, depth_encoding: str):
     import cv2
 
+    from ..data.shards import ShardWriter, shard_is_complete
     from ..data.synthetic_scenes import render_clip
 
     spec = f"bench-{n_clips}-{frames}-{size}-{frame_format}-{depth_encoding}"
@@ -42,6 +44,10 @@ def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_for
 
 
 def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 0) -> dict:
+    from ..data.datasets import train_sample
+    from ..data.streams import SkipCounters, iter_tar_samples
+    from ..data.transforms import AugmentConfig
+
     aug = AugmentConfig(out_hw=(crop, crop))
     counters = SkipCounters(1, "bench")
     rng = np.random.default_rng(seed)
@@ -68,20 +74,35 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
             "skipped": counters.as_dict()["skipped"]}
 
 
-def run_data_bench(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vda-bench data", description=__doc__)
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument("--shards", default=None, help="shards to read (default: synthetic clips in --work-dir)")
-    ap.add_argument("--work-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "vda-lightning", "bench"))
+    ap.add_argument("--work-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "vda-lightning", "bench"),
+                    help="where synthetic clips are written (and reused)")
     ap.add_argument("--clips", type=int, default=4, help="synthetic clips to write")
     ap.add_argument("--frames", type=int, default=32, help="frames per clip (also the training clip length)")
     ap.add_argument("--size", type=int, default=518, help="stored frame size of synthetic clips")
     ap.add_argument("--crop", type=int, default=518, help="augmentation output size (multiple of 14)")
-    ap.add_argument("--frame-format", choices=["png", "jpg"], nargs="+", default=["png", "jpg"])
-    ap.add_argument("--depth-encoding", choices=["png16", "f16", "f32"], default="png16")
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--frame-format", choices=FRAME_FORMATS, nargs="+", default=list(FRAME_FORMATS),
+                    help="frame formats of the synthetic clips")
+    ap.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS, default="png16",
+                    help="depth encoding of the synthetic clips")
+    ap.add_argument("--repeat", type=int, default=1, help="passes over the shards")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a dataloader worker uses 1)")
     ap.add_argument("--json", default="bench_data.json", help="where to write the figures")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def run_data_bench(argv: list[str] | None = None, prog: str = PROG) -> int:
+    a = build_parser(prog).parse_args(argv)
+    return errors.run_command(prog, lambda: _bench(a), known=(ValueError,))
+
+
+def _bench(a: argparse.Namespace) -> int:
+    import torch
+
+    from ..data.shards import expand_shards
+
     torch.set_num_threads(a.threads)
     results = []
     if a.shards:

@@ -19,9 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import errors
+from ..cli.options import (
+    HelpFormatter,
+    add_checkpoint,
+    add_device,
+    add_encoder,
+    add_input_size,
+    add_precision,
+    positive_int,
+    resolve_device,
+)
 from ..io import write_json_atomic
 
 MODES = ("runner", "baseline", "streaming")
+PROG = "vda-bench infer"
 
 
 def synthetic_frame(i: int, height: int, width: int) -> np.ndarray:
@@ -107,19 +119,20 @@ def worker(spec: dict) -> dict:
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vda-bench infer", description=__doc__.splitlines()[0])
-    p.add_argument("--encoder", default="vits", choices=["vits", "vitb", "vitl", "vitt"])
-    p.add_argument("--checkpoint", default=None, help="weights to use (default: seeded random weights)")
-    p.add_argument("--input-size", type=int, default=518)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    add_encoder(p, default="vits", help="encoder size of the model (and of --checkpoint, when given)")
+    add_checkpoint(p, required=False, help="weights to use (default: seeded random weights)")
+    add_input_size(p)
+    add_precision(p, default="fp32")
+    add_device(p)
     p.add_argument("--lengths", default="54", help="comma list of video lengths (frames)")
     p.add_argument("--height", type=int, default=518, help="synthetic frame height")
     p.add_argument("--width", type=int, default=518, help="synthetic frame width")
     p.add_argument("--modes", default="runner,baseline", help=f"comma list of {','.join(MODES)}")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--repeats", type=int, default=1, help="interleaved repeats per mode; the fastest is kept")
+    p.add_argument("--repeats", type=positive_int, default=1,
+                   help="interleaved repeats per mode; the fastest is kept")
     p.add_argument("--json", default="infer_bench.json", help="where to write the results")
     return p
 
@@ -127,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_worker(spec: dict) -> dict:
     cmd = [sys.executable, "-m", "vda_lightning.bench.infer", "--worker", json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode == errors.EXIT_USAGE:  # a known input error (e.g. the checkpoint): the worker's one line
+        lines = proc.stderr.strip().splitlines() or ["the benchmark worker failed"]
+        raise errors.CommandError(lines[-1].split(": error: ", 1)[-1])
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker {spec['mode']}/{spec['length']} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -147,13 +163,21 @@ def _compare(a: Path, b: Path, shape) -> float:
     return worst / scale if scale else worst
 
 
-def run_infer_bench(argv) -> int:
-    args = build_parser().parse_args(list(argv))
+def run_infer_bench(argv, prog: str = PROG) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(list(argv))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if set(modes) - set(MODES):
-        print(f"vda-bench infer: error: --modes takes {','.join(MODES)}", file=sys.stderr)
-        return 2
-    lengths = [int(x) for x in args.lengths.split(",")]
+    if set(modes) - set(MODES) or not modes:
+        parser.error(f"--modes takes a comma list of {','.join(MODES)}; got {args.modes!r}")
+    try:
+        lengths = [positive_int(x) for x in args.lengths.split(",")]
+    except argparse.ArgumentTypeError as e:
+        parser.error(f"--lengths: {e}")
+    return errors.run_command(prog, lambda: _bench(args, modes, lengths, prog))
+
+
+def _bench(args, modes: list[str], lengths: list[int], prog: str) -> int:
+    resolve_device(args.device)  # cuda without a GPU: one error line here rather than a traceback per worker
     rows = []
     with tempfile.TemporaryDirectory(prefix="vda-bench-") as tmp:
         for length in lengths:
@@ -165,7 +189,7 @@ def run_infer_bench(argv) -> int:
                             "length": length, "height": args.height, "width": args.width, "threads": args.threads}
                     if {"runner", "baseline"} <= set(modes) and mode in ("runner", "baseline") and repeat == 0:
                         spec["save"] = saved[mode] = str(Path(tmp) / f"{mode}_{length}.f32")
-                    print(f"vda-bench infer: {mode} on {length} frames (run {repeat + 1}) ...", file=sys.stderr,
+                    print(f"{prog}: {mode} on {length} frames (run {repeat + 1}) ...", file=sys.stderr,
                           flush=True)
                     r = _run_worker(spec)
                     if mode in best:
@@ -189,7 +213,7 @@ def run_infer_bench(argv) -> int:
                           "python": platform.python_version(), "torch": _torch_version()},
               "args": vars(args), "results": rows}
     write_json_atomic(args.json, report)
-    print(f"vda-bench infer: results written to {args.json}")
+    print(f"{prog}: results written to {args.json}")
     return 0
 
 
@@ -219,8 +243,15 @@ def _print_table(rows):
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
 
 
+def _worker_main(spec: dict) -> int:
+    """A worker prints its result as JSON; a known input error is one line on stderr and status 2."""
+    from ..checkpoints import CheckpointError
+
+    return errors.run_command(PROG, lambda: print(json.dumps(worker(spec))), known=(CheckpointError,))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(json.loads(sys.argv[2]))))
+        sys.exit(_worker_main(json.loads(sys.argv[2])))
     else:
         sys.exit(run_infer_bench(sys.argv[1:]))

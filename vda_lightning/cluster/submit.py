@@ -1,9 +1,11 @@
-"""`vda-submit`: render an sbatch script for a `vda-fit` run, save it beside the run, and submit it.
+"""`vda submit` (alias `vda-submit`): render an sbatch script for a `vda fit` run, save it beside the run, submit it.
 
-    vda-submit --config conf/quickstart.yaml --run-dir runs/qs --nodes 2 --gpus-per-node 8 --dry-run
-    vda-submit --config conf/quickstart.yaml --run-dir runs/qs --gpus-per-node 0 --tasks-per-node 2   # CPU DDP
-    vda-submit ... -- --trainer.max_steps 20000          # everything after `--` goes to vda-fit unchanged
-    vda-submit --find-checkpoint runs/qs                # the checkpoint a restart resumes from (or nothing)
+    vda submit --config conf/quickstart.yaml --run-dir runs/qs --nodes 2 --gpus-per-node 8 --dry-run
+    vda submit --config conf/quickstart.yaml --run-dir runs/qs --gpus-per-node 0 --tasks-per-node 2   # CPU DDP
+    vda submit ... -- --trainer.max_steps 20000          # everything after `--` goes to vda fit unchanged
+    vda submit --find-checkpoint runs/qs                # the checkpoint a restart resumes from (or nothing)
+
+The rendered script calls the `vda-fit` and `vda-submit` aliases (the same code as `vda fit` / `vda submit`).
 
 Lightning's SLURMEnvironment needs one srun task per device (`--ntasks-per-node` == `trainer.devices`) and the
 processes launched by `srun`; the script does both. `--signal=USR1@S` asks SLURM to warn every task S seconds
@@ -21,7 +23,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..cli import errors
+from ..cli.options import HelpFormatter
 from ..io import write_text_atomic
+
+PROG = "vda-submit"
 
 REQUEUE_CALLBACK = "vda_lightning.cluster.requeue.RequeueOnSignal"
 SCALE_CALLBACK = "vda_lightning.cluster.ddp_report.DDPScaleReport"
@@ -151,22 +157,21 @@ def submit(o: SubmitOptions, dry_run: bool = False) -> str:
     return result.stdout.strip().split(";")[0]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vda-submit", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
                                 epilog="Arguments after `--` are passed to vda-fit unchanged.")
     p.add_argument("--config", help="training recipe for vda-fit (YAML)")
     p.add_argument("--run-dir", help="run folder: checkpoints, logs, the rendered script, SLURM logs")
-    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--nodes", type=int, default=1, help="nodes")
     p.add_argument("--gpus-per-node", type=int, default=1, help="0 = CPU run (DDP over gloo)")
     p.add_argument("--tasks-per-node", type=int, help="CPU runs only: processes per node (default 1)")
-    p.add_argument("--cpus-per-task", type=int, default=8)
+    p.add_argument("--cpus-per-task", type=int, default=8, help="CPUs per task (dataloader workers + 1)")
     p.add_argument("--mem", help="memory per node, e.g. 64G")
-    p.add_argument("--partition")
-    p.add_argument("--account")
-    p.add_argument("--qos")
+    p.add_argument("--partition", help="SLURM partition")
+    p.add_argument("--account", help="SLURM account")
+    p.add_argument("--qos", help="SLURM quality of service")
     p.add_argument("--time", help="time limit, e.g. 24:00:00")
-    p.add_argument("--job-name", default="vda-fit")
+    p.add_argument("--job-name", default="vda-fit", help="SLURM job name")
     p.add_argument("--strategy", default=SubmitOptions.strategy, help="Lightning DDP strategy name")
     p.add_argument("--signal-seconds", type=int, default=120,
                    help="SIGUSR1 this many seconds before the time limit (save + requeue)")
@@ -180,11 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     fit_args = argv[argv.index("--") + 1:] if "--" in argv else []
     ours = argv[:argv.index("--")] if "--" in argv else argv
-    parser = build_parser()
+    parser = build_parser(prog)
     a = parser.parse_args(ours)
     if a.find_checkpoint:
         from .resume import find_resume_checkpoint
@@ -192,20 +197,18 @@ def main(argv: list[str] | None = None) -> int:
         found = find_resume_checkpoint(a.find_checkpoint)
         if found:
             print(found)
-        return 0
+        return errors.EXIT_OK
     if not a.config or not a.run_dir:
         parser.error("--config and --run-dir are required")
     fields = {f.name for f in dataclasses.fields(SubmitOptions)}
-    try:
+
+    def run() -> None:
         opts = SubmitOptions(**{k: v for k, v in vars(a).items() if k in fields}, fit_args=fit_args)
-        out = submit(opts, dry_run=a.dry_run)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"vda-submit: error: {e}", file=sys.stderr)
-        return 2
-    print(out)
-    if not a.dry_run:
-        print(f"script and logs in {Path(opts.run_dir).resolve() / 'slurm'}", file=sys.stderr)
-    return 0
+        print(submit(opts, dry_run=a.dry_run))
+        if not a.dry_run:
+            print(f"script and logs in {Path(opts.run_dir).resolve() / 'slurm'}", file=sys.stderr)
+
+    return errors.run_command(prog, run, known=(ValueError, RuntimeError))
 
 
 if __name__ == "__main__":

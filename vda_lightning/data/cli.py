@@ -1,12 +1,21 @@
-"""vda-shard: convert datasets into the shard format (data/README.md), generate synthetic shards, inspect shards.
+"""vda shard (alias vda-shard): convert datasets into the shard format (data/README.md), generate synthetic shards,
+inspect shards.
 
-  vda-shard folders ROOT --out DIR [--dataset NAME --factor F]      ROOT/<seq>/{frames,depth,mask}/...
-  vda-shard manifest FILE.json|FILE.csv --out DIR
-  vda-shard benchmark kitti_video.json --out DIR [--datasets kitti]  the published benchmark JSON layout
-  vda-shard synthetic --out DIR --train-clips 256 --val-clips 16 --clip-len 32
-  vda-shard inspect DIR_OR_SHARDS...                                 counts, depth ranges, full decode check
-  vda-shard {vkitti2,tartanair,pointodyssey,irs,spring,dynamic-replica,hypersim} ROOT [--out shards/<name>]
+  vda shard folders ROOT --out DIR [--dataset NAME --factor F]      ROOT/<seq>/{frames,depth,mask}/...
+  vda shard manifest FILE.json|FILE.csv --out DIR
+  vda shard benchmark kitti_video.json --out DIR [--datasets kitti]  the published benchmark JSON layout
+  vda shard synthetic --out DIR --train-clips 256 --val-clips 16 --clip-len 32
+  vda shard inspect DIR_OR_SHARDS...                                 counts, depth ranges, full decode check
+  vda shard {vkitti2,tartanair,pointodyssey,irs,spring,dynamic-replica,hypersim} ROOT [--out shards/<name>]
                                                                      a training dataset as distributed
+
+Subcommands come from one registry, `SUBCOMMANDS`: `register(name, help, add_arguments, run)`, where
+`add_arguments(parser)` declares its options (`add_shard_options(parser)` adds the shared output options) and
+`run(args) -> dict` does the work and returns the JSON summary printed on success (`write_sequences(seqs, args)`
+turns `SequenceSpec`s into shards with the shared options). The training-dataset converters (`converters/`, one
+`Converter` each) are registered from `converters.CONVERTERS`. Keep a converter module's top-level imports light
+(numpy at most: `vda shard --help` imports it). Bad input raises ValueError or OSError naming the file: one error
+line, exit 2.
 """
 from __future__ import annotations
 
@@ -14,16 +23,38 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from .convert import ShardOptions, write_shards
-from .converters import CONVERTERS
-from .format import DEPTH_KINDS, SampleError, decode_members
-from .manifests import read_benchmark_json, read_folders, read_manifest
+from ..cli import errors
+from ..cli.options import HelpFormatter
+from .format import DEPTH_ENCODINGS, DEPTH_KINDS, FRAME_FORMATS
+
+PROG = "vda-shard"
 
 
-def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
-    p.add_argument("--out", required=default_out is None, default=default_out,
-                   help="output folder for the shards" + (f" (default: {default_out})" if default_out else ""))
+@dataclass(frozen=True)
+class Subcommand:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], dict]
+    description: str | None = None  # `vda shard <name> --help` text (default: help)
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+             run: Callable[[argparse.Namespace], dict], description: str | None = None) -> None:
+    """Add `vda shard <name>`; `run(args)` returns the summary printed as JSON."""
+    if name in SUBCOMMANDS:
+        raise ValueError(f"vda shard {name}: registered twice")
+    SUBCOMMANDS[name] = Subcommand(help, add_arguments, run, description)
+
+
+def add_shard_options(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
+    """The output options every converter shares (read back by `write_sequences`)."""
+    p.add_argument("--out", required=default_out is None, default=default_out, help="output folder for the shards")
     p.add_argument("--allow-depth-range", action="store_true",
                    help="write metric depth even if its median is outside 0.05-1000 m")
     p.add_argument("--prefix", default="train", help="shard name prefix (train, val, image...)")
@@ -32,18 +63,21 @@ def _common(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
     p.add_argument("--frame-step", type=int, default=1, help="take every k-th frame")
     p.add_argument("--short-side", type=int, default=0, help="resize so that the short side is this (0: keep)")
     p.add_argument("--images", action="store_true", help="one single-frame image sample per frame")
-    p.add_argument("--frame-format", choices=["png", "jpg"], default="png")
-    p.add_argument("--jpeg-quality", type=int, default=95)
-    p.add_argument("--depth-encoding", choices=["png16", "f16", "f32"], default="png16")
+    p.add_argument("--frame-format", choices=FRAME_FORMATS, default="png", help="how frames are stored")
+    p.add_argument("--jpeg-quality", type=int, default=95, help="jpg frames: quality")
+    p.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS, default="png16", help="how depth is stored")
     p.add_argument("--depth-scale", type=float, default=None,
                    help="png16: stored = round(depth * scale); default: the finest scale that fits, per clip")
-    p.add_argument("--max-samples-per-shard", type=int, default=64)
-    p.add_argument("--max-shard-mb", type=float, default=2048.0)
+    p.add_argument("--max-samples-per-shard", type=int, default=64, help="samples per shard at most")
+    p.add_argument("--max-shard-mb", type=float, default=2048.0, help="shard size at most (MB)")
     p.add_argument("--workers", type=int, default=1, help="parallel shard writers (processes)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _options(a) -> ShardOptions:
+def shard_options(a: argparse.Namespace):
+    """The `ShardOptions` of `add_shard_options`' arguments."""
+    from .convert import ShardOptions
+
     span = (a.clip_len - 1) * a.frame_step + 1 if a.clip_len > 0 else 1
     return ShardOptions(clip_len=1 if a.images else a.clip_len, stride=a.stride or span, frame_step=a.frame_step,
                         short_side=a.short_side, sample_type="image" if a.images else "clip",
@@ -52,12 +86,90 @@ def _options(a) -> ShardOptions:
                         max_shard_mb=a.max_shard_mb)
 
 
-def _inspect(paths: list[str]) -> dict:
+def write_sequences(seqs, a: argparse.Namespace, unit_hint: str | None = "--factor") -> dict:
+    """Sequences -> shards with the shared options; the summary (shard count, samples, ...). `unit_hint`: the flag
+    named when the depth units look wrong (the write is refused unless --allow-depth-range)."""
+    from .convert import write_shards
+
+    summary = write_shards(seqs, a.out, a.prefix, shard_options(a), a.workers, progress=not a.no_progress,
+                           check_units=not a.allow_depth_range, unit_hint=unit_hint)
+    summary["shards"] = len(summary["shards"])
+    return summary
+
+
+# --------------------------------------------------------------------------------------------- built-in converters
+
+def _folders_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", help="ROOT/<sequence>/{frames,depth,[mask]}/")
+    p.add_argument("--dataset", default=None, help="dataset name stored in the samples (default: ROOT's name)")
+    p.add_argument("--factor", type=float, default=1.0, help="depth = stored / factor")
+    p.add_argument("--depth-kind", choices=DEPTH_KINDS, default="metric_depth", help="what the depth files hold")
+    p.add_argument("--units", default="m", help="depth units")
+    add_shard_options(p)
+
+
+def _folders(a: argparse.Namespace) -> dict:
+    from .manifests import read_folders
+
+    return write_sequences(read_folders(a.root, a.dataset, a.factor, a.depth_kind, a.units), a)
+
+
+def _manifest_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", help="FILE.json or FILE.csv (data/README.md)")
+    p.add_argument("--factor", type=float, default=None, help="override the manifest's factor")
+    p.add_argument("--depth-kind", choices=DEPTH_KINDS, default=None, help="override the manifest's depth kind")
+    add_shard_options(p)
+
+
+def _manifest(a: argparse.Namespace) -> dict:
+    from .manifests import read_manifest
+
+    return write_sequences(read_manifest(a.manifest, a.factor, a.depth_kind), a)
+
+
+def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("json", help="<name>_video.json of the published benchmark layout")
+    p.add_argument("--datasets", nargs="*", default=None, help="only these datasets of the JSON (default: all)")
+    add_shard_options(p)
+
+
+def _benchmark(a: argparse.Namespace) -> dict:
+    from .manifests import read_benchmark_json
+
+    return write_sequences(read_benchmark_json(a.json, a.datasets), a, unit_hint="the JSON's factor")
+
+
+def _synthetic_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output folder for the shards")
+    p.add_argument("--train-clips", type=int, default=256, help="training clips")
+    p.add_argument("--val-clips", type=int, default=16, help="validation clips")
+    p.add_argument("--images", type=int, default=0, help="single-frame image samples (with pseudo-labels)")
+    p.add_argument("--clip-len", type=int, default=32, help="frames per clip")
+    p.add_argument("--height", type=int, default=112, help="frame height")
+    p.add_argument("--width", type=int, default=154, help="frame width")
+    p.add_argument("--clips-per-shard", type=int, default=8, help="clips per shard")
+    p.add_argument("--seed", type=int, default=0, help="scene generator seed")
+
+
+def _synthetic(a: argparse.Namespace) -> dict:
+    from .synthetic_scenes import generate_synthetic_shards
+
+    out = generate_synthetic_shards(a.out, a.train_clips, a.val_clips, a.clip_len, a.height, a.width, a.seed,
+                                    a.clips_per_shard, a.images)
+    return {k: len(v) for k, v in out.items()}
+
+
+def _inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", help="shard files, folders, brace patterns or globs")
+
+
+def _inspect(a: argparse.Namespace) -> dict:
     from .depth_stats import DepthStats
+    from .format import SampleError, decode_members
     from .shards import expand_shards, read_index
     from .streams import SkipCounters, iter_tar_samples
 
-    urls = expand_shards(paths, "inspect")
+    urls = expand_shards(a.paths, "inspect")
     counters = SkipCounters(1, "inspect")
     kinds, frames, indexed = Counter(), 0, 0
     depth: dict[str, DepthStats] = {}
@@ -87,71 +199,56 @@ def _inspect(paths: list[str]) -> dict:
             "geometry": {k: dict(v) for k, v in geometry.items()}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vda-shard", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("folders", help="ROOT/<sequence>/{frames,depth,[mask]}/ (+ K.txt, poses.txt)")
-    p.add_argument("root")
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--factor", type=float, default=1.0, help="depth = stored / factor")
-    p.add_argument("--depth-kind", choices=DEPTH_KINDS, default="metric_depth")
-    p.add_argument("--units", default="m")
-    _common(p)
-    p = sub.add_parser("manifest", help="a JSON or CSV manifest")
-    p.add_argument("manifest")
-    p.add_argument("--factor", type=float, default=None, help="override the manifest's factor")
-    p.add_argument("--depth-kind", choices=DEPTH_KINDS, default=None)
-    _common(p)
-    p = sub.add_parser("benchmark", help="the published benchmark JSON layout")
-    p.add_argument("json")
-    p.add_argument("--datasets", nargs="*", default=None)
-    _common(p)
-    p = sub.add_parser("synthetic", help="procedural scenes (the quick-start data)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--train-clips", type=int, default=256)
-    p.add_argument("--val-clips", type=int, default=16)
-    p.add_argument("--images", type=int, default=0, help="single-frame image samples (with pseudo-labels)")
-    p.add_argument("--clip-len", type=int, default=32)
-    p.add_argument("--height", type=int, default=112)
-    p.add_argument("--width", type=int, default=154)
-    p.add_argument("--clips-per-shard", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p = sub.add_parser("inspect", help="decode every sample; counts per skip reason, depth range per dataset")
-    p.add_argument("paths", nargs="+")
-    for conv in CONVERTERS.values():
-        p = sub.add_parser(conv.name, help=conv.summary, description=conv.layout,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        conv.add_arguments(p)
-        _common(p, conv.default_out)
-        p.set_defaults(**conv.defaults)
-    a = ap.parse_args(argv)
-    try:
-        if a.cmd == "synthetic":
-            from .synthetic_scenes import generate_synthetic_shards
+register("folders", "ROOT/<sequence>/{frames,depth,[mask]}/ (+ K.txt, poses.txt)", _folders_arguments, _folders)
+register("manifest", "a JSON or CSV manifest", _manifest_arguments, _manifest)
+register("benchmark", "the published benchmark JSON layout", _benchmark_arguments, _benchmark)
+register("synthetic", "procedural scenes (the quick-start data)", _synthetic_arguments, _synthetic)
+register("inspect", "decode every sample; counts per skip reason, depth range per dataset", _inspect_arguments,
+         _inspect)
 
-            out = generate_synthetic_shards(a.out, a.train_clips, a.val_clips, a.clip_len, a.height, a.width, a.seed,
-                                            a.clips_per_shard, a.images)
-            summary = {k: len(v) for k, v in out.items()}
-        elif a.cmd == "inspect":
-            summary = _inspect(a.paths)
-        else:
-            hint = "--factor"
-            if a.cmd in CONVERTERS:
-                seqs, hint = CONVERTERS[a.cmd].read_sequences(a), CONVERTERS[a.cmd].unit_hint
-            elif a.cmd == "folders":
-                seqs = read_folders(a.root, a.dataset, a.factor, a.depth_kind, a.units)
-            elif a.cmd == "manifest":
-                seqs = read_manifest(a.manifest, a.factor, a.depth_kind)
-            else:
-                seqs, hint = read_benchmark_json(a.json, a.datasets), "the JSON's factor"
-            summary = write_shards(seqs, a.out, a.prefix, _options(a), a.workers, progress=not a.no_progress,
-                                   check_units=not a.allow_depth_range, unit_hint=hint)
-            summary["shards"] = len(summary["shards"])
-    except (ValueError, FileNotFoundError) as exn:
-        print(f"vda-shard: error: {exn}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
-    return 0
+
+def _register_converter(conv) -> None:
+    """One `converters.Converter` (a training dataset as distributed) as `vda shard <conv.name>`."""
+
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        conv.add_arguments(p)
+        add_shard_options(p, conv.default_out)
+        p.set_defaults(**conv.defaults)
+
+    def run(a: argparse.Namespace) -> dict:
+        return write_sequences(conv.read_sequences(a), a, unit_hint=conv.unit_hint)
+
+    register(conv.name, conv.summary, add_arguments, run, description=conv.layout)
+
+
+def _register_converters() -> None:
+    from .converters import CONVERTERS
+
+    for conv in CONVERTERS.values():
+        if conv.name not in SUBCOMMANDS:
+            _register_converter(conv)
+
+
+# --------------------------------------------------------------------------------------------- command
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    _register_converters()
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    for name, command in SUBCOMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.description or command.help,
+                                             formatter_class=HelpFormatter))
+    return ap
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    a = build_parser(prog).parse_args(argv)
+
+    def run() -> None:
+        print(json.dumps(SUBCOMMANDS[a.cmd].run(a)))
+
+    return errors.run_command(prog, run, known=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ import json
 import re
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
+# OpenCV is imported inside the functions that code images: `vda shard --help` reads this module's vocabulary.
 FORMAT_VERSION = 1
 DEPTH_KINDS = ("metric_depth", "relative_disparity", "pseudo_label", "none")
 DEPTH_ENCODINGS = ("png16", "f16", "f32")
@@ -87,6 +87,8 @@ def auto_png16_scale(depth: np.ndarray) -> float:
 
 
 def _png(img: np.ndarray) -> bytes:
+    import cv2
+
     ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise ValueError(f"PNG encoding failed for an array of shape {img.shape} {img.dtype}")
@@ -102,6 +104,8 @@ def _npy(arr: np.ndarray) -> bytes:
 def encode_record(rec: ClipRecord, frame_format: str = "png", depth_encoding: str = "png16",
                   depth_scale: float | None = None, jpeg_quality: int = 95) -> dict[str, bytes]:
     """Tar members (extension -> bytes) of one sample. Non-finite depth is stored as 0 (invalid)."""
+    import cv2
+
     frames = np.asarray(rec.frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"{rec.sequence}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
@@ -179,6 +183,8 @@ def parse_meta(members: dict) -> dict:
 
 
 def _decode_png(buf: bytes, flags: int, what: str, reason: str) -> np.ndarray:
+    import cv2
+
     img = cv2.imdecode(np.frombuffer(buf, np.uint8), flags)
     if img is None:
         raise SampleError(reason, f"{what} does not decode")
@@ -187,6 +193,8 @@ def _decode_png(buf: bytes, flags: int, what: str, reason: str) -> np.ndarray:
 
 def decode_members(members: dict, frame_slice: slice = slice(None)) -> ClipRecord:
     """Decode raw tar members into a ClipRecord (only the frames in `frame_slice`), validating everything."""
+    import cv2
+
     meta = parse_meta(members)
     T, H, W = meta["num_frames"], meta["height"], meta["width"]
     ts = list(range(T))[frame_slice]
@@ -220,6 +228,8 @@ def decode_members(members: dict, frame_slice: slice = slice(None)) -> ClipRecor
 
 
 def _decode_depth(members: dict, dmeta: dict, ts: list[int], T: int, H: int, W: int) -> np.ndarray:
+    import cv2
+
     enc = dmeta.get("encoding")
     if enc == "png16":
         scale = float(dmeta.get("scale", 0))

@@ -1,10 +1,11 @@
-"""vda-prepare-benchmark: raw dataset layouts → the published benchmark layout (`<out>/<dataset>/...` + JSONs).
+"""vda prepare-benchmark (alias vda-prepare-benchmark): raw dataset layouts → the published benchmark layout.
 
-  vda-prepare-benchmark kitti   --raw KITTI_RAW --depth KITTI_DEPTH/val --out ROOT
-  vda-prepare-benchmark bonn    --raw BONN_RGBD --out ROOT
-  vda-prepare-benchmark scannet --raw SCANNET_EXPORT --out ROOT      (colour exported at 640x480)
-  vda-prepare-benchmark nyuv2   --raw NYU_SCENES --out ROOT          (rgb/<n>.jpg + depth/<n>.png per scene)
-  vda-prepare-benchmark sintel  --raw MPI_SINTEL/training --out ROOT (clean/, depth/*.dpt, camdata_left/)
+Writes `<out>/<dataset>/...` and the benchmark JSONs:
+  vda prepare-benchmark kitti   --raw KITTI_RAW --depth KITTI_DEPTH/val --out ROOT
+  vda prepare-benchmark bonn    --raw BONN_RGBD --out ROOT
+  vda prepare-benchmark scannet --raw SCANNET_EXPORT --out ROOT      (colour exported at 640x480)
+  vda prepare-benchmark nyuv2   --raw NYU_SCENES --out ROOT          (rgb/<n>.jpg + depth/<n>.png per scene)
+  vda prepare-benchmark sintel  --raw MPI_SINTEL/training --out ROOT (clean/, depth/*.dpt, camdata_left/)
 
 Same file names, crops, frame ranges and JSON entries as the published extractors
 (`benchmark/dataset_extract/dataset_extract_<dataset>.py`), with their bugs fixed, each on purpose:
@@ -25,14 +26,17 @@ import shutil
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..cli import errors
+from ..cli.options import HelpFormatter
 from ..io import ReadError, list_files, read_depth, write_json_atomic
 from ..io.depth import DPT_TAG
 from .benchmarks import BENCHMARKS, TAE_SETTINGS, BenchmarkError
 
+PROG = "vda-prepare-benchmark"
+# OpenCV is imported where images are read or written: `vda prepare-benchmark --help` starts without it.
 SINTEL_FACTOR = 65535 / 650
 
 
@@ -55,6 +59,8 @@ def _subdirs(folder: Path) -> list[Path]:
 
 
 def _read_color(path: Path) -> np.ndarray:
+    import cv2
+
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR in memory; cv2.imwrite below expects BGR: colours kept
     if img is None:
         raise BenchmarkError(f"{path}: image missing or unreadable")
@@ -62,6 +68,8 @@ def _read_color(path: Path) -> np.ndarray:
 
 
 def _write_image(path: Path, img: np.ndarray) -> None:
+    import cv2
+
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), img):
         raise BenchmarkError(f"{path}: could not write image")
@@ -139,6 +147,8 @@ def _scannet_extras(seq: Path, image: Path) -> dict:
 
 
 def prepare_scannet(raw: Path, out: Path, max_scenes: int = 100, max_frames: int = 510) -> list[Path]:
+    import cv2
+
     """ScanNet export (`<scene>/color/<n>.jpg` at 640x480, `depth/<n>.png`, `pose/<n>.txt`,
     `intrinsic/intrinsic_depth.txt`): first 100 scenes, first 510 frames; `color/` cropped [8:-8, 11:-11],
     `color_origin/` uncropped (for TAE); every JSON entry carries K and pose, like the published one."""
@@ -209,38 +219,39 @@ def prepare_sintel(raw: Path, out: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------------------------- command
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vda-prepare-benchmark", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0], formatter_class=HelpFormatter,
+                                epilog=__doc__.split("\n", 1)[1])
     sub = p.add_subparsers(dest="dataset", required=True)
     for name in ("kitti", "bonn", "scannet", "nyuv2", "sintel"):
-        s = sub.add_parser(name)
+        s = sub.add_parser(name, help=f"{name}: raw layout -> {name}/ + its benchmark JSONs",
+                           formatter_class=HelpFormatter)
         s.add_argument("--raw", type=Path, required=True, help="raw dataset folder")
         s.add_argument("--out", type=Path, required=True, help="benchmark root to write <dataset>/ into")
         if name == "kitti":
             s.add_argument("--depth", type=Path, required=True, help="KITTI depth annotations split (e.g. val/)")
         if name == "scannet":
-            s.add_argument("--max-scenes", type=int, default=100)
-            s.add_argument("--max-frames", type=int, default=510)
+            s.add_argument("--max-scenes", type=int, default=100, help="scenes to export at most")
+            s.add_argument("--max-frames", type=int, default=510, help="frames per scene at most")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.dataset == "kitti":
-            paths = prepare_kitti(args.raw, args.depth, args.out)
-        elif args.dataset == "scannet":
-            paths = prepare_scannet(args.raw, args.out, args.max_scenes, args.max_frames)
-        else:
-            paths = {"bonn": prepare_bonn, "nyuv2": prepare_nyuv2, "sintel": prepare_sintel}[args.dataset](
-                args.raw, args.out)
-    except ReadError as e:  # BenchmarkError included
-        print(f"vda-prepare-benchmark: error: {e}", file=sys.stderr)
-        return 2
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
+    return errors.run_command(prog, lambda: _prepare(args), known=(ReadError,))  # BenchmarkError included
+
+
+def _prepare(args) -> int:
+    if args.dataset == "kitti":
+        paths = prepare_kitti(args.raw, args.depth, args.out)
+    elif args.dataset == "scannet":
+        paths = prepare_scannet(args.raw, args.out, args.max_scenes, args.max_frames)
+    else:
+        paths = {"bonn": prepare_bonn, "nyuv2": prepare_nyuv2, "sintel": prepare_sintel}[args.dataset](
+            args.raw, args.out)
     for path in paths:
         print(f"wrote {path}")
-    return 0
+    return errors.EXIT_OK
 
 
 if __name__ == "__main__":

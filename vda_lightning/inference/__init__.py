@@ -1,24 +1,23 @@
 """Long-video inference: the published key-frame windows in bounded memory, the online streaming mode,
-frame sources, writers and the `vda-infer` command.
+frame sources, writers and the `vda infer` command.
 
 `infer_video_depth(model, frames)` is the in-memory entry point; `OfflineRunner(...).run(iterable)` and
 `StreamingRunner(...).run(iterable)` yield one float32 depth map per frame, in order, as soon as it is final.
 """
-from .baseline import published_loop
-from .offline import OfflineRunner, infer_video_depth
-from .preprocess import Preprocessor, model_input_shape
-from .streaming import StreamingRunner
-from .windows import Stitcher, least_squares_scale_shift, num_windows, window_frames
+from ..lazy import lazy_exports
 
-__all__ = [
-    "OfflineRunner",
-    "StreamingRunner",
-    "Preprocessor",
-    "Stitcher",
-    "infer_video_depth",
-    "least_squares_scale_shift",
-    "model_input_shape",
-    "num_windows",
-    "published_loop",
-    "window_frames",
-]
+_EXPORTS = {
+    "OfflineRunner": "offline",
+    "StreamingRunner": "streaming",
+    "Preprocessor": "preprocess",
+    "Stitcher": "windows",
+    "infer_video_depth": "offline",
+    "least_squares_scale_shift": "windows",
+    "model_input_shape": "preprocess",
+    "num_windows": "windows",
+    "published_loop": "baseline",
+    "window_frames": "windows",
+}
+__all__ = list(_EXPORTS)
+# Names resolve on first use (vda_lightning/lazy.py): `vda infer --help` does not import torch.
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

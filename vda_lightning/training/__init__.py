@@ -1,5 +1,7 @@
-"""Training: the LightningModule, the teacher, EMA, callbacks and the vda-fit / vda-pseudolabel commands."""
-from .module import VideoDepthModule, warmup_cosine
-from .teacher import Teacher
+"""Training: the LightningModule, the teacher, EMA, callbacks and the vda fit / vda pseudolabel commands."""
+from ..lazy import lazy_exports
 
-__all__ = ["VideoDepthModule", "Teacher", "warmup_cosine"]
+_EXPORTS = {"VideoDepthModule": "module", "Teacher": "teacher", "warmup_cosine": "module"}
+__all__ = list(_EXPORTS)
+# Names resolve on first use (vda_lightning/lazy.py): `vda pseudolabel --help` does not import lightning.
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

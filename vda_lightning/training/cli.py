@@ -4,6 +4,7 @@
     vda-fit --config conf/paper/vits_stage2.yaml --trainer.devices 8 --trainer.num_nodes 2
     vda-fit --config conf/quickstart.yaml --ckpt_path last          # resume from <checkpoint.dirpath>/last.ckpt
     vda-fit --config conf/quickstart.yaml --print_config            # the fully resolved config
+    vda validate --config conf/quickstart.yaml --ckpt_path last     # validate_main: one checkpoint's table
 
 The config is checked completely (unknown keys, wrong types) before any model, data or trainer is built.
 Top-level keys besides the LightningCLI ones: `ckpt_path`, `validate_before_fit` (a validation pass before
@@ -99,6 +100,51 @@ def _close_wandb() -> None:
 def main(args: list[str] | None = None) -> None:
     """Console entry point: returns None so that `sys.exit(main())` exits 0 after a good run."""
     run(args)
+
+
+def validate_main(args: list[str] | None = None) -> int:
+    """`vda validate --config RECIPE --ckpt_path CKPT|last`: one validation pass of CKPT's weights on the recipe's
+    validation data, printed as the table `vda fit` ends with (and written to `results_file` when set).
+
+    Without --ckpt_path the recipe's initial weights are validated. Returns the exit status (cli/errors.py).
+    """
+    from ..cli import errors
+
+    prog = os.path.basename(sys.argv[0]) if args is None else "vda validate"
+    cli = VDACLI(VideoDepthModule, LightningDataModule, subclass_mode_data=True, run=False,
+                 save_config_callback=None,  # validating must not rewrite the training run's config.yaml
+                 parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, args=args)
+    trainer, ckpt = cli.trainer, cli.config.get("ckpt_path")
+    if ckpt == "last":
+        folder = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        ckpt = os.path.join(folder, "last.ckpt") if folder else None
+        if ckpt is None:
+            return errors.fail(prog, "--ckpt_path last: the recipe sets no checkpoint.dirpath; pass the file")
+    if ckpt is not None and not os.path.isfile(ckpt):
+        return errors.fail(prog, f"{ckpt}: no such checkpoint file")
+    if not (cli.datamodule and _has_val(cli.datamodule)):
+        return errors.fail(prog, "the recipe's data has no validation set")
+    trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)
+    if trainer.is_global_zero:
+        step = _checkpoint_step(ckpt)
+        print(f"\nValidation of {ckpt or 'the initial weights'}" + (f" (step {step})" if step is not None else "")
+              + ":\n" + format_results_table(None, cli.model.val_results))
+        if cli.config.get("results_file"):
+            write_results(cli.config["results_file"], None, cli.model.val_results, step or 0)
+            print(f"(written to {cli.config['results_file']})")
+    _close_wandb()
+    return errors.EXIT_OK
+
+
+def _checkpoint_step(path: str | None) -> int | None:
+    if path is None:
+        return None
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step"))
+    except Exception:  # an older or foreign file: the table is still right, only the step is unknown
+        return None
 
 
 if __name__ == "__main__":

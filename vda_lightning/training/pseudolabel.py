@@ -1,6 +1,7 @@
-"""`vda-pseudolabel`: label image (or clip) shards offline with a frozen Depth Anything V2 teacher.
+"""`vda pseudolabel` (alias `vda-pseudolabel`): label image (or clip) shards offline with a frozen Depth Anything V2
+teacher.
 
-    vda-pseudolabel 'shards/images/image-{000000..000099}.tar' --output shards/images_pl \
+    vda pseudolabel 'shards/images/image-{000000..000099}.tar' --output shards/images_pl \
         --teacher-encoder vitl --teacher-checkpoint depth_anything_v2_vitl.pth [--input-size 518] [--device cuda]
 
 Every input shard becomes a shard of the same name under --output with the teacher's disparity stored as
@@ -14,11 +15,11 @@ import os
 import sys
 from collections import Counter
 
-import torch
-import torch.nn.functional as F
-from tqdm import tqdm
+from ..cli import errors
+from ..cli.options import HelpFormatter, add_checkpoint, add_device, add_encoder, add_input_size, resolve_device
 
 PATCH = 14
+PROG = "vda-pseudolabel"
 
 
 def teacher_input_size(height: int, width: int, input_size: int) -> tuple[int, int]:
@@ -27,15 +28,18 @@ def teacher_input_size(height: int, width: int, input_size: int) -> tuple[int, i
     return (max(PATCH, round(height * scale / PATCH) * PATCH), max(PATCH, round(width * scale / PATCH) * PATCH))
 
 
-@torch.no_grad()
-def label_frames(teacher, frames_uint8, input_size: int, device: str) -> torch.Tensor:
+def label_frames(teacher, frames_uint8, input_size: int, device: str):
     """(T, H, W, 3) uint8 RGB -> (T, H, W) float32 teacher disparity at the frames' own resolution."""
-    x = torch.from_numpy(frames_uint8).to(device).permute(0, 3, 1, 2).float() / 255.0
-    h, w = x.shape[-2:]
-    size = teacher_input_size(h, w, input_size)
-    x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-    pred = teacher(x)[:, None]
-    return F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)[:, 0].clamp_min(0).cpu()
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        x = torch.from_numpy(frames_uint8).to(device).permute(0, 3, 1, 2).float() / 255.0
+        h, w = x.shape[-2:]
+        size = teacher_input_size(h, w, input_size)
+        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+        pred = teacher(x)[:, None]
+        return F.interpolate(pred, size=(h, w), mode="bilinear", align_corners=False)[:, 0].clamp_min(0).cpu()
 
 
 def label_shard(url: str, out_path: str, teacher, input_size: int, device: str, depth_encoding: str) -> Counter:
@@ -51,7 +55,7 @@ def label_shard(url: str, out_path: str, teacher, input_size: int, device: str, 
                 rec = decode_members(raw)
             except SampleError as e:
                 counts[f"skipped_{e.reason}"] += 1
-                print(f"vda-pseudolabel: {url}: skipped {raw.get('__key__')}: {e}", file=sys.stderr)
+                print(f"{PROG}: {url}: skipped {raw.get('__key__')}: {e}", file=sys.stderr)
                 continue
             rec.depth = label_frames(teacher, rec.frames, input_size, device).numpy()
             rec.mask, rec.depth_kind, rec.depth_units = None, "pseudo_label", "unitless"
@@ -66,36 +70,44 @@ def label_shard(url: str, out_path: str, teacher, input_size: int, device: str, 
     return counts
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="vda-pseudolabel", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("shards", help="input shards: brace pattern, glob, folder or '::'-joined list")
     parser.add_argument("--output", required=True, help="output folder (shards keep their names)")
-    parser.add_argument("--teacher-encoder", default="vitl", help="DAv2 size of the teacher (vits/vitb/vitl)")
-    parser.add_argument("--teacher-checkpoint", required=True, help="DAv2 (or VDA) checkpoint of the teacher")
-    parser.add_argument("--input-size", type=int, default=518, help="teacher input: shorter side (default 518)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--depth-encoding", choices=("f16", "f32"), default="f16")
-    args = parser.parse_args(argv)
+    add_encoder(parser, flag="--teacher-encoder", default="vitl", help="DAv2 size of the teacher")
+    add_checkpoint(parser, flag="--teacher-checkpoint", help="DAv2 (or VDA) checkpoint of the teacher")
+    add_input_size(parser, help="teacher input: shorter side (published: 518)")
+    add_device(parser)
+    parser.add_argument("--depth-encoding", choices=("f16", "f32"), default="f16", help="stored pseudo-label dtype")
+    return parser
 
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     from ..checkpoints import CheckpointError
+
+    return errors.run_command(prog, lambda: _label_all(args, prog), known=(CheckpointError, ValueError))
+
+
+def _label_all(args, prog: str) -> int:
+    from tqdm import tqdm
+
     from ..data.shards import expand_shards, shard_is_complete
     from .teacher import Teacher
 
-    try:
-        urls = expand_shards(args.shards, "shards")
-        teacher = Teacher(args.teacher_encoder, args.teacher_checkpoint).to(args.device)
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
-        sys.exit(f"vda-pseudolabel: {e}")
+    device = str(resolve_device(args.device))
+    urls = expand_shards(args.shards, "shards")
+    teacher = Teacher(args.teacher_encoder, args.teacher_checkpoint).to(device)
     total: Counter = Counter()
     for url in tqdm(urls, desc="pseudo-labelling", unit="shard"):
         out_path = os.path.join(args.output, os.path.basename(url))
         if shard_is_complete(out_path):
             total["shards_already_done"] += 1
             continue
-        total.update(label_shard(url, out_path, teacher, args.input_size, args.device, args.depth_encoding))
-    print("vda-pseudolabel: " + ", ".join(f"{k} {v}" for k, v in sorted(total.items())))
+        total.update(label_shard(url, out_path, teacher, args.input_size, device, args.depth_encoding))
+    print(f"{prog}: " + ", ".join(f"{k} {v}" for k, v in sorted(total.items())))
+    return errors.EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
