@@ -40,12 +40,13 @@ def golden_video_model(golden_state_dict):
 
 
 @pytest.fixture(scope="session")
-def golden_onnx_dir(golden_dir, golden_video_model, tmp_path_factory):
-    """The golden vits model exported once per session (whole model, encoder + head, streaming step; fp32,
-    traced at 2 clips x 2 frames x 42x56, a shape none of the golden cases has)."""
-    from vda_lightning.deploy.onnx_export import export_onnx
+def golden_onnx_dir(golden_dir, tmp_path_factory):
+    """The golden vits checkpoint exported once per session through `vda export --format onnx` (whole model,
+    encoder + head, streaming step; fp32, traced at 2 clips x 2 frames x 42x56, a shape no golden case has)."""
+    from vda_lightning.export import main
 
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    export_onnx(golden_video_model, out, parts=True, streaming=True, source=golden_dir / "vda_vits_random.safetensors",
-                log=lambda _msg: None)
+    code = main([str(golden_dir / "vda_vits_random.safetensors"), "--format", "onnx", "--output", str(out), "--parts",
+                 "--streaming"])
+    assert code == 0
     return out.parent

@@ -34,8 +34,8 @@ class ExportError(ValueError):
     """An export that cannot be done as asked; the message is one line."""
 
 
-def graph_kinds(parts: bool = False, streaming: bool = False) -> list[str]:
-    return ["video"] + (["encoder", "head"] if parts else []) + (["stream"] if streaming else [])
+def graph_kinds(parts: bool = False, streaming: bool = False, whole: bool = True) -> list[str]:
+    return (["video"] if whole else []) + (["encoder", "head"] if parts else []) + (["stream"] if streaming else [])
 
 
 def output_paths(output: str | os.PathLike, kinds: list[str]) -> dict[str, Path]:
@@ -207,9 +207,11 @@ def _finish(path: Path, kind: str, config, meta: dict) -> None:
 
 def export_onnx(model, output: str | os.PathLike, *, parts: bool = False, streaming: bool = False,
                 fp16: bool = False, opset: int | None = None, exporter: str = "auto",
-                source: str | os.PathLike | None = None, check: bool = True, log=print) -> list[Path]:
+                source: str | os.PathLike | None = None, check: bool = True, whole: bool = True,
+                log=print) -> list[Path]:
     """Export `model` (a VideoDepthAnything) to `output` (+ encoder/head with `parts`, the online step with
-    `streaming`), each file atomically and with its sidecar. Returns the written graph paths."""
+    `streaming`; `whole=False` leaves the whole model out), each file atomically and with its sidecar. Returns the
+    written graph paths."""
     from ..io import atomic_path
     from ..models import VideoDepthAnything
 
@@ -220,7 +222,10 @@ def export_onnx(model, output: str | os.PathLike, *, parts: bool = False, stream
     opset = opset or DEFAULT_OPSET[exporter]
     precision = "fp16" if fp16 else "fp32"
     model = model.float().eval()
-    paths = output_paths(output, graph_kinds(parts, streaming))
+    kinds = graph_kinds(parts, streaming, whole)
+    if not kinds:
+        raise ExportError(f"{output}: nothing to export (whole=False without parts or streaming)")
+    paths = output_paths(output, kinds)
     source_info = None
     if source is not None:
         from .sidecar import file_sha256

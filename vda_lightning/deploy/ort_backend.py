@@ -53,6 +53,10 @@ def make_session(path: str | os.PathLike, device: str = "auto", threads: int = 0
     if threads:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3  # errors only: the shape-guard reshape of a bad input is reported by us
+    # No busy-waiting between runs: the runner's own work (pre-processing, stitching, writers) and the other
+    # sessions share the cores, and spinning idle threads slowed them down several times on 2 cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     providers = []
     for name in select_providers(device):
         if name == "TensorrtExecutionProvider":

@@ -36,7 +36,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Video Depth Anything inference on videos or frame folders.",
                                 formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video file or folder of PNG/JPEG frames")
-    add_checkpoint(p)
+    add_checkpoint(p, required=False, help="model weights: published .pth, safetensors, or a vda fit checkpoint "
+                   "(required with --backend pytorch; with onnxruntime: the export must come from it)")
     add_encoder(p)
     add_input_size(p)
     p.add_argument("--max-res", type=int, default=1280, help="cap on the frames' long side (<= 0: none)")
@@ -46,6 +47,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["offline", "streaming"], default="offline",
                    help="offline: the published key-frame windows; streaming: online, one frame in, one out")
     add_device(p)
+    p.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch",
+                   help="onnxruntime: the graphs of vda export --format onnx (docs/deploy.md)")
+    p.add_argument("--onnx", metavar="DIR", default=None,
+                   help="onnxruntime: the export folder (offline: encoder.onnx + head.onnx; streaming: "
+                        "streaming.onnx)")
     p.add_argument("--output-dir", default="outputs", help="where the outputs are written")
     p.add_argument("--save", default="npz", help=f"comma list of {SAVE_FORMATS}")
     p.add_argument("--focal-length-x", type=float, default=470.4, help="ply: pinhole fx in pixels")
@@ -103,14 +109,20 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         parser.error(f"--save takes a comma list of {','.join(FORMATS)}; got {args.save!r}")
+    if args.backend == "pytorch" and args.checkpoint is None:
+        parser.error("the following arguments are required: --checkpoint (or --backend onnxruntime --onnx DIR)")
+    if args.backend == "onnxruntime" and args.onnx is None:
+        parser.error("--backend onnxruntime needs --onnx DIR (an export of vda export --format onnx)")
 
     out_dir = Path(args.output_dir)
     problem = check_output_dir(out_dir)
     if problem:
         return errors.fail(prog, problem)
     from .. import CheckpointError
+    from ..deploy.ort_backend import OnnxBackendError
 
-    return errors.run_command(prog, lambda: _infer(args, formats, out_dir, prog), known=(CheckpointError,))
+    return errors.run_command(prog, lambda: _infer(args, formats, out_dir, prog),
+                              known=(CheckpointError, OnnxBackendError))
 
 
 def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
@@ -121,15 +133,23 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     from .offline import OfflineRunner
     from .streaming import StreamingRunner
 
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
-    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), expect="video")
+    if args.backend == "onnxruntime":  # the same runners on the exported graphs; host tensors for the runner
+        from ..deploy.ort_backend import open_backend
+
+        model = open_backend(args.onnx, args.mode, args.device, checkpoint=args.checkpoint,
+                             encoder=encoder_or_none(args.encoder), precision=args.precision)
+        device, precision = resolve_device("cpu"), "fp32"
+    else:
+        device = resolve_device(args.device)
+        precision = resolve_precision(args.precision, device)
+        model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), expect="video")
+    source = args.checkpoint or args.onnx
     if args.encoder != "auto" and model.config.encoder != args.encoder:  # our files carry their config
         raise errors.CommandError(f"{args.checkpoint}: holds a {model.config.encoder} model, "
                                   f"not --encoder {args.encoder}")
     metric = bool(model.config.metric)
     if "ply" in formats and not metric:
-        raise errors.CommandError(f"{args.checkpoint}: --save ply needs a metric checkpoint "
+        raise errors.CommandError(f"{source}: --save ply needs a metric checkpoint "
                                   "(this one predicts relative disparity)")
     model = model.to(device).eval()
     Runner = OfflineRunner if args.mode == "offline" else StreamingRunner
