@@ -202,3 +202,65 @@ def test_fp16_export_is_finite_and_close_to_fp32(golden_video_model, cases, tmp_
         errors[case] = rel_err(out, cases[f"{case}.output"])
     assert max(errors.values()) <= 1e-2, errors
     print(f"fp16 ONNX (CPU onnxruntime) vs golden fp32: {errors}")
+
+
+def test_execution_providers_best_first():
+    from vda_lightning.deploy.ort_backend import select_providers
+
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert select_providers("auto", gpu[::-1]) == gpu
+    assert select_providers("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == gpu[1:]
+    assert select_providers("cpu", gpu) == ["CPUExecutionProvider"]
+    assert select_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    with pytest.raises(OnnxBackendError, match="--device cuda: this onnxruntime has no CUDA or TensorRT"):
+        select_providers("cuda", ["CPUExecutionProvider"])
+
+
+def test_a_failed_check_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The export-time check is real: with a zero tolerance it fails, and the file never appears."""
+    from vda_lightning.deploy import onnx_export
+
+    torch.manual_seed(0)
+    model = build_video_model("vitt").eval()
+    monkeypatch.setitem(onnx_export.CHECK_TOLERANCE, "fp32", 0.0)
+    with pytest.raises(ExportError) as e:
+        export_onnx(model, tmp_path / "model.onnx", parts=True, whole=False, log=lambda _m: None)
+    assert str(e.value).startswith(f"{tmp_path / 'encoder.onnx'}: tokens_")
+    assert "differs from PyTorch by" in str(e.value) and "tolerance 0e+00" in str(e.value)
+    assert not list(tmp_path.iterdir())  # no file, no sidecar, no temporary
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_keeps_the_position_embedding_dynamic(tmp_path):
+    """torch's dynamo exporter on the encoder's tokenizer (patchify + pos_embed_graph): H and W stay symbolic,
+    518x518 keeps the stored table. The whole-model dynamo export is measured by evaluation/scripts/deploy_parity.py
+    (1-3 minutes for vits here, too slow for the suite)."""
+    import warnings
+
+    from torch.export import Dim
+
+    from vda_lightning.deploy.graphs import export_mode
+
+    model = build_video_model("vitt").eval()
+
+    class Tokens(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = model.pretrained
+
+        def forward(self, x):
+            return self.encoder.tokens(x)
+
+    h, w = Dim("h", min=1, max=128), Dim("w", min=1, max=128)
+    with export_mode(model), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(Tokens().eval(), (torch.randn(1, 3, 42, 56),), dynamo=True, input_names=["x"],
+                                    dynamic_shapes=({2: 14 * h, 3: 14 * w},), verbose=False)
+    program.save(str(tmp_path / "tokens.onnx"))
+    session = make_session(tmp_path / "tokens.onnx", device="cpu")
+    for size in [(42, 56), (126, 168), (518, 518), (280, 518)]:
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            ref = model.pretrained.tokens(x).numpy()
+        out = session.run(None, {"x": x.numpy()})[0]
+        assert out.shape == ref.shape and np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max(), size

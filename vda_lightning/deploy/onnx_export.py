@@ -105,11 +105,13 @@ def _rel_err(out: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(out.astype(np.float64) - ref).max() / (scale if scale > 0 else 1.0))
 
 
-def check_graph(path: Path, model, kind: str, precision: str, threads: int = 0) -> list[dict]:
-    """Run the file in onnxruntime (CPU) at CHECK_SIZES and compare every output with the PyTorch model."""
+def check_graph(path: Path, model, kind: str, precision: str, threads: int = 0, name: Path | None = None) -> list[dict]:
+    """Run the file in onnxruntime (CPU) at CHECK_SIZES and compare every output with the PyTorch model; errors
+    name `name` (the final path of a file still under its temporary name)."""
     from .ort_backend import make_session
 
     session = make_session(path, device="cpu", threads=threads)
+    path = name or path
     names = [o.name for o in session.get_outputs()]
     results = []
     for i, sizes in enumerate(CHECK_SIZES):
@@ -240,7 +242,7 @@ def export_onnx(model, output: str | os.PathLike, *, parts: bool = False, stream
             seconds = time.perf_counter() - start
             _finish(tmp, kind, model.config, {"vda_graph": kind, "vda_precision": precision,
                                               "vda_encoder": model.config.encoder})
-            checks = check_graph(tmp, model, kind, precision) if check else []
+            checks = check_graph(tmp, model, kind, precision, name=path) if check else []
         inputs, outputs = graph_io(kind, model.config)
         write_sidecar(path, {
             "graph": kind, "precision": precision, "model_config": model.config.to_dict(),

@@ -1,5 +1,5 @@
 """`vda infer INPUT [INPUT ...] --checkpoint CKPT ...` (alias `vda-infer`): depth for videos or frame folders,
-in bounded memory.
+in bounded memory; `--backend onnxruntime --onnx DIR` runs the same runners on exported graphs (docs/deploy.md).
 
 Each input streams through the runner; finished depth maps go to an on-disk spool, from which the
 requested outputs are built (see writers.py). Bad inputs give one line `vda infer: error: <file>: <cause>`
