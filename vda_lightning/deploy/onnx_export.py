@@ -39,7 +39,7 @@ def graph_kinds(parts: bool = False, streaming: bool = False, whole: bool = True
 
 
 def output_paths(output: str | os.PathLike, kinds: list[str]) -> dict[str, Path]:
-    """The whole model goes to `output`; the other graphs beside it under fixed names (see graphs.FILE_NAMES)."""
+    """The whole model goes to `output`; the other graphs beside it under fixed names (signatures.FILE_NAMES)."""
     output = Path(output)
     if output.suffix != ".onnx":
         raise ExportError(f"{output}: the file name must end in .onnx for --format onnx")
