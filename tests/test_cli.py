@@ -19,7 +19,7 @@ from vda_lightning.cli.errors import describe
 from tests.test_train_cli import toy_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "lightning", "cv2", "av", "torchmetrics", "timm", "webdataset")
+HEAVY = ("torch", "lightning", "cv2", "av", "torchmetrics", "timm", "webdataset", "onnx", "onnxruntime", "onnxscript")
 WANTED = ["fit", "validate", "eval", "infer", "export", "shard", "prepare-benchmark", "pseudolabel", "submit", "bench"]
 
 

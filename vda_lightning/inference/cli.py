@@ -1,5 +1,5 @@
 """`vda infer INPUT [INPUT ...] --checkpoint CKPT ...` (alias `vda-infer`): depth for videos or frame folders,
-in bounded memory.
+in bounded memory; `--backend onnxruntime --onnx DIR` runs the same runners on exported graphs (docs/deploy.md).
 
 Frames come from the published `run.py` front end (frame_sources.py: decoder-side resize to the pixel of the
 published decord path); each input streams through the runner; finished depth maps go to an on-disk spool, from
@@ -18,6 +18,7 @@ camera used is printed and written beside them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import sys
@@ -50,7 +51,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Video Depth Anything inference on videos or frame folders.",
                                 formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video file or folder of PNG/JPEG frames")
-    add_checkpoint(p)
+    add_checkpoint(p, required=False, help="model weights: published .pth, safetensors, or a vda fit checkpoint "
+                   "(required with --backend pytorch; with onnxruntime: the export must come from it)")
     add_encoder(p)
     add_model_kind(p)
     add_input_size(p)
@@ -64,6 +66,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["offline", "streaming"], default="offline",
                    help="offline: the published key-frame windows; streaming: online, one frame in, one out")
     add_device(p)
+    p.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch",
+                   help="onnxruntime: the graphs of vda export --format onnx (docs/deploy.md)")
+    p.add_argument("--onnx", metavar="DIR", default=None,
+                   help="onnxruntime: the export folder (offline: encoder.onnx + head.onnx; streaming: "
+                        "streaming.onnx)")
     p.add_argument("--output-dir", default="outputs", help="where the outputs are written")
     p.add_argument("--save", default=None, metavar="FORMATS",
                    help=f"comma list of {','.join(FORMATS)} (default: {DEFAULT_SAVE['default']}; with --layout "
@@ -173,16 +180,21 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         parser.error("--layout published writes point%04d.ply straight into the output directory, as run.py does: "
                      "with several inputs they would overwrite each other (one input per --output-dir, or the "
                      "default layout)")
+    if args.backend == "pytorch" and args.checkpoint is None:
+        parser.error("the following arguments are required: --checkpoint (or --backend onnxruntime --onnx DIR)")
+    if args.backend == "onnxruntime" and args.onnx is None:
+        parser.error("--backend onnxruntime needs --onnx DIR (an export of vda export --format onnx)")
 
     out_dir = Path(args.output_dir)
     problem = check_output_dir(out_dir)
     if problem:
         return errors.fail(prog, problem)
     from .. import CheckpointError
+    from ..deploy.ort_backend import OnnxBackendError
     from .camera import CameraError
 
-    return errors.run_command(prog, lambda: _infer(args, formats, out_dir, prog), known=(CheckpointError,
-                                                                                            CameraError))
+    return errors.run_command(prog, lambda: _infer(args, formats, out_dir, prog),
+                              known=(CheckpointError, CameraError, OnnxBackendError))
 
 
 def check_frame_shapes(args) -> None:
@@ -218,23 +230,41 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     from .runtime import NonFiniteDepthError
     from .streaming import StreamingRunner
 
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
     check_frame_shapes(args)
     camera = camera_from_options(args.focal_length_x, args.focal_length_y, args.intrinsics)
-    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric, expect="video")
+    if args.backend == "onnxruntime":  # the same runners on the exported graphs; host tensors for the runner
+        from ..deploy.ort_backend import open_backend
+
+        model = open_backend(args.onnx, args.mode, args.device, checkpoint=args.checkpoint,
+                             encoder=encoder_or_none(args.encoder), precision=args.precision)
+        device, precision = resolve_device("cpu"), "fp32"
+    else:
+        device = resolve_device(args.device)
+        precision = resolve_precision(args.precision, device)
+        model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric,
+                           expect="video")
+    source = args.checkpoint or args.onnx
     if args.encoder != "auto" and model.config.encoder != args.encoder:  # our files carry their config
         raise errors.CommandError(f"{args.checkpoint}: holds a {model.config.encoder} model, "
                                   f"not --encoder {args.encoder}")
-    model, kind_line = resolve_kind(model.to(device).eval(), device)
-    print(f"{prog}: {args.checkpoint}: {kind_line}", file=sys.stderr)
+    if args.backend == "onnxruntime":  # the export's sidecar says what the graphs predict
+        if args.metric is not None and args.metric != bool(model.config.metric):
+            model.config = dataclasses.replace(model.config, metric=args.metric)
+            why = "--metric" if args.metric else "--relative"
+        else:
+            why = "the export's sidecar"
+        kind_line = f"{'metric depth' if model.config.metric else 'relative disparity'} model (from {why})"
+        model = model.to(device).eval()
+    else:
+        model, kind_line = resolve_kind(model.to(device).eval(), device)
+    print(f"{prog}: {source}: {kind_line}", file=sys.stderr)
     metric = bool(model.config.metric)
     if getattr(model.config, "canonical_focal", None) and camera.default:
-        raise errors.CommandError(f"{args.checkpoint}: predicts depth for a canonical camera (focal length "
+        raise errors.CommandError(f"{source}: predicts depth for a canonical camera (focal length "
                                   f"{model.config.canonical_focal:g} px); give this camera with --focal-length-x/-y "
                                   "or --intrinsics")
     if "ply" in formats and not metric:
-        raise errors.CommandError(f"{args.checkpoint}: --save ply needs a metric model (this one predicts relative "
+        raise errors.CommandError(f"{source}: --save ply needs a metric model (this one predicts relative "
                                   "disparity; pass --metric if it predicts metres)")
     Runner = OfflineRunner if args.mode == "offline" else StreamingRunner
     runner = Runner(model, input_size=args.input_size, device=device, precision=precision)

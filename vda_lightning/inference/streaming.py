@@ -22,6 +22,8 @@ RECENT = 29  # consecutive predecessors in the context
 
 
 class StreamingRunner:
+    """`model`: a VideoDepthAnything, or any backend with its `forward_step` and `config` (deploy/ort_backend.py)."""
+
     def __init__(self, model, input_size: int = 518, device="cpu", precision: str = "fp32"):
         self.device = resolve_device(device)
         self.model = model.to(self.device)  # in place, like nn.Module.to: the caller's model moves too
@@ -47,7 +49,7 @@ class StreamingRunner:
         h, w = self._prep.shape
         cached = self._context() if self._cache else None
         with autocast(self.device, self.precision):
-            depth, states = self.model.forward_depth(self.model.forward_features(x), h, w, 1, 1, cached)
+            depth, states = self.model.forward_step(x, h, w, cached)
         if not self._cache:
             self._cache = [states] * CONTEXT  # references, not copies
         else:
