@@ -120,7 +120,7 @@ def test_export_refuses_what_is_not_a_video_model(tmp_path, capsys):
     notes = tmp_path / "notes.safetensors"
     notes.write_text("not a checkpoint")
     assert export_main([str(notes), "--format", "onnx"]) == 2
-    assert "not a readable safetensors file" in one_error(capsys.readouterr().err, "vda-export")
+    assert "not a checkpoint but a text file" in one_error(capsys.readouterr().err, "vda-export")
     assert not (tmp_path / "x").exists()
 
 

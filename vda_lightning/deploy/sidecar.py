@@ -31,33 +31,31 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def input_contract(config) -> dict:
-    """How frames become the graph's input (published `video_depth.py` + `util/transform.py`), as data.
+    """How frames become the graph's input (published `video_depth.py` + `util/transform.py`), as data: the model
+    config's `InputContract` (models/input_contract.py, the one definition), in the sidecar's readable form plus
+    the contract's own `to_dict()` under "contract"."""
+    from ..models.input_contract import DEFAULT_CONTRACT
 
-    Read from the model config when it carries its contract, else from the constants the runners use.
-    """
     own = getattr(config, "input_contract", None)
-    if own is not None:
-        return dict(own.to_dict() if hasattr(own, "to_dict") else own)
-    from ..inference.preprocess import MAX_ASPECT, PATCH
-    from ..models.configs import IMAGENET_MEAN, IMAGENET_STD
-
+    c = own() if callable(own) else DEFAULT_CONTRACT
     return {
-        "color": "RGB",
-        "value_range": [0.0, 1.0],
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
-        "patch": PATCH,
+        "color": c.channel_order,
+        "value_range": list(c.value_range),
+        "mean": list(c.mean),
+        "std": list(c.std),
+        "patch": c.patch_size,
         "resize": {
-            "method": "bicubic (a = -0.75, align_corners false, no antialias), before normalisation",
-            "input_size": 518,
+            "method": f"{c.interpolation} (a = -0.75, align_corners false, no antialias), before normalisation",
+            "input_size": c.input_size,
             "rule": ("keep the aspect ratio; scale so that the short side reaches input_size; each side to the nearest "
                      "multiple of patch (half to even), rounded up instead when that falls below input_size"),
-            "max_aspect": MAX_ASPECT,
-            "wide_rule": ("if max(H, W) / min(H, W) > max_aspect: input_size = round_to_patch(int(input_size * 1.777 "
-                          "/ ratio))"),
+            "max_aspect": c.max_aspect,
+            "wide_rule": (f"if max(H, W) / min(H, W) > max_aspect: input_size = round_to_patch(int(input_size * "
+                          f"{c.aspect_scale} / ratio))"),
         },
         "output": ("relative disparity (metric depth for metric checkpoints), upsampled to the frame size by "
-                   "bilinear interpolation with align_corners true"),
+                   f"{c.output_resize}"),
+        "contract": c.to_dict(),
     }
 
 
