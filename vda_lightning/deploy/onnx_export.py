@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .sidecar import input_contract, package_versions, write_sidecar
-from .signatures import FILE_NAMES, MAX_FRAMES, dim_value, graph_io, graph_symbols
+from .signatures import FILE_NAMES, MAX_FRAMES, PATCH, dim_value, graph_io, graph_symbols
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}  # 17: the newest that TensorRT 8.6 parses; 18: dynamo's lowest
@@ -82,7 +82,7 @@ def _torch_reference(model, kind: str, feeds: dict[str, np.ndarray]) -> list[np.
     """The graph's outputs computed by the PyTorch model itself (its own code path, float32)."""
     import torch
 
-    from .signatures import CACHE_NAMES, PATCH
+    from .signatures import CACHE_NAMES
 
     t = {k: torch.from_numpy(v) for k, v in feeds.items()}
     with torch.inference_mode():
@@ -158,7 +158,7 @@ def _trace(model, kind: str, path: Path, exporter: str, opset: int, fp16: bool) 
 
 def _dynamic_shapes(inputs: dict) -> tuple:
     """torch.export's view of graph_io: h and w as Dims (>= 3, what torch.export can prove for the stride-2
-    layer), image sides as 14*h, cache rows left to torch.export (products of symbols are not Dims)."""
+    layer), image sides as PATCH·h, cache rows left to torch.export (products of symbols are not Dims)."""
     from torch.export import Dim
 
     dims = {"batch": Dim("batch", min=1, max=1024), "frames": Dim("frames", min=1, max=MAX_FRAMES),
@@ -172,8 +172,8 @@ def _dynamic_shapes(inputs: dict) -> tuple:
                 continue
             if d in dims:
                 axes[i] = dims[d]
-            elif d.startswith("14*"):
-                axes[i] = 14 * dims[d[3:]]
+            elif d.startswith(f"{PATCH}*"):
+                axes[i] = PATCH * dims[d.split("*", 1)[1]]
             else:
                 axes[i] = Dim.AUTO
         spec.append(axes)
@@ -267,8 +267,8 @@ def _axis_ranges(exporter: str, symbols: list[str]) -> dict:
         "batch": {"min": 1, "max": None, "meaning": "clips (or frames of the streaming step) per call"},
         "frames": {"min": 1, "max": MAX_FRAMES, "meaning": "frames per clip (the temporal position table)"},
         "n": {"min": 1, "max": None, "meaning": "frames of a flat batch (encoder)"},
-        "h": {"min": side, "max": None, "meaning": "height / 14: input height must be a multiple of 14"},
-        "w": {"min": side, "max": None, "meaning": "width / 14: input width must be a multiple of 14"},
+        "h": {"min": side, "max": None, "meaning": f"height / {PATCH}: input height must be a multiple of {PATCH}"},
+        "w": {"min": side, "max": None, "meaning": f"width / {PATCH}: input width must be a multiple of {PATCH}"},
         "context": {"min": 0, "max": MAX_FRAMES - 1, "meaning": "cached frames attended by the streaming step "
                                                               "(0 on the first frame, 31 after)"},
     }

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.input_contract import is_multiple_size
 from .sidecar import SidecarError, read_sidecar
 from .signatures import CACHE_NAMES, FILE_NAMES, PATCH, dim_value, graph_io
 
@@ -127,7 +128,7 @@ class OnnxRuntimeModel:
         return self
 
     def _check_size(self, kind: str, height: int, width: int) -> None:
-        if height % PATCH or width % PATCH:
+        if not is_multiple_size((height, width)):
             raise OnnxBackendError(f"{self.paths[kind]}: input of {height}x{width}: height and width "
                                    f"must be multiples of {PATCH} (see the sidecar's input_contract)")
 

@@ -1,15 +1,17 @@
 """The names and symbolic shapes of every exported graph's inputs and outputs (plain Python, no torch): the
 exporter, the sidecar, the onnxruntime backend and the TensorRT profiles all read them from here.
 
-Symbols: `batch`, `frames` (1..32), `n` (frames of a flat batch), `h` = H/14 and `w` = W/14 (so an image side is
-`14*h`), `context` (cached frames of the streaming step, 0..31); cache rows such as `batch*h*w` are products.
+Symbols: `batch`, `frames` (1..32), `n` (frames of a flat batch), `h` = H/PATCH and `w` = W/PATCH (so an image side
+is `PATCH·h`, written `"{PATCH}*h"`), `context` (cached frames of the streaming step, 0..31); cache rows such as
+`batch*h*w` are products.
 """
 from __future__ import annotations
+
+from ..models.input_contract import PATCH_SIZE as PATCH  # torch-free: this module stays free of torch
 
 FILE_NAMES = {"video": "model.onnx", "encoder": "encoder.onnx", "head": "head.onnx", "stream": "streaming.onnx"}
 MAX_FRAMES = 32  # the temporal position table
 SYMBOLS = ("batch", "frames", "n", "h", "w", "context")
-PATCH = 14  # the encoder's patch size (models/encoder.PATCH; this module stays free of torch)
 
 # The temporal modules in cache order (published `video_depth_stream.py`): TM0 on layer_3, TM1 on layer_4, TM2 on
 # path_4, TM3 on path_3; two attention blocks each.
@@ -21,7 +23,7 @@ def graph_io(kind: str, config) -> tuple[dict, dict]:
     """(inputs, outputs) of a graph kind (video, encoder, head, stream): name -> shape, each dim an int or a
     symbol (see the module docstring)."""
     d, f = config.embed_dim, config.features
-    image = ["14*h", "14*w"]
+    image = [f"{PATCH}*h", f"{PATCH}*w"]
     if kind == "video":
         return {"frames": ["batch", "frames", 3, *image]}, {"depth": ["batch", "frames", *image]}
     if kind == "encoder":

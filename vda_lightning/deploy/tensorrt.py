@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .signatures import dim_value
+from ..models.input_contract import is_multiple_size
+from .signatures import PATCH, dim_value
 
 FLOAT32_OPS = ("LayerNormalization", "InstanceNormalization")  # the norms (GroupNorm exports as InstanceNorm)
 TAIL = "output_conv2"  # the published float32 output tail (dpt_temporal.py, under autocast)
@@ -60,9 +61,9 @@ class ShapeRange:
             if not lo <= opt <= hi:
                 raise ValueError(f"{name}: need min <= opt <= max, got {lo}, {opt}, {hi}")
         for name in ("height", "width"):
-            bad = [v for v in getattr(self, name) if v % 14 or v <= 0]
+            bad = [v for v in getattr(self, name) if not is_multiple_size([v])]
             if bad:
-                raise ValueError(f"{name} {bad[0]}: image sides must be positive multiples of 14")
+                raise ValueError(f"{name} {bad[0]}: image sides must be positive multiples of {PATCH}")
         if self.frames[2] > 32 or self.frames[0] < 1:
             raise ValueError(f"frames must lie in 1..32, got {self.frames}")
         if self.context[2] > 31 or self.context[0] < 0:
@@ -71,8 +72,8 @@ class ShapeRange:
     def sizes(self, which: int) -> dict:
         """The graph symbols at min (0), opt (1) or max (2)."""
         return {"batch": self.batch[which], "frames": self.frames[which],
-                "n": self.batch[which] * self.frames[which], "h": self.height[which] // 14,
-                "w": self.width[which] // 14, "context": self.context[which]}
+                "n": self.batch[which] * self.frames[which], "h": self.height[which] // PATCH,
+                "w": self.width[which] // PATCH, "context": self.context[which]}
 
 
 def parse_triple(text: str, name: str) -> tuple[int, int, int]:
