@@ -143,3 +143,16 @@ def ddp_reference(synthetic_shards, tmp_path_factory) -> dict:
     assert state["global_step"] == DDP_STEPS
     return {"head": head, "keys": [read_step_keys(str(tmp / "ref.keys"), rank) for rank in range(2)],
             "losses": logged_losses(tmp / "run")}
+
+
+@pytest.fixture(scope="session")
+def golden_onnx_dir(golden_dir, tmp_path_factory):
+    """The golden vits checkpoint exported once per session through `vda export --format onnx` (whole model,
+    encoder + head, streaming step; fp32, traced at 2 clips x 2 frames x 42x56, a shape no golden case has)."""
+    from vda_lightning.export import main
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    code = main([str(golden_dir / "vda_vits_random.safetensors"), "--format", "onnx", "--output", str(out), "--parts",
+                 "--streaming"])
+    assert code == 0
+    return out.parent

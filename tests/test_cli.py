@@ -19,7 +19,7 @@ from vda_lightning.cli.errors import describe
 from tests.test_train_cli import toy_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "lightning", "cv2", "av", "torchmetrics", "timm", "webdataset")
+HEAVY = ("torch", "lightning", "cv2", "av", "torchmetrics", "timm", "webdataset", "onnx", "onnxruntime", "onnxscript")
 WANTED = ["fit", "validate", "eval", "infer", "export", "shard", "prepare-benchmark", "pseudolabel", "submit", "bench"]
 
 
@@ -127,7 +127,7 @@ def test_infer_help_shows_defaults_without_importing_torch():
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "vda_lightning", "infer", "--help"],
                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for default in ("--input-size PIXELS", "(default: 518)", "(default: auto)", "(default: npz)",
+    for default in ("--input-size PIXELS", "(default: 518)", "(default: auto)", "(default: npz;",
                     "(default: offline)", "(default: 1280)", "(default: fp16 on CUDA, as published; fp32 on the CPU)",
                     "{auto,vits,vitb,vitl,vitt}"):
         assert default in proc.stdout, default
@@ -252,7 +252,7 @@ def test_bench_infer_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys):
                             "--lengths", "2", "--height", "14", "--width", "14", "--modes", "runner",
                             "--json", tmp_path / "b.json")
     line = _one_error_line(err, "vda bench infer")
-    assert code == 2 and str(bad) in line and "not a readable safetensors file" in line
+    assert code == 2 and str(bad) in line and "not a checkpoint but a text file" in line
     assert not (tmp_path / "b.json").exists()
 
 

@@ -81,7 +81,7 @@ def test_decode_reports_a_reason():
     members["json"] = b"{not json"
     with pytest.raises(SampleError) as e:
         decode_members(members)
-    assert e.value.reason == "bad_meta"
+    assert e.value.reason == "bad_metadata"
 
 
 def test_depth_to_target_by_hand():

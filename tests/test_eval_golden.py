@@ -43,8 +43,9 @@ def test_outputs_written(mini_results, capsys):
     assert csv_rows[0].startswith("benchmark,scene,abs_rel") and len(csv_rows) == 1 + 3 * 3 + 3
     md = out.with_suffix(".md").read_text()
     assert "| KITTI AbsRel↓ | KITTI δ1↑ |" in md and f"{got['tae']['scannet']['mean']:.3f}" in md
-    # --compare: the paper-shaped table with δ1 rank over two result files
+    # --compare: the paper-shaped table with δ1 rank over two result files, rows named by their stored labels
     worse = json.loads(out.read_text())
+    worse["meta"]["label"] = "worse"
     for res in worse["depth"].values():
         res["delta1_acc"] -= 0.1
     worse_path = out.with_name("worse.json")
@@ -52,5 +53,5 @@ def test_outputs_written(mini_results, capsys):
     assert main(["--compare", str(out), str(worse_path)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].endswith("| δ1 rank↓ |")
-    assert table[2].startswith("| results |") and table[2].endswith("| 1.00 |")
+    assert table[2].startswith("| predictions |") and table[2].endswith("| 1.00 |")
     assert table[3].startswith("| worse |") and table[3].endswith("| 2.00 |")

@@ -1,8 +1,8 @@
-"""`vda export CKPT --format pth|safetensors [--output PATH] [--ema]` (alias `vda-export`): a training checkpoint ->
-the full model in the published key layout (`pretrained.*` + `head.*`), loadable by `load_model` and by the
-published code.
+"""`vda export CKPT --format pth|safetensors|onnx|tensorrt [--output PATH] [--ema]` (alias `vda-export`): a training
+checkpoint -> the full model in the published key layout (`pretrained.*` + `head.*`), loadable by `load_model` and by
+the published code; or ONNX graphs with sidecars / TensorRT engines (docs/deploy.md).
 
-Formats come from the `FORMATS` table: a new one (e.g. ONNX) is one entry, a writer `write(model, path) -> Path`
+Formats come from the `FORMATS` table: a new one is one entry, a writer `write(model, path, **options) -> Path`
 named by "module:function" so that `vda export --help` imports none of it.
 """
 from __future__ import annotations
@@ -24,6 +24,10 @@ class ExportFormat:
     suffix: str   # the output file's required suffix
     writer: str   # "module:function" with `function(model, path) -> Path`
     summary: str  # one line for --help
+    options: str | None = None  # "module:function(parser)" adding the format's options; its writer then takes
+    #                             `source=` (the checkpoint) and those options as keywords
+    video_only: bool = False  # refuse image (Depth Anything V2) checkpoints
+    folder: bool = False  # several files: the default output goes into a folder of its own
 
 
 FORMATS: dict[str, ExportFormat] = {
@@ -31,20 +35,31 @@ FORMATS: dict[str, ExportFormat] = {
                                 "published key layout, config in the metadata"),
     "pth": ExportFormat(".pth", "vda_lightning.checkpoints:save_model",
                         "published key layout as a torch state dict (+ .json config sidecar)"),
+    "onnx": ExportFormat(".onnx", "vda_lightning.deploy.commands:write_onnx",
+                         "ONNX graphs + JSON sidecars (--parts, --streaming, --fp16)",
+                         "vda_lightning.deploy.commands:add_export_options", video_only=True, folder=True),
+    "tensorrt": ExportFormat(".engine", "vda_lightning.deploy.commands:write_tensorrt",
+                             "TensorRT engines from the ONNX graphs (needs tensorrt and CUDA)",
+                             "vda_lightning.deploy.commands:add_export_options", video_only=True, folder=True),
 }
 
 
-def _writer(fmt: str):
-    module, function = FORMATS[fmt].writer.split(":")
+def _function(spec: str):
+    module, function = spec.split(":")
     return getattr(importlib.import_module(module), function)
 
 
+def _writer(fmt: str):
+    return _function(FORMATS[fmt].writer)
+
+
 def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | Path | None = None,
-                      use_ema: bool = False) -> Path:
+                      use_ema: bool = False, options: dict | None = None) -> Path:
     """Write the model of a vda-fit checkpoint (encoder restored from its reference when not embedded).
 
     use_ema: write the head's EMA (`checkpoint["vda_ema"]`, saved by `training.ema.EMACallback`), put into the
-    model by the same `HeadEMA.swapped_in` that validation uses.
+    model by the same `HeadEMA.swapped_in` that validation uses. `options`: the keyword options of formats that
+    have them (onnx, tensorrt).
     """
     from contextlib import nullcontext
 
@@ -54,7 +69,7 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     ckpt = Path(ckpt)
-    model = load_model(ckpt)
+    model = load_model(ckpt, expect="video" if FORMATS[fmt].video_only else "any")
     swap = nullcontext()
     if use_ema:
         obj, _ = read_checkpoint(ckpt)
@@ -67,11 +82,17 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
             swap = HeadEMA.from_state(model.head, state).swapped_in(model.head)
         except ValueError as e:
             raise ValueError(f"{ckpt}: {e}") from None
-    suffix = FORMATS[fmt].suffix
-    output = Path(output) if output else ckpt.with_name(ckpt.stem + (".ema" if use_ema else "") + suffix)
-    if output.suffix != suffix:
-        raise ValueError(f"{output}: the file name must end in {suffix} for --format {fmt}")
+    spec = FORMATS[fmt]
+    stem = ckpt.stem + (".ema" if use_ema else "")
+    if output is None:  # beside the checkpoint; several files in a folder of their own
+        output = (ckpt.parent / f"{stem}_{fmt}" / f"model{spec.suffix}") if spec.folder else \
+            ckpt.with_name(stem + spec.suffix)
+    output = Path(output)
+    if output.suffix != spec.suffix:
+        raise ValueError(f"{output}: the file name must end in {spec.suffix} for --format {fmt}")
     with swap:
+        if spec.options:
+            return _writer(fmt)(model, output, source=ckpt, **(options or {}))
         return _writer(fmt)(model, output)
 
 
@@ -81,8 +102,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                                      epilog=f"formats:\n{formats}")
     add_checkpoint(parser, flag="checkpoint", help="a vda fit checkpoint (.ckpt), or any file load_model reads")
     parser.add_argument("--format", choices=list(FORMATS), default="safetensors", help="output format")
-    parser.add_argument("--output", "-o", default=None, help="output file (default: beside the checkpoint)")
+    parser.add_argument("--output", "-o", default=None,
+                        help="output file (default: beside the checkpoint; onnx/tensorrt: <stem>_<format>/model.*)")
     parser.add_argument("--ema", action="store_true", help="export the EMA head weights")
+    for option_adder in dict.fromkeys(f.options for f in FORMATS.values() if f.options):
+        _function(option_adder)(parser)
     return parser
 
 
@@ -90,7 +114,12 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(argv)
 
     def export() -> None:
-        print(f"wrote {export_checkpoint(args.checkpoint, args.format, args.output, args.ema)}")
+        options = None
+        if FORMATS[args.format].options:
+            from .deploy.commands import onnx_options
+
+            options = onnx_options(args)
+        print(f"wrote {export_checkpoint(args.checkpoint, args.format, args.output, args.ema, options)}")
 
     from .checkpoints import CheckpointError
 

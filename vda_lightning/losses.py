@@ -6,6 +6,10 @@ number of valid pixels, as in the published code.
 
 Where the paper and the published code disagree (the TGM term) the code is the default; `tgm_variant="paper"` gives the
 paper's formula (absolute temporal differences, absolute threshold, mean over frame pairs).
+
+Metric fine-tuning (`MetricDepthLoss`): the scale-invariant log loss of Depth Anything V2's metric fine-tuning
+(published `metric_depth/util/loss.py::SiLogLoss`, used by `metric_depth/train.py`) on metric depth, plus the TGM
+term on metric depth without the per-clip alignment.
 """
 from __future__ import annotations
 
@@ -161,6 +165,79 @@ def tgm_loss(
         total = total + term * decay**k
         used += 1
     return total / max(used, 1)
+
+
+# ----------------------------------------------------------------------------------------------- metric (SiLog) loss
+def silog_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, lambd: float = 0.5,
+               floor: float = 1e-3) -> torch.Tensor:
+    """Scale-invariant log loss, pooled over every masked pixel of the batch (published DAv2 `SiLogLoss`):
+
+        d = log(target) - log(pred) at the masked pixels;   loss = sqrt( mean(d^2) - lambd * mean(d)^2 ).
+
+    The published formula has no epsilon terms: DAv2's metric head ends in sigmoid * max_depth, so its output is
+    never 0. The Video Depth Anything head ends in a ReLU, whose output is often exactly 0 early in fine-tuning;
+    log(0) would make the loss infinite, so the prediction is clamped at `floor` (metres) before the log (the
+    clamped pixels get no gradient, as the ReLU gives them none either). Above the floor the value is the
+    published one. The target must be > 0 where `mask` is set (the caller restricts it to [min_depth, max_depth]).
+    No masked pixel: 0 with a graph. The sqrt is exact: a perfect prediction (every d = 0) has an infinite
+    gradient, as published.
+    """
+    mask = mask.bool()
+    if not bool(mask.any()):
+        return (pred * 0).sum()
+    d = torch.log(target[mask]) - torch.log(pred[mask].clamp_min(floor))
+    return torch.sqrt((d * d).mean() - lambd * d.mean() ** 2)
+
+
+def metric_valid_mask(target: torch.Tensor, mask: torch.Tensor | None, min_depth: float,
+                      max_depth: float | None) -> torch.Tensor:
+    """Pixels the metric loss scores: `mask` & min_depth <= target <= max_depth (inclusive, as DAv2's train.py);
+    `max_depth` None = no upper bound."""
+    valid = target >= min_depth
+    if max_depth is not None:
+        valid &= target <= max_depth
+    return valid if mask is None else valid & mask.bool()
+
+
+class MetricDepthLoss(nn.Module):
+    """Metric fine-tuning loss: SiLog (lambd 0.5) + `tgm_weight` * TGM, both on metric depth in metres.
+
+    Returns {'silog_loss', 'stable_loss', 'total_loss'} (`stable_loss` already weighted).
+
+    The TGM term is the released one (`tgm_loss`, code variant: signed temporal differences, threshold 5 % of each
+    frame's target range) computed on the raw predicted depth against the metric target, WITHOUT the per-clip
+    least-squares alignment that `VideoDepthLoss` applies: a metric model must get the scale itself, and aligning
+    it away would let the temporal term ignore scale drift between frames. Its unit is metres (unlike SiLog, which
+    is unitless), so its weight depends on the scenes' depth range: see the recipes for the value we use.
+    """
+
+    def __init__(self, lambd: float = 0.5, tgm_weight: float = 1.0, min_depth: float = 1e-3,
+                 max_depth: float | None = 80.0, floor: float = 1e-3, threshold: float = 0.05,
+                 tgm_variant: TGMVariant = "code"):
+        super().__init__()
+        if tgm_variant not in ("code", "paper"):
+            raise ValueError(f"tgm_variant must be 'code' or 'paper', got {tgm_variant!r}")
+        self.lambd, self.tgm_weight, self.min_depth, self.max_depth = lambd, tgm_weight, min_depth, max_depth
+        self.floor, self.threshold, self.tgm_variant = floor, threshold, tgm_variant
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        if prediction.shape != target.shape or prediction.dim() != 4 or (mask is not None and
+                                                                          mask.shape != target.shape):
+            raise ValueError(
+                f"MetricDepthLoss needs (B, T, H, W) prediction/target/mask of one shape, got "
+                f"{tuple(prediction.shape)}, {tuple(target.shape)}, {None if mask is None else tuple(mask.shape)}"
+            )
+        valid = metric_valid_mask(target, mask, self.min_depth, self.max_depth)
+        silog = silog_loss(prediction, target, valid, self.lambd, self.floor)
+        out = {"silog_loss": silog}
+        if self.tgm_weight and prediction.shape[1] > 1:
+            stable = self.tgm_weight * tgm_loss(prediction, target, valid, 0.0, 1, 0.5, self.threshold,
+                                                self.tgm_variant)
+        else:
+            stable = silog * 0
+        out.update(stable_loss=stable, total_loss=silog + stable)
+        return out
 
 
 # ----------------------------------------------------------------------------------------------- composed losses

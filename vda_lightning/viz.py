@@ -20,16 +20,22 @@ def _lut(cmap: str) -> np.ndarray:
     return (colors * 255).astype(np.uint8)
 
 
+def depth_to_uint8(depth: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """(…, H, W) float map -> uint8 grey levels `uint8((d - vmin) / (vmax - vmin) * 255)`, in float32 arithmetic and
+    truncating, exactly as the published `utils/dc_utils.py::save_video` (vmin/vmax default to the map's own range;
+    values outside it are clipped, NaN shows as vmin, a constant map as 0)."""
+    d = np.asarray(depth, dtype=np.float32)
+    lo = np.float32(np.nanmin(d) if vmin is None else vmin)
+    hi = np.float32(np.nanmax(d) if vmax is None else vmax)
+    span = hi - lo if hi > lo else np.float32(1.0)
+    return np.clip(np.nan_to_num((d - lo) / span * np.float32(255), nan=0.0), 0, 255).astype(np.uint8)
+
+
 def colorize(depth: np.ndarray, vmin: float | None = None, vmax: float | None = None,
              cmap: str = "inferno") -> np.ndarray:
-    """(…, H, W) float map -> (…, H, W, 3) uint8 RGB; values are mapped as uint8((d - vmin)/(vmax - vmin)*255)
-    like the published visualisation (vmin/vmax default to the map's own range; NaN shows as vmin)."""
-    d = np.asarray(depth, dtype=np.float32)
-    lo = float(np.nanmin(d)) if vmin is None else float(vmin)
-    hi = float(np.nanmax(d)) if vmax is None else float(vmax)
-    span = hi - lo if hi > lo else 1.0
-    idx = np.clip(np.nan_to_num((d - lo) / span * 255.0, nan=0.0), 0, 255).astype(np.uint8)
-    return _lut(cmap)[idx]
+    """(…, H, W) float map -> (…, H, W, 3) uint8 RGB: `depth_to_uint8` through the colormap's 256 colours,
+    `uint8(colour * 255)` — the published visualisation (`cm.get_cmap("inferno").colors`)."""
+    return _lut(cmap)[depth_to_uint8(depth, vmin, vmax)]
 
 
 def side_by_side(*images: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..cli import errors
+from ..cli.errors import CommandError
 from ..cli.options import HelpFormatter
 from ..data.format import DEPTH_ENCODINGS, FRAME_FORMATS, ClipRecord
 from ..io import write_json_atomic
@@ -45,6 +46,7 @@ def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_for
 
 def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 0) -> dict:
     from ..data.datasets import train_sample
+    from ..data.format import SampleError
     from ..data.streams import SkipCounters, iter_tar_samples
     from ..data.transforms import AugmentConfig
 
@@ -61,17 +63,28 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
             read_s += time.perf_counter() - t0
             for raw in raws:
                 t0 = time.perf_counter()
-                train_sample(raw, clip_len, rng, aug, (crop, crop), 1e-3, 0.0, need_target=True)
+                try:
+                    train_sample(raw, clip_len, rng, aug, (crop, crop), 1e-3, 0.0, need_target=True)
+                except SampleError as e:  # skipped and counted, as the training stream does
+                    counters.skip(e.reason, f"{url} {raw.get('__key__')}", e.detail)
+                    continue
                 work_s += time.perf_counter() - t0
                 clips += 1
                 nbytes += sum(len(v) for k, v in raw.items() if not k.startswith("__"))
+    skipped = counters.as_dict()
+    if clips == 0:
+        reasons = ", ".join(f"{n} {r}" for r, n in skipped.items() if n and r not in ("ok", "skipped"))
+        hint = f" (clips shorter than --frames {clip_len}: pass a smaller --frames)" if skipped.get("too_short") \
+            else ""
+        raise CommandError(f"{', '.join(urls)}: no clip could be measured, all were skipped ({reasons or 'none read'})"
+                           f"{hint}")
     total = read_s + work_s
     cpu = time.process_time() - cpu0
     return {"cpu_seconds": cpu, "clips_per_cpu_s": clips / cpu, "clips": clips, "clip_len": clip_len, "crop": crop,
             "seconds": total, "read_seconds": read_s,
             "clips_per_s": clips / total, "frames_per_s": clips * clip_len / total,
             "MB_per_s": nbytes / 2**20 / total, "MB_per_clip": nbytes / 2**20 / max(1, clips),
-            "skipped": counters.as_dict()["skipped"]}
+            "skipped": skipped["skipped"]}
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:

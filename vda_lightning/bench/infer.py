@@ -15,6 +15,9 @@ By default every measurement runs in a fresh subprocess so that peak RSS (ru_max
 still per run, host peaks are then the process's so far). Synthetic frames are a deterministic moving scene; the
 e2e modes read them back from an H.264 mp4 written first (or from `--video`, which also sets the frame size: the
 video's own aspect). Outputs of runner and baseline, and of each speed lever against none, are compared.
+`--backend pytorch,onnxruntime` runs the runner and streaming modes on both backends in the same run (the
+onnxruntime one on `--onnx DIR`, or on an export of the benchmark's own weights made here, per encoder), compared
+with PyTorch's outputs; the other modes are PyTorch only.
 """
 from __future__ import annotations
 
@@ -46,6 +49,8 @@ from ..cli.options import (
 from ..io import write_json_atomic
 
 MODES = ("model", "runner", "e2e", "e2e-serial", "baseline", "streaming")
+BACKENDS = ("pytorch", "onnxruntime")
+ONNX_MODES = ("runner", "streaming")
 PROG = "vda-bench infer"
 SYNTHETIC_CYCLE = 64  # distinct synthetic frames; longer videos repeat them (memory stays flat for 2,000 frames)
 
@@ -156,9 +161,18 @@ def measure(spec: dict, model=None) -> dict:
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    device = resolve_device(spec["device"])
-    model = (model if model is not None else _build_model(spec)).to(device).eval()
-    apply_levers(model, spec.get("levers") or [])
+    onnx = spec.get("backend") == "onnxruntime"
+    if onnx:  # the runner feeds host tensors; onnxruntime picks its execution provider from the device
+        from ..deploy.ort_backend import OnnxRuntimeModel
+
+        model = OnnxRuntimeModel(spec["onnx"], "streaming" if spec["mode"] == "streaming" else "offline",
+                                 spec["device"], spec.get("threads") or 0)
+        device = resolve_device("cpu")
+    else:
+        device = resolve_device(spec["device"])
+        model = (model if model is not None else _build_model(spec)).to(device).eval()
+        apply_levers(model, spec.get("levers") or [])
+    precision = "fp32" if onnx else spec["precision"]  # an fp16 export computes in fp16 by itself
     mode = spec["mode"]
     shape = DEFAULT_CONTRACT.network_size(spec["height"], spec["width"], spec["input_size"], video=True)
     frames = None if mode in ("model", "e2e", "e2e-serial") else _frames(spec)
@@ -181,7 +195,7 @@ def measure(spec: dict, model=None) -> dict:
             count = len(out)
         elif mode in ("runner", "streaming"):
             runner = (OfflineRunner if mode == "runner" else StreamingRunner)(
-                model, spec["input_size"], device, spec["precision"])
+                model, spec["input_size"], device, precision)
             spool = DepthSpool(spec.get("save") or os.devnull)  # what vda infer does with finished maps
             for depth in runner.run(frames):
                 spool.append(depth)
@@ -192,11 +206,14 @@ def measure(spec: dict, model=None) -> dict:
             count, encoded = _end_to_end(model, spec, device)
             elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     finally:
-        unapply(model)
+        if not onnx:
+            unapply(model)
     result = {
         **{k: spec[k] for k in ("mode", "encoder", "input_size", "precision", "length", "height", "width")},
         "levers": "+".join(spec.get("levers") or []) or "none", "network": list(shape),
-        "device": str(device), "frames": count, "seconds": elapsed, "frames_per_s": count / elapsed,
+        "backend": spec.get("backend", "pytorch"),
+        "device": str(device) if not onnx else "onnxruntime:" + ",".join(model.providers), "frames": count,
+        "seconds": elapsed, "frames_per_s": count / elapsed,
         "ms_per_frame": 1000 * elapsed / count,
         "cpu_seconds": cpu, "frames_per_cpu_s": count / max(cpu, 1e-9),  # steadier on a shared CPU
         "encoder_frame_passes": encoded, "first_call_s": first,
@@ -262,6 +279,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--levers", default="none",
                    help="comma list of speed-lever settings, levers joined by '+' within one "
                         "(none, compile, channels_last, cuda_graphs; e.g. none,compile,compile+channels_last)")
+    p.add_argument("--backend", default="pytorch",
+                   help=f"comma list of {','.join(BACKENDS)}: onnxruntime runs the {'/'.join(ONNX_MODES)} modes too")
+    p.add_argument("--onnx", metavar="DIR", default=None,
+                   help="onnxruntime: an export of the same weights (default: exported here from them)")
     p.add_argument("--iters", type=positive_int, default=3, help="model mode: timed windows")
     p.add_argument("--warmup", type=int, default=1, help="model mode: untimed windows after the first call")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -284,8 +305,21 @@ def parse_args(argv, prog: str = PROG) -> argparse.Namespace:
         args.mode_list = _comma_list(MODES, "--modes")(args.modes)
         args.length_list = [positive_int(x) for x in args.lengths.split(",")]
         args.lever_sets = [parse_levers(s.replace("+", ",")) for s in args.levers.split(",") if s.strip()]
+        args.backends = _comma_list(BACKENDS, "--backend")(args.backend)
     except (argparse.ArgumentTypeError, ValueError) as e:
         parser.error(str(e))
+    if "onnxruntime" in args.backends and "bf16" in args.precisions:
+        parser.error("--backend onnxruntime runs fp32 or fp16 exports, not --precision bf16")
+    if args.onnx and len(args.encoders) > 1:
+        parser.error("--onnx holds one model: give one --encoder")
+    if not args.video:
+        from ..models.input_contract import DEFAULT_CONTRACT, FrameShapeError
+
+        try:  # the network input size first: a frame the model cannot take is refused before any worker starts
+            DEFAULT_CONTRACT.checked_network_size(args.height, args.width, args.input_size, video=True,
+                                                  what=f"--height {args.height} --width {args.width}")
+        except FrameShapeError as e:
+            parser.error(str(e))
     if args.checkpoint and len(args.encoders) > 1:
         parser.error("--checkpoint holds one model: give one --encoder")
     if not args.lever_sets:
@@ -298,7 +332,12 @@ def run_infer_bench(argv, prog: str = PROG) -> int:
     from ..checkpoints import CheckpointError
     from ..inference.frame_sources import InputError
 
-    return errors.run_command(prog, lambda: _bench(args, prog), known=(CheckpointError, InputError))
+    known = (CheckpointError, InputError)
+    if "onnxruntime" in args.backends:
+        from ..deploy.ort_backend import OnnxBackendError
+
+        known += (OnnxBackendError,)
+    return errors.run_command(prog, lambda: _bench(args, prog), known=known)
 
 
 def _run_worker(spec: dict) -> dict:
@@ -336,11 +375,35 @@ def _frame_size(args) -> tuple[int, int]:
     return first.shape[:2]
 
 
+def _runs(modes: list[str], backends: list[str]) -> list[tuple[str, str]]:
+    """(mode, backend) pairs measured: every mode on PyTorch, the runner and streaming modes on onnxruntime too."""
+    return [(m, b) for m in modes for b in backends if b == "pytorch" or m in ONNX_MODES]
+
+
+def _label(mode: str, backend: str) -> str:
+    return mode if backend == "pytorch" else f"{mode}@{backend}"
+
+
+def _export_for_bench(spec: dict, folder: Path, fp16: bool, prog: str) -> tuple[Path, dict]:
+    """The benchmark's own weights as the onnxruntime backend's graphs (offline parts and the streaming step)."""
+    from ..deploy.onnx_export import export_onnx
+
+    model = _build_model(spec)
+    print(f"{prog}: exporting the {spec['encoder']} model for onnxruntime ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    written = export_onnx(model, folder / "model.onnx", parts=True, streaming=True, whole=False, fp16=fp16,
+                          source=spec.get("checkpoint"), log=lambda _m: None)
+    return folder, {"encoder": spec["encoder"], "fp16": fp16, "seconds": time.perf_counter() - start,
+                    "files": [p.name for p in written]}
+
+
 def _bench(args, prog: str) -> int:
     device = resolve_device(args.device)  # cuda without a GPU: one error line here rather than a traceback per worker
     height, width = _frame_size(args)
     models: dict[str, object] = {}
+    exports: dict[tuple[str, bool], tuple[Path, dict]] = {}
     rows = []
+    runs = _runs(args.mode_list, args.backends)
     with tempfile.TemporaryDirectory(prefix="vda-bench-") as tmp:
         for length, encoder, precision in itertools.product(args.length_list, args.encoders, args.precisions):
             base = {"encoder": encoder, "checkpoint": args.checkpoint, "input_size": args.input_size,
@@ -351,43 +414,70 @@ def _bench(args, prog: str) -> int:
                 mp4 = Path(tmp) / f"synthetic_{length}_{height}x{width}.mp4"  # one per length, for every model
                 base["video_file"] = args.video or str(mp4 if mp4.exists() else
                                                        write_synthetic_mp4(mp4, length, height, width))
+            if "onnxruntime" in args.backends:
+                fp16 = precision == "fp16"
+                if args.onnx:
+                    base["onnx"] = str(args.onnx)
+                else:
+                    if (encoder, fp16) not in exports:
+                        exports[(encoder, fp16)] = _export_for_bench(
+                            base, Path(tmp) / f"onnx_{encoder}_{'fp16' if fp16 else 'fp32'}", fp16, prog)
+                    base["onnx"] = str(exports[(encoder, fp16)][0])
             if args.in_process and encoder not in models:
                 models.clear()  # one model on the device at a time
                 models[encoder] = _build_model(base)
             group = []
             for levers in args.lever_sets:
                 saved, best = {}, {}
+                these = [(m, b) for m, b in runs if b == "pytorch" or not levers]  # levers: PyTorch only
                 for repeat in range(args.repeats):  # interleaved, so a busy spell on a shared CPU hits all modes
-                    for mode in args.mode_list:
-                        spec = {**base, "mode": mode, "levers": levers}
-                        if repeat == 0 and mode in ("model", "runner", "baseline"):
-                            spec["save"] = saved[mode] = str(Path(tmp) / f"{mode}_{'+'.join(levers)}.f32")
+                    for mode, backend in these:
+                        key = _label(mode, backend)
+                        spec = {**base, "mode": mode, "levers": levers if backend == "pytorch" else [],
+                                "backend": backend}
+                        if repeat == 0 and (mode in ("model", "runner", "baseline") or
+                                            ("onnxruntime" in args.backends and mode in ONNX_MODES)):
+                            spec["save"] = saved[key] = str(Path(tmp) / f"{key}_{'+'.join(levers)}.f32")
                         label = "+".join(levers) or "no levers"
-                        print(f"{prog}: {mode} {encoder} {precision} {label} on {length} frames of {height}x{width}"
+                        print(f"{prog}: {key} {encoder} {precision} {label} on {length} frames of {height}x{width}"
                               f" (run {repeat + 1}) ...", file=sys.stderr, flush=True)
-                        r = measure(spec, models.get(encoder)) if args.in_process else _run_worker(spec)
-                        if mode in best:
-                            r["all_seconds"] = best[mode]["all_seconds"] + [r["seconds"]]
-                            r["peak_host_mib"] = max(r["peak_host_mib"], best[mode]["peak_host_mib"])
-                            if r["seconds"] > best[mode]["seconds"]:
-                                r = {**best[mode], "all_seconds": r["all_seconds"],
+                        in_process = args.in_process and backend == "pytorch"
+                        r = measure(spec, models.get(encoder)) if in_process else _run_worker(spec)
+                        if key in best:
+                            r["all_seconds"] = best[key]["all_seconds"] + [r["seconds"]]
+                            r["peak_host_mib"] = max(r["peak_host_mib"], best[key]["peak_host_mib"])
+                            if r["seconds"] > best[key]["seconds"]:
+                                r = {**best[key], "all_seconds": r["all_seconds"],
                                      "peak_host_mib": r["peak_host_mib"]}
                         else:
                             r["all_seconds"] = [r["seconds"]]
-                        best[mode] = r
+                        best[key] = r
                 if {"runner", "baseline"} <= set(saved):
                     err = _compare(Path(saved["runner"]), Path(saved["baseline"]), (height, width))
                     for m in ("runner", "baseline"):
                         best[m]["max_rel_diff_runner_vs_baseline"] = err
-                group.append((levers, saved, best))
+                for mode in ONNX_MODES:  # onnxruntime vs PyTorch, same mode
+                    ort = _label(mode, "onnxruntime")
+                    if ort in saved and mode in saved:
+                        best[ort]["max_rel_diff_vs_pytorch"] = _compare(Path(saved[ort]), Path(saved[mode]),
+                                                                        (height, width))
+                        best[ort]["speedup_vs_pytorch"] = best[ort]["frames_per_s"] / best[mode]["frames_per_s"]
+                group.append((levers, saved, best, these))
             _compare_levers(group)
-            for _, saved, best in group:
-                rows += [best[m] for m in args.mode_list]
+            for _, saved, best, these in group:
+                rows += [best[_label(m, b)] for m, b in these]
                 for f in saved.values():
                     os.unlink(f)
     _attach_ratios(rows)
     _print_table(rows)
-    report = {"machine": machine_info(device), "args": {k: v for k, v in vars(args).items()}, "results": rows}
+    info = machine_info(device)
+    if "onnxruntime" in args.backends:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    onnx_export = [e for _, e in exports.values()]
+    report = {"machine": info, "args": {k: v for k, v in vars(args).items()}, "results": rows,
+              "onnx_export": onnx_export[0] if len(onnx_export) == 1 else (onnx_export or None)}
     write_json_atomic(args.json, report)
     print(f"{prog}: results written to {args.json}")
     return 0
@@ -395,10 +485,10 @@ def _bench(args, prog: str) -> int:
 
 def _compare_levers(group) -> None:
     """Each lever setting's model and runner outputs against the same mode without levers (when measured)."""
-    plain = next((saved for levers, saved, _ in group if not levers), None)
+    plain = next((saved for levers, saved, *_ in group if not levers), None)
     if plain is None:
         return
-    for levers, saved, best in group:
+    for levers, saved, best, _ in group:
         for mode in ("model", "runner"):
             if levers and mode in saved and mode in plain:
                 best[mode]["max_rel_diff_vs_no_levers"] = _compare(Path(saved[mode]), Path(plain[mode]), (1 << 16,))
@@ -425,7 +515,7 @@ def _attach_ratios(rows) -> None:
     pipeline's goal: >= 0.9 on a GPU), e2e / runner (decode + write cost), e2e / e2e-serial (what the threads buy)."""
     by = {}
     for r in rows:
-        by.setdefault(_key(r), {})[r["mode"]] = r
+        by.setdefault(_key(r), {})[_label(r["mode"], r.get("backend", "pytorch"))] = r
     for modes in by.values():
         base = modes.get("baseline")
         for r in modes.values():
@@ -441,12 +531,14 @@ def _attach_ratios(rows) -> None:
                                                                          / modes[other]["frames_per_cpu_s"])
 
 
-COLUMNS = [("mode", "{}"), ("encoder", "{}"), ("precision", "{}"), ("levers", "{}"), ("length", "{}"),
+COLUMNS = [("mode", "{}"), ("backend", "{}"), ("encoder", "{}"), ("precision", "{}"), ("levers", "{}"),
+           ("length", "{}"),
            ("frames_per_s", "{:.3f}"), ("ms_per_frame", "{:.1f}"), ("seconds", "{:.1f}"),
            ("speedup_vs_baseline", "{:.2f}x"), ("cpu_seconds", "{:.1f}"), ("e2e_vs_model", "{:.2f}"),
            ("e2e_vs_runner", "{:.2f}"), ("e2e_vs_e2e_serial", "{:.2f}"), ("encoder_frame_passes", "{}"),
            ("peak_host_mib", "{:.0f}"), ("peak_gpu_mib", "{:.0f}"), ("max_rel_diff_runner_vs_baseline", "{:.1e}"),
-           ("max_rel_diff_vs_no_levers", "{:.1e}")]
+           ("max_rel_diff_vs_no_levers", "{:.1e}"), ("speedup_vs_pytorch", "{:.2f}x"),
+           ("max_rel_diff_vs_pytorch", "{:.1e}")]
 
 
 def table_lines(rows, columns=COLUMNS) -> list[str]:
@@ -463,9 +555,11 @@ def _print_table(rows):
 def _worker_main(spec: dict) -> int:
     """A worker prints its result as JSON; a known input error is one line on stderr and status 2."""
     from ..checkpoints import CheckpointError
+    from ..deploy.ort_backend import OnnxBackendError
     from ..inference.frame_sources import InputError
 
-    return errors.run_command(PROG, lambda: print(json.dumps(measure(spec))), known=(CheckpointError, InputError))
+    return errors.run_command(PROG, lambda: print(json.dumps(measure(spec))),
+                              known=(CheckpointError, InputError, OnnxBackendError))
 
 
 if __name__ == "__main__":

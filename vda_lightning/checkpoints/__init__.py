@@ -1,7 +1,10 @@
 """Checkpoints as read → adapt → build. This docstring is THE checkpoint contract; other modules refer here.
 
 Every file is read with `torch.load(weights_only=True)` or safetensors: a pickle that needs code to load is
-refused, never executed. Half-precision files are cast to float32.
+refused, never executed. Half-precision files are cast to float32. The format is told from the file's bytes, not
+its suffix (`sniff.py`): a file that holds no weights is refused with one line saying what it is — JSON (our config
+sidecar named as such), text, an HTML page, a Git LFS pointer, an empty file, a truncated zip, a safetensors file
+whose header is damaged or whose tensors run past its end.
 
 Files `load_model` accepts (the layout is recognised from the keys, not the file name):
 
@@ -27,8 +30,15 @@ files the encoder size comes from `encoder=` or from the tensor shapes (embeddin
 not fit raises one `CheckpointError` naming the file, the missing / unexpected key patterns, shape mismatches and
 the encoder size its shapes suggest.
 
-Modules: `read` (file → tensors + metadata), `adapt` (named key adapters between layouts), `build` (config,
-strict build, grouped errors), `save` (the published layout, atomically); `load_model` composes them.
+Relative or metric: the kind comes from our metadata, else a published file name, else `metric=`; a file that
+says nothing loads as relative with `model.kind_source == "none"`, and `kind.resolve_kind` may probe it
+(`kind` module docstring). A Depth Anything V2 metric file (`depth_anything_v2_metric_{hypersim,vkitti}_*`,
+sigmoid × max_depth output) loads as a metric video model with its last convolution folded for the ReLU head
+(`adapt.sigmoid_head_to_relu`).
+
+Modules: `sniff` (what a file is), `read` (file → tensors + metadata), `adapt` (named key adapters between
+layouts), `build` (config, strict build, grouped errors), `save` (the published layout, atomically), `kind`
+(relative vs metric); `load_model` composes them.
 """
 from .adapt import (
     dataparallel_prefix,
@@ -36,9 +46,11 @@ from .adapt import (
     is_image_state_dict,
     lightning_checkpoint,
     published_vda,
+    sigmoid_head_to_relu,
     video_to_image,
 )
-from .build import build_model, check_state_dict, infer_encoder, model_config
+from .build import build_model, check_state_dict, dav2_metric_max_depth, infer_encoder, kind_from_file, model_config
+from .kind import probe_kind, resolve_kind, set_kind
 from .load import load_image_model, load_model
 from .read import CheckpointError, RawCheckpoint, file_sha256, read, read_checkpoint
 from .save import published_state_dict, save_model
@@ -46,8 +58,9 @@ from .save import published_state_dict, save_model
 __all__ = [
     "CheckpointError", "RawCheckpoint", "file_sha256", "read", "read_checkpoint",
     "dataparallel_prefix", "dav2_to_video", "is_image_state_dict", "lightning_checkpoint", "published_vda",
-    "video_to_image",
-    "build_model", "check_state_dict", "infer_encoder", "model_config",
+    "video_to_image", "sigmoid_head_to_relu",
+    "build_model", "check_state_dict", "infer_encoder", "model_config", "kind_from_file", "dav2_metric_max_depth",
+    "probe_kind", "resolve_kind", "set_kind",
     "load_image_model", "load_model",
     "published_state_dict", "save_model",
 ]

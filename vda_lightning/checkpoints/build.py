@@ -26,16 +26,42 @@ def infer_encoder(sd: dict) -> str | None:
     return None
 
 
-def _metric_flag(metric: bool | None, raw: RawCheckpoint) -> bool:
+# The published files' names (Video Depth Anything README, Depth Anything V2 README and metric_depth/README).
+METRIC_NAMES = ("metric_video_depth_anything_", "depth_anything_v2_metric_")
+RELATIVE_NAMES = ("video_depth_anything_", "depth_anything_v2_")
+DAV2_METRIC_MAX_DEPTH = {"hypersim": 20.0, "vkitti": 80.0}  # depth_anything_v2_metric_<dataset>_<enc>.pth
+
+
+def kind_from_file(raw: RawCheckpoint, metric: bool | None = None) -> tuple[bool | None, str]:
+    """(metric?, where that came from): the `metric` argument; our metadata (config / safetensors metadata /
+    sidecar); a published file name; else (None, "none") — the file does not say (`checkpoints.kind` can probe)."""
     if metric is not None:
-        return bool(metric)
+        return bool(metric), "argument"
+    saved = raw.saved_config
+    if saved is not None and "metric" in saved:
+        return bool(saved["metric"]), "metadata"
     if "metric" in raw.metadata:
-        return raw.metadata["metric"].lower() == "true"
-    return raw.path.name.startswith("metric_")  # the published metric checkpoints' names
+        return raw.metadata["metric"].lower() == "true", "metadata"
+    name = raw.path.name
+    if name.startswith(METRIC_NAMES):
+        return True, "name"
+    if name.startswith(RELATIVE_NAMES):
+        return False, "name"
+    return None, "none"
+
+
+def dav2_metric_max_depth(path: Path) -> float | None:
+    """max_depth of a published Depth Anything V2 metric checkpoint, from its name (hypersim 20 m, vkitti 80 m)."""
+    name = Path(path).name
+    if not name.startswith("depth_anything_v2_metric_"):
+        return None
+    dataset = name[len("depth_anything_v2_metric_"):].split("_")[0]
+    return DAV2_METRIC_MAX_DEPTH.get(dataset)
 
 
 def model_config(raw: RawCheckpoint, sd: dict, encoder: str | None = None, metric: bool | None = None) -> ModelConfig:
-    """The stored config (with `metric` overridden when given); else `encoder` or the one the shapes suggest."""
+    """The stored config (with `metric` overridden when given); else `encoder` or the one the shapes suggest, and
+    the kind `kind_from_file` finds (relative when the file does not say)."""
     saved = raw.saved_config
     if saved is not None:
         config = ModelConfig.from_dict(saved)
@@ -43,7 +69,7 @@ def model_config(raw: RawCheckpoint, sd: dict, encoder: str | None = None, metri
     name = encoder or raw.metadata.get("encoder") or infer_encoder(sd)
     if name is None:
         raise CheckpointError(f"{raw.path}: cannot tell the encoder size from its tensors; pass encoder=")
-    return get_config(name, _metric_flag(metric, raw))
+    return get_config(name, bool(kind_from_file(raw, metric)[0]))
 
 
 def _pattern(key: str) -> str:

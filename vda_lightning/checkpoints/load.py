@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from ..models import DepthAnythingV2, VideoDepthAnything
 from . import adapt
-from .build import build_model, check_state_dict, describe, model_config
+from .build import build_model, check_state_dict, dav2_metric_max_depth, describe, kind_from_file, model_config
 from .read import CheckpointError, RawCheckpoint, file_sha256, read
 
 
@@ -22,6 +22,10 @@ def _published_layout(raw: RawCheckpoint) -> dict:
     sd = adapt.published_vda(adapt.dataparallel_prefix(sd))
     if not sd:
         raise CheckpointError(f"{raw.path}: holds no tensors")
+    if not any(k.startswith(("pretrained.", "head.", "depth_head.")) for k in sd):
+        keys = ", ".join(list(sd)[:3])
+        raise CheckpointError(f"{raw.path}: holds {len(sd)} tensors, none of a (Video) Depth Anything model "
+                              f"(keys like {keys})")
     if info.get("encoder_source") and not any(k.startswith("pretrained.") for k in sd):
         sd.update(_referenced_encoder(info["encoder_source"], raw.path))
     return sd
@@ -39,11 +43,25 @@ def _referenced_encoder(source: dict, ckpt: Path) -> dict:
     return {k: v for k, v in _published_layout(read(enc_path)).items() if k.startswith("pretrained.")}
 
 
+def check_finite_weights(sd: dict, path: Path) -> None:
+    """A CheckpointError naming the file and the first tensor when any weight is NaN or Inf: such a model only
+    ever predicts NaN (a run that diverged, or a damaged file)."""
+    import torch
+
+    bad = [(k, int((~torch.isfinite(v)).sum())) for k, v in sd.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        total = sum(n for _, n in bad)
+        raise CheckpointError(f"{path}: {total} NaN/Inf weight values in {len(bad)} tensor(s), first {bad[0][0]} "
+                              "(a diverged run or a damaged file)")
+
+
 def load_model(
     path: str | os.PathLike,
     encoder: str | None = None,
     metric: bool | None = None,
     expect: str = "any",
+    dav2_max_depth: float | None = None,
 ) -> nn.Module:
     """Load any supported checkpoint (see `vda_lightning.checkpoints`) as a model in eval mode (float32, CPU).
 
@@ -51,13 +69,30 @@ def load_model(
     it equal the image model per frame. `encoder` (vits/vitb/vitl/vitt) is inferred from tensor shapes when None;
     `metric` from the file when None. `expect="video"` refuses image checkpoints, `expect="image"` returns the
     `DepthAnythingV2` image model (from either kind of file).
+
+    A Depth Anything V2 *metric* file (sigmoid * max_depth output; max_depth from its published name, or
+    `dav2_max_depth` for a renamed one) becomes a metric video model whose ReLU head is folded to match it
+    (`adapt.sigmoid_head_to_relu`). The returned model's `kind_source` says where its relative/metric kind came
+    from: "argument", "metadata", "name", or "none" (the file does not say; relative assumed — see
+    `checkpoints.kind.resolve_kind`).
     """
     if expect not in ("any", "video", "image"):
         raise ValueError(f"expect must be 'any', 'video' or 'image', got {expect!r}")
     raw = read(path)
     sd = _published_layout(raw)
-    config = model_config(raw, sd, encoder, metric)
+    check_finite_weights(sd, raw.path)
     image_file = adapt.is_image_state_dict(sd)
+    sigmoid_max = (dav2_max_depth or dav2_metric_max_depth(raw.path)) if image_file else None
+    source = "argument" if metric is not None or (image_file and dav2_max_depth) else kind_from_file(raw)[1]
+    if sigmoid_max and metric is None:
+        metric = True  # a DAv2 metric file makes a metric video model
+    config = model_config(raw, sd, encoder, metric)
+    model = _build(raw, sd, config, image_file, expect, sigmoid_max)
+    model.kind_source = source
+    return model
+
+
+def _build(raw: RawCheckpoint, sd: dict, config, image_file: bool, expect: str, sigmoid_max: float | None):
     if expect == "image":
         return build_model(DepthAnythingV2, config, sd if image_file else adapt.video_to_image(sd), raw.path)
     if not image_file:
@@ -67,7 +102,10 @@ def load_model(
         check_state_dict(video, sd, raw.path, describe(VideoDepthAnything, config))
     fresh = video.state_dict()
     check_state_dict(adapt.video_to_image(fresh), sd, raw.path, describe(DepthAnythingV2, config))
-    return build_model(VideoDepthAnything, config, adapt.dav2_to_video(sd, fresh), raw.path, video)
+    sd = adapt.dav2_to_video(sd, fresh)
+    if sigmoid_max and config.metric:
+        sd = adapt.sigmoid_head_to_relu(sd, sigmoid_max)
+    return build_model(VideoDepthAnything, config, sd, raw.path, video)
 
 
 def load_image_model(path: str | os.PathLike, encoder: str | None = None) -> DepthAnythingV2:

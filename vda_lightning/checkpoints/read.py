@@ -22,11 +22,21 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
-    """Raw contents of a checkpoint file: (object, safetensors metadata or {})."""
+    """Raw contents of a checkpoint file: (object, safetensors metadata or {}).
+
+    The format is told from the bytes (`sniff.py`), not the suffix; a file that holds no weights — JSON, text, an
+    HTML page, a Git LFS pointer, a truncated zip, a safetensors file with a damaged header — is refused with one
+    line saying what it is.
+    """
+    from .sniff import sniff
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
+    found = sniff(path)
+    if not found.loadable:
+        raise CheckpointError(found.refusal(path))
+    if found.kind == "safetensors":
         from safetensors import SafetensorError, safe_open
 
         try:
@@ -47,7 +57,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         ) from None
     except Exception as e:  # the weights-only unpickler raises many types on garbage
         detail = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {detail})") from None
+        raise CheckpointError(f"{path}: {found.detail} that cannot be read ({type(e).__name__}: {detail})"
+                              ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
     return obj, {}

@@ -15,7 +15,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
-from .errors import EXIT_OK, EXIT_USAGE
+from .errors import EXIT_OK, EXIT_USAGE, interrupted
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,11 @@ COMMANDS: dict[str, Command] = {
     "eval": Command("vda_lightning.evaluation.cli", "main",
                     "zero-shot video-depth benchmarks: AbsRel, delta1, TAE as published", "vda-eval"),
     "infer": Command("vda_lightning.inference.cli", "main",
-                     "depth for long videos and frame folders (npz, png16, exr, vis, ply)", "vda-infer"),
+                     "depth for long videos and frame folders (npz, src, vis, exr, png16, ply; run.py layout)",
+                     "vda-infer"),
     "export": Command("vda_lightning.export", "main",
-                      "a trained checkpoint -> a model file in the published key layout", "vda-export"),
+                      "a checkpoint -> the published key layout (pth, safetensors), ONNX graphs or TensorRT engines",
+                      "vda-export"),
     "shard": Command("vda_lightning.data.cli", "main",
                      "datasets -> WebDataset shards; synthetic scenes; shard inspection", "vda-shard"),
     "prepare-benchmark": Command("vda_lightning.evaluation.prepare", "main",
@@ -83,9 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: {PROG} <command> [options]\n{PROG}: error: unknown command {name!r} "
               f"(choose from {', '.join(COMMANDS)})", file=sys.stderr)
         return EXIT_USAGE
-    cmd = COMMANDS[name]
-    function = getattr(importlib.import_module(cmd.module), cmd.function)
     prog = f"{PROG} {name}"
+    try:
+        return _dispatch(COMMANDS[name], prog, rest)
+    except KeyboardInterrupt:  # commands end their own work with 130; this covers imports and argument parsing
+        return interrupted(prog)
+
+
+def _dispatch(cmd: Command, prog: str, rest: list[str]) -> int:
+    function = getattr(importlib.import_module(cmd.module), cmd.function)
     if cmd.lightning:  # LightningCLI reads sys.argv (and warns when given both): hand it the command's own argv
         saved, sys.argv = sys.argv, [prog, *rest]
         try:

@@ -5,6 +5,8 @@ Exit status:
   1  some inputs failed (each said so in one line); the others were processed
   2  usage or input error: a bad command line, or a checkpoint, config, folder or file that cannot be used;
      nothing (more) was done
+  130  interrupted (Ctrl-C / SIGINT): one line `<prog>: interrupted`, no traceback; outputs are written atomically,
+     so what was being written is removed and only finished outputs remain
 
 A known failure ends in ONE line on stderr, `<prog>: error: <file>: <cause>` (prog is `vda <command>` or the alias
 `vda-<command>`), never in a traceback; argparse's own usage errors keep argparse's form (usage line + the same
@@ -18,6 +20,7 @@ from collections.abc import Callable
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command ended by Ctrl-C
 
 # Lines of a multi-line message (checkpoint key listings) that carry the diagnosis and are kept in the one line.
 HINTS = ("looks like", "suggest", "no known encoder")
@@ -59,14 +62,24 @@ def fail(prog: str, message: str | BaseException, code: int = EXIT_USAGE) -> int
     return code
 
 
+def interrupted(prog: str) -> int:
+    """After Ctrl-C: one line on stderr (on a line of its own after a progress bar) and status 130."""
+    lead = "\n" if sys.stderr.isatty() else ""
+    print(f"{lead}{prog}: interrupted (Ctrl-C); unfinished outputs were removed", file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED
+
+
 def run_command(prog: str, body: Callable[[], int | None], known: tuple[type[BaseException], ...] = ()) -> int:
-    """Run a command's work: its status (None = 0), or one error line and status 2 for a known failure.
+    """Run a command's work: its status (None = 0), or one error line and status 2 for a known failure, or
+    status 130 and one line after Ctrl-C (the body's `finally`/atomic writers have removed partial outputs).
 
     Known failures: `CommandError`, `OSError` (a file that cannot be read or written) and the command's own
     input-error types in `known` (e.g. `CheckpointError`, `BenchmarkError`).
     """
     try:
         return int(body() or EXIT_OK)
+    except KeyboardInterrupt:
+        return interrupted(prog)
     except CommandError as e:
         return fail(prog, str(e), e.code)
     except (OSError, *known) as e:

@@ -1,6 +1,7 @@
 """The options every model-running command shares, declared once: checkpoint, encoder, device, precision, input size.
 
-Used by `vda infer`, `vda eval`, `vda bench infer`, `vda pseudolabel` and `vda export`. Importing this module is
+Used by `vda infer`, `vda eval`, `vda bench infer`, `vda pseudolabel` and `vda export` (`add_model_kind`:
+`vda infer`, `vda eval`). Importing this module is
 cheap (it is on the path of every `--help`): the encoder choices come from the model registry
 `models/configs.MODEL_CONFIGS` (plain Python), and torch is imported only when a device is resolved.
 
@@ -16,7 +17,7 @@ import argparse
 import copy
 
 from ..models.configs import MODEL_CONFIGS
-from ..models.input_contract import DEFAULT_INPUT_SIZE
+from ..models.input_contract import DEFAULT_INPUT_SIZE, PATCH_SIZE, is_multiple_size, multiples_around
 from .errors import CommandError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -59,6 +60,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def input_size(text: str) -> int:
+    """argparse type of `--input-size`: a positive multiple of the patch size 14.
+
+    Chosen over rounding with a notice: the published code accepts any value and silently runs at the next
+    multiple of 14 (its resize rounds each side up to one), so `--input-size 100` meant 112; refusing says so and
+    names both neighbours.
+    """
+    value = positive_int(text)
+    if not is_multiple_size((value,)):
+        low, high = multiples_around(value)
+        near = f"{low} or {high}" if low else f"{high}"
+        raise argparse.ArgumentTypeError(f"{value} is not a multiple of {PATCH_SIZE} (the ViT patch size); use {near}")
+    return value
+
+
 def encoder_names() -> list[str]:
     """The encoders of the model registry, in its order (vits, vitb, vitl, ...)."""
     return list(MODEL_CONFIGS)
@@ -93,7 +109,17 @@ def add_precision(parser, *, default: str | None = None, help: str | None = None
 
 def add_input_size(parser, *, flag: str = "--input-size", default: int = DEFAULT_INPUT_SIZE,
                    help: str = "short side seen by the network (published: 518)") -> None:
-    parser.add_argument(flag, type=positive_int, default=default, metavar="PIXELS", help=help)
+    parser.add_argument(flag, type=input_size, default=default, metavar="PIXELS", help=help + ", a multiple of 14")
+
+
+def add_model_kind(parser) -> None:
+    """`--metric` / `--relative`: what the checkpoint predicts, overriding what the file says (dest `metric`:
+    None = as the file says; see `vda_lightning.checkpoints.kind`)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--metric", dest="metric", action="store_true", default=None,
+                       help="the checkpoint predicts metric depth in metres (overrides the file's metadata/name)")
+    group.add_argument("--relative", dest="metric", action="store_false", default=None,
+                       help="the checkpoint predicts relative disparity (overrides the file's metadata/name)")
 
 
 def encoder_or_none(choice: str | None) -> str | None:
@@ -115,5 +141,7 @@ def resolve_device(choice: str):
 
 
 def resolve_precision(choice: str | None, device) -> str:
-    """`--precision` left unset -> fp16 on CUDA (the published default), fp32 elsewhere."""
-    return choice or ("fp16" if device.type == "cuda" else "fp32")
+    """`--precision` left unset -> fp16 on CUDA (the published default), fp32 elsewhere (inference/runtime.py)."""
+    from ..inference.runtime import default_precision
+
+    return choice or default_precision(device)

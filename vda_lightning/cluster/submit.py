@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import datetime
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -32,6 +33,15 @@ from ..cli.options import HelpFormatter
 from ..io import write_text_atomic
 
 PROG = "vda-submit"
+
+# What may reach the script (issue: a newline in any value used to inject a shell line): no value holds a control
+# character; job names (also the script's file name) are plain names; every value that reaches the shell goes
+# through shlex.quote; #SBATCH values that are not plain are double-quoted with backslash escapes, which is how
+# sbatch reads its directives (quotes group, a backslash escapes, an unquoted `#` starts a comment).
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+SBATCH_PLAIN = re.compile(r"[A-Za-z0-9_.,:@%+=/-]*")
+SBATCH_OPTION = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*")
 
 REQUEUE_CALLBACK = "vda_lightning.cluster.requeue.RequeueOnSignal"
 SCALE_CALLBACK = "vda_lightning.cluster.ddp_report.DDPScaleReport"
@@ -71,6 +81,28 @@ class SubmitOptions:
                 "environment needs exactly one task per GPU")
         if self.tasks_per_node is not None and self.tasks_per_node < 1:
             raise ValueError(f"--tasks-per-node must be ≥ 1, got {self.tasks_per_node}")
+        self._check_text()
+
+    def _check_text(self) -> None:
+        """Refuse values that could change the script's lines (see CONTROL, JOB_NAME)."""
+        single = {"config": self.config, "run-dir": self.run_dir, "mem": self.mem, "partition": self.partition,
+                  "account": self.account, "qos": self.qos, "time": self.time, "job-name": self.job_name,
+                  "strategy": self.strategy}
+        many = {"env-setup": self.env_setup, "sbatch": self.sbatch_extra, "vda fit argument": self.fit_args}
+        for name, value in [*single.items(), *((n, v) for n, vs in many.items() for v in vs)]:
+            if value is not None and CONTROL.search(str(value)):
+                label = name if name.startswith("vda") else f"--{name}"
+                raise ValueError(f"{label} {str(value)!r}: control characters (newline, tab, ...) are not allowed")
+        if not JOB_NAME.fullmatch(self.job_name):
+            raise ValueError(f"--job-name {self.job_name!r}: use letters, digits, '.', '_' and '-' (starting with a "
+                             "letter or digit, at most 128); it also names the script file in <run-dir>/slurm/")
+        if not self.run_dir.strip() or not self.config.strip():
+            raise ValueError("--config and --run-dir must not be empty")
+        for extra in self.sbatch_extra:
+            option = extra if extra.startswith("-") else "--" + extra
+            if not SBATCH_OPTION.fullmatch(option.split("=", 1)[0]):
+                raise ValueError(f"--sbatch {extra!r}: expected an sbatch option like --exclusive or "
+                                 "--constraint=a100")
 
     @property
     def devices(self) -> int:
@@ -80,6 +112,21 @@ class SubmitOptions:
     @property
     def accelerator(self) -> str:
         return "gpu" if self.gpus_per_node else "cpu"
+
+
+def sbatch_quote(value: str) -> str:
+    """A value as sbatch reads it from a `#SBATCH` line: plain values as they are, others double-quoted with
+    backslash escapes (Slurm's `src/sbatch/opt.c`, `_get_argument`: quotes group characters, a backslash escapes
+    the next one, an unquoted `#` ends the directive)."""
+    value = str(value)
+    if SBATCH_PLAIN.fullmatch(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _directive(option: str) -> str:
+    key, sep, value = option.partition("=")
+    return key + (sep + sbatch_quote(value) if sep else "")
 
 
 def sbatch_directives(o: SubmitOptions) -> list[str]:
@@ -95,7 +142,7 @@ def sbatch_directives(o: SubmitOptions) -> list[str]:
     # a requeued job append to the same per-job log.
     lines += [f"--signal=USR1@{o.signal_seconds}", "--requeue", "--open-mode=append", f"--output={log}"]
     lines += [extra if extra.startswith("--") else "--" + extra for extra in o.sbatch_extra]
-    return ["#SBATCH " + line for line in lines]
+    return ["#SBATCH " + _directive(line) for line in lines]
 
 
 def fit_command(o: SubmitOptions) -> list[str]:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..cli import errors
-from ..cli.options import HelpFormatter
+from ..cli.options import HelpFormatter, positive_int
 from .format import DEPTH_ENCODINGS, DEPTH_KINDS, FRAME_FORMATS
 
 PROG = "vda-shard"
@@ -165,29 +165,28 @@ def _synthetic(a: argparse.Namespace) -> dict:
 
 
 def _inspect_arguments(p: argparse.ArgumentParser) -> None:
+    from .format import MAX_SIDE
+
     p.add_argument("paths", nargs="+", help="shard files, folders, brace patterns or globs")
+    p.add_argument("--max-side", type=positive_int, default=MAX_SIDE,
+                   help="samples whose json claims a larger height/width are counted as bad_metadata")
 
 
 def _inspect(a: argparse.Namespace) -> dict:
     from .depth_stats import DepthStats
-    from .format import SampleError, decode_members
-    from .shards import expand_shards, read_index
-    from .streams import SkipCounters, iter_tar_samples
+    from .format import decode_members
+    from .shards import expand_shards
+    from .streams import SkipCounters, decode_stream, indexed_samples, iter_tar_samples
 
     urls = expand_shards(a.paths, "inspect")
     counters = SkipCounters(1, "inspect")
     kinds, frames, indexed = Counter(), 0, 0
     depth: dict[str, DepthStats] = {}
     geometry: dict[str, Counter] = {}
+    decode = lambda raw: decode_members(raw, max_side=a.max_side)  # noqa: E731
     for url in urls:
-        indexed += int((read_index(url) or {}).get("num_samples", 0))
-        for raw in iter_tar_samples(url, counters):
-            try:
-                rec = decode_members(raw)
-            except SampleError as exn:
-                counters.skip(exn.reason, f"{url}:{raw['__key__']}", exn.detail)
-                continue
-            counters.ok()
+        indexed += indexed_samples(url) or 0
+        for rec in decode_stream(iter_tar_samples(url, counters), decode, counters):
             kinds[rec.depth_kind] += 1
             frames += rec.num_frames
             g = geometry.setdefault(rec.dataset, Counter())

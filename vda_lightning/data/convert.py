@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..io import read_depth, read_frames, read_mask
+from ..io import die_with_parent, read_depth, read_frames, read_mask, remove_stale_temporaries
 from .depth_stats import PLAUSIBLE_METRIC_DEPTH, DepthStats, implausible_metric_depth, valid_values
 from .format import ClipRecord, encode_record, sample_key
 from .manifests import SequenceSpec, clip_starts
@@ -198,6 +198,8 @@ def write_shards(seqs: list[SequenceSpec], out_dir: str, prefix: str, opt: Shard
     n = samples_per_shard(seqs, jobs, opt)
     groups = [jobs[i:i + n] for i in range(0, len(jobs), n)]
     os.makedirs(out_dir, exist_ok=True)
+    # What a killed run of this command left: staging files of these shards and indexes (not a live writer's).
+    remove_stale_temporaries(out_dir, f"{prefix}-*")
     todo, paths, skipped = [], [], 0
     for g, group in enumerate(groups):
         path = os.path.join(out_dir, f"{prefix}-{g:06d}.tar")
@@ -213,7 +215,8 @@ def write_shards(seqs: list[SequenceSpec], out_dir: str, prefix: str, opt: Shard
             _write_one(*args)
             bar.update()
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        # Workers die with this process, even on SIGKILL (io/processes.py): none is left writing, re-parented.
+        with ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             for fut in as_completed([pool.submit(_write_one, *args) for args in todo]):
                 fut.result()  # re-raises a worker's error (finished shards stay complete: a rerun resumes)
                 bar.update()

@@ -26,6 +26,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from ..io import rank_world
 from ..models.input_contract import DEFAULT_CONTRACT
 from .datasets import TrainStream, ValStream
+from .format import MAX_SIDE
 from .shards import _is_remote, count_samples, expand_shards
 from .synthetic_scenes import generate_synthetic_shards
 from .transforms import AugmentConfig
@@ -34,9 +35,17 @@ log = logging.getLogger("vda_lightning.data")
 STATE_VERSION = 1
 
 
-def _hw(size: int | list[int]) -> tuple[int, int]:
+def _hw(size: int | list[int], name: str = "crop_size") -> tuple[int, int]:
     hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[-1]))
-    return DEFAULT_CONTRACT.check_size(hw, "crop size")
+    return DEFAULT_CONTRACT.check_size(hw, f"data: {name}")
+
+
+def check_counts(**values: tuple[int, int]) -> None:
+    """{name: (value, minimum)}: ValueError naming the first argument below its minimum (checked at start-up,
+    before any shard is read)."""
+    for name, (value, minimum) in values.items():
+        if value < minimum:
+            raise ValueError(f"data: {name} {value} must be >= {minimum}")
 
 
 @dataclass
@@ -98,7 +107,9 @@ class VideoDepthDataModule(L.LightningDataModule):
     clip); val_benchmarks: {validation dataset: registered benchmark} for streams whose dataset name is not
     the benchmark's own (a stream named `kitti`, `bonn`, `scannet`, ... is scored by that benchmark anyway;
     map a name to `none` to score it with the defaults); max_depth masks metric depth beyond it (0 = no limit);
-    augment: the training augmentation (`AugmentConfig`); synthetic: procedural scenes for any split not given.
+    augment: the training augmentation (`AugmentConfig`); synthetic: procedural scenes for any split not given;
+    max_frame_side: samples whose json claims a larger height or width are skipped as `bad_metadata` before
+    anything is allocated (data/README.md). Counts and sizes are checked here, at start-up.
     """
 
     def __init__(self, train_shards: str | list[str] | None = None, val_shards: str | list[str] | None = None,
@@ -110,7 +121,7 @@ class VideoDepthDataModule(L.LightningDataModule):
                  image_shuffle_buffer: int = 128, min_depth: float = 1e-3, max_depth: float = 0.0,
                  augment: AugmentConfig | None = None, image_need_target: bool = False, pin_memory: bool = True,
                  prefetch_factor: int = 2, persistent_workers: bool = False, seed: int = 0,
-                 synthetic: SyntheticConfig | None = None):
+                 synthetic: SyntheticConfig | None = None, max_frame_side: int = MAX_SIDE):
         super().__init__()
         # Dataclasses are stored as plain dicts: checkpoints hold hyper-parameters and load with weights_only.
         self.save_hyperparameters(ignore=["augment", "synthetic"])
@@ -119,11 +130,15 @@ class VideoDepthDataModule(L.LightningDataModule):
         self.hparams.update(augment=dataclasses.asdict(self.augment),
                             synthetic=None if synthetic is None else dataclasses.asdict(synthetic))
         self.hp = self.hparams
+        check_counts(clip_len=(clip_len, 1), val_clip_len=(val_clip_len, 0), batch_size=(batch_size, 0),
+                     image_batch_size=(image_batch_size, 0), val_batch_size=(val_batch_size, 1),
+                     num_workers=(num_workers, 0), val_num_workers=(val_num_workers, 0),
+                     epoch_length=(epoch_length, 1), max_frame_side=(max_frame_side, 1))
+        if batch_size + image_batch_size < 1:
+            raise ValueError("data: batch_size 0 and image_batch_size 0: a training step would hold no sample")
         self.epoch_length = int(epoch_length)
-        if self.epoch_length < 1:
-            raise ValueError(f"epoch_length must be ≥ 1, got {epoch_length}")
         self.crop_hw = _hw(crop_size)
-        self.val_hw = None if val_size in (0, [0], None) else _hw(val_size)
+        self.val_hw = None if val_size in (0, [0], None) else _hw(val_size, "val_size")
         self.val_benchmarks = self._check_benchmarks(val_benchmarks)
         self.train_ds: TrainStream | None = None
         self.val_ds: ValStream | None = None
@@ -180,7 +195,8 @@ class VideoDepthDataModule(L.LightningDataModule):
             self.train_ds = TrainStream(sources, hp.train_weights, image_urls, hp.clip_len, hp.batch_size,
                                         hp.image_batch_size, self.augment, self.crop_hw, hp.min_depth,
                                         hp.max_depth, hp.shuffle_buffer, hp.image_shuffle_buffer, hp.seed,
-                                        max(1, hp.num_workers), hp.image_need_target)
+                                        max(1, hp.num_workers), hp.image_need_target,
+                                        hp.max_frame_side)
             n = count_samples([u for s in sources for u in s])
             log.info("train: %d video source(s), %s clips indexed, %d image shards; %d steps/epoch/rank",
                      len(sources), "?" if n is None else n, len(image_urls), self.epoch_length)
@@ -189,7 +205,8 @@ class VideoDepthDataModule(L.LightningDataModule):
             if spec:
                 urls = expand_shards(spec, "val_shards")
                 self.val_ds = ValStream(urls, hp.val_clip_len, self.val_hw, hp.val_batch_size, hp.min_depth,
-                                        hp.max_depth, max(1, hp.val_num_workers), self.val_benchmarks)
+                                        hp.max_depth, max(1, hp.val_num_workers), self.val_benchmarks,
+                                        hp.max_frame_side)
 
     # -- loaders ------------------------------------------------------------------------------------------------
     def _trainer_or_none(self):

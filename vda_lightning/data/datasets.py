@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from .format import SampleError, decode_members, parse_meta
+from .format import MAX_SIDE, SampleError, decode_members, parse_meta
 from .streams import SkipCounters, SourceReader, decode_stream, iter_tar_samples, ordered_assignment, reader_slot
 from .transforms import AugmentConfig, apply_geometry, augment, center_crop_box, collate, finish_frames, to_tensors
 
@@ -22,27 +22,28 @@ def _describe(s: dict, rec, raw: dict) -> dict:
 
 
 def train_sample(raw: dict, clip_len: int, rng: np.random.Generator, aug: AugmentConfig, out_hw: tuple[int, int],
-                 min_depth: float, max_depth: float, need_target: bool) -> dict:
+                 min_depth: float, max_depth: float, need_target: bool, max_side: int = MAX_SIDE) -> dict:
     """A random clip_len window of a stored clip, decoded (only those frames), target built, augmented."""
-    meta = parse_meta(raw)
+    meta = parse_meta(raw, max_side)
     T = meta["num_frames"]
     if T < clip_len:
         raise SampleError("too_short", f"{T} frames < clip_len {clip_len}")
     start = int(rng.integers(0, T - clip_len + 1))
-    rec = decode_members(raw, slice(start, start + clip_len))
+    rec = decode_members(raw, slice(start, start + clip_len), max_side=max_side)
     s = to_tensors(rec, min_depth, max_depth)
     if need_target and not ("mask" in s and bool(s["mask"].any())):
         raise SampleError("no_valid_target", f"no valid {rec.depth_kind} pixel (max_depth {max_depth})")
     return _describe(augment(s, rng, aug, out_hw), rec, raw)
 
 
-def val_sample(raw: dict, clip_len: int, out_hw: tuple[int, int] | None, min_depth: float, max_depth: float) -> dict:
+def val_sample(raw: dict, clip_len: int, out_hw: tuple[int, int] | None, min_depth: float, max_depth: float,
+               max_side: int = MAX_SIDE) -> dict:
     """The first clip_len frames (all if 0), short-side resize + centre crop to out_hw (None: stored size)."""
-    meta = parse_meta(raw)
+    meta = parse_meta(raw, max_side)
     T = meta["num_frames"]
     if clip_len and T < clip_len:
         raise SampleError("too_short", f"{T} frames < val clip_len {clip_len}")
-    rec = decode_members(raw, slice(0, clip_len or T))
+    rec = decode_members(raw, slice(0, clip_len or T), max_side=max_side)
     s = to_tensors(rec, min_depth, max_depth)
     if out_hw is not None:
         H, W = s["frames"].shape[-2:]
@@ -63,12 +64,12 @@ def _frame_intrinsics(rec) -> torch.Tensor:
     return torch.from_numpy(rec.K).double().expand(T, 3, 3).clone()
 
 
-def benchmark_sample(raw: dict, benchmark: str) -> dict:
+def benchmark_sample(raw: dict, benchmark: str, max_side: int = MAX_SIDE) -> dict:
     """A stored benchmark sequence as the published evaluation reads it: every frame, uint8 RGB at the stored size,
     ground-truth depth in float64 metres (0 = invalid; no depth range applied: the benchmark's protocol masks)."""
-    rec = decode_members(raw, depth_dtype=np.float64)
+    rec = decode_members(raw, depth_dtype=np.float64, max_side=max_side)
     if rec.depth is None or rec.depth_kind != "metric_depth":
-        raise SampleError("bad_meta", f"benchmark {benchmark!r} needs metric depth, the sample holds "
+        raise SampleError("bad_metadata", f"benchmark {benchmark!r} needs metric depth, the sample holds "
                                       f"{rec.depth_kind!r}")
     T = rec.num_frames
     depth = np.where(np.isfinite(rec.depth), rec.depth, 0.0)
@@ -105,8 +106,10 @@ class TrainStream(_DistAware):
     def __init__(self, video_sources: list[list[str]], weights: list[float] | None, image_urls: list[str],
                  clip_len: int, batch_size: int, image_batch_size: int, aug: AugmentConfig,
                  out_hw: tuple[int, int], min_depth: float, max_depth: float, shuffle_buffer: int,
-                 image_shuffle_buffer: int, seed: int, max_workers: int, image_need_target: bool = False):
+                 image_shuffle_buffer: int, seed: int, max_workers: int, image_need_target: bool = False,
+                 max_side: int = MAX_SIDE):
         super().__init__()
+        self.max_side = max_side
         self.video_sources, self.image_urls = video_sources, image_urls
         w = np.asarray(weights if weights else [1.0] * len(video_sources), dtype=np.float64)
         if len(w) != len(video_sources) or (w < 0).any() or w.sum() <= 0:
@@ -124,7 +127,7 @@ class TrainStream(_DistAware):
     def _reader(self, urls, clip_len, buffer, counters, need_target, epoch, slot, n_slots, source_id):
         def decode(raw, rng):
             return train_sample(raw, clip_len, rng, self.aug, self.out_hw, self.min_depth, self.max_depth,
-                                need_target)
+                                need_target, self.max_side)
 
         return SourceReader(urls, self.seed + 7919 * source_id, epoch, slot, n_slots, buffer, counters, decode)
 
@@ -174,8 +177,9 @@ class ValStream(_DistAware):
 
     def __init__(self, urls: list[str], clip_len: int, out_hw: tuple[int, int] | None, batch_size: int,
                  min_depth: float, max_depth: float, max_workers: int,
-                 benchmarks: dict[str, str | None] | None = None):
+                 benchmarks: dict[str, str | None] | None = None, max_side: int = MAX_SIDE):
         super().__init__()
+        self.max_side = max_side
         self.urls, self.clip_len, self.out_hw, self.batch_size = urls, clip_len, out_hw, batch_size
         self.min_depth, self.max_depth = min_depth, max_depth
         self.benchmarks = dict(benchmarks or {})
@@ -184,10 +188,10 @@ class ValStream(_DistAware):
     def _sample(self, raw: dict) -> dict:
         from ..evaluation.benchmarks import stream_benchmark
 
-        benchmark = stream_benchmark(parse_meta(raw)["dataset"], self.benchmarks)
+        benchmark = stream_benchmark(parse_meta(raw, self.max_side)["dataset"], self.benchmarks)
         if benchmark:
-            return benchmark_sample(raw, benchmark)
-        return val_sample(raw, self.clip_len, self.out_hw, self.min_depth, self.max_depth)
+            return benchmark_sample(raw, benchmark, self.max_side)
+        return val_sample(raw, self.clip_len, self.out_hw, self.min_depth, self.max_depth, self.max_side)
 
     def __iter__(self):
         slot, n_slots, _ = reader_slot(self.rank, self.world_size)

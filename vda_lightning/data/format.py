@@ -6,13 +6,17 @@ A sample is one clip (T frames) or one image (T = 1). Members of sample KEY insi
   KEY.depthNNN.png    16-bit depth/disparity of frame NNN, value = stored / depth_scale   (encoding "png16")
   KEY.depth.npy       (T, H, W) float16 or float32 array                                  (encoding "f16"/"f32")
   KEY.maskNNN.png     optional 8-bit validity mask (255 = valid)
-Decoding never trusts a member: every failure raises `SampleError` with a reason from `SKIP_REASONS`.
+Decoding never trusts a member: the json is checked against `META_SCHEMA` (`check_meta`) and every image header
+against the json before anything is allocated or decoded; every failure raises `SampleError` with a reason from
+`SKIP_REASONS`. The writer checks its own json against the same schema, so what is written is what is read.
 """
 from __future__ import annotations
 
 import io
 import json
+import math
 import re
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,15 +31,41 @@ SAMPLE_TYPES = ("clip", "image")
 SKIP_REASONS = (
     "tar_error",        # the tar stream itself is truncated/corrupt (the rest of that shard is lost)
     "missing_member",   # json/frame/depth/mask member absent (e.g. cut by a truncated tar)
-    "bad_meta",         # json unreadable or inconsistent
+    "bad_metadata",     # json unreadable, outside META_SCHEMA, or disagreeing with the frames it describes
     "bad_image",        # a frame or mask PNG/JPEG does not decode
     "bad_depth",        # a depth member does not decode
     "nonfinite_depth",  # NaN/Inf in a stored depth
-    "bad_shape",        # member shapes disagree with each other or with the json
+    "bad_shape",        # members disagree with each other (a depth, mask or later frame vs the first frame)
     "too_short",        # fewer frames than the clip length asked for
     "no_valid_target",  # every target pixel is invalid after masking (training only)
     "other_error",      # any other exception while decoding/transforming (logged with its message)
 )
+
+
+MAX_SIDE = 8192  # default limit on a sample's height and width (pixels); `max_side=` / DataModule `max_frame_side`
+
+# KEY.json, key by key: (type, rule). The one statement of the schema in code; data/README.md states it for
+# people and tests/test_data_schema.py checks that both list the same keys. `check_meta` enforces it.
+META_SCHEMA: dict[str, tuple[str, str]] = {
+    "format_version": ("int", f"== {FORMAT_VERSION}"),
+    "sample_type": ("str", " | ".join(SAMPLE_TYPES)),
+    "dataset": ("str", "non-empty"),
+    "sequence": ("str", "non-empty"),
+    "frame_indices": ("list[int]", "num_frames entries, each >= 0"),
+    "num_frames": ("int", ">= 1; equals the frame members present"),
+    "height": ("int", "1 .. max_side; equals the stored frames"),
+    "width": ("int", "1 .. max_side; equals the stored frames"),
+    "frame_format": ("str", " | ".join(FRAME_FORMATS)),
+    "depth": ("object", "kind, units, encoding (unless kind none), scale (png16)"),
+    "depth.kind": ("str", " | ".join(DEPTH_KINDS)),
+    "depth.units": ("str", "any"),
+    "depth.encoding": ("str", " | ".join(DEPTH_ENCODINGS) + " (absent when kind is none)"),
+    "depth.scale": ("float", "finite, > 0 (png16 only)"),
+    "has_mask": ("bool", "mask members present iff true"),
+    "K": ("null | 3x3 float", "finite"),
+    "poses": ("null | list of 4x4 float", "one finite matrix per frame"),
+    "extra": ("object", "free-form"),
+}
 
 
 class SampleError(Exception):
@@ -157,7 +187,12 @@ def encode_record(rec: ClipRecord, frame_format: str = "png", depth_encoding: st
         "poses": None if rec.poses is None else np.asarray(rec.poses, dtype=np.float64).reshape(T, 4, 4).tolist(),
         "extra": rec.extra,
     }
-    members["json"] = json.dumps(meta).encode()
+    try:  # the writer emits exactly the schema the readers check
+        check_meta(meta, max_side=None)
+        check_members(meta, members)
+    except SampleError as e:
+        raise ValueError(f"{rec.sequence}: {e.detail}") from None
+    members["json"] = json.dumps(meta, allow_nan=False).encode()
     return members
 
 
@@ -167,19 +202,167 @@ def _need(members: dict, name: str) -> bytes:
     return members[name]
 
 
-def parse_meta(members: dict) -> dict:
-    try:
-        meta = json.loads(_need(members, "json"))
-        T, H, W = int(meta["num_frames"]), int(meta["height"]), int(meta["width"])
-        if T < 1 or H < 1 or W < 1 or len(meta["frame_indices"]) != T:
-            raise ValueError("num_frames/height/width/frame_indices inconsistent")
-        if meta["depth"]["kind"] not in DEPTH_KINDS:
-            raise ValueError(f"unknown depth kind {meta['depth']['kind']!r}")
-    except SampleError:
-        raise
-    except Exception as exn:  # json errors, missing keys, wrong types: all one reason
-        raise SampleError("bad_meta", str(exn)) from None
+def _bad(detail: str):
+    raise SampleError("bad_metadata", detail)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, int | float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _matrix(value, rows: int, cols: int, what: str) -> None:
+    if not (isinstance(value, list) and len(value) == rows
+            and all(isinstance(r, list) and len(r) == cols for r in value)):
+        _bad(f"{what} must be a {rows}x{cols} list of numbers")
+    if not all(_is_number(v) for r in value for v in r):
+        _bad(f"{what} holds a non-number or a NaN/Inf")
+
+
+def check_meta(meta, max_side: int | None = MAX_SIDE) -> dict:
+    """`meta` against `META_SCHEMA`, or SampleError("bad_metadata") naming the first key that breaks it.
+
+    Pure checks on the parsed json (no array is sized from it). max_side: the largest height/width accepted
+    (None: no limit, the writer's own check).
+    """
+    if not isinstance(meta, dict):
+        _bad(f"the json is a {type(meta).__name__}, not an object")
+    missing = [k for k in META_SCHEMA if "." not in k and k not in meta]
+    if missing:
+        _bad(f"key(s) {', '.join(missing)} missing")
+    for key in ("format_version", "num_frames", "height", "width"):
+        if not _is_int(meta[key]):
+            _bad(f"{key} must be an integer, got {meta[key]!r:.40}")
+    if meta["format_version"] != FORMAT_VERSION:
+        _bad(f"format_version {meta['format_version']} is not {FORMAT_VERSION} (written by another version)")
+    for key, allowed in (("sample_type", SAMPLE_TYPES), ("frame_format", FRAME_FORMATS)):
+        if meta[key] not in allowed:
+            _bad(f"{key} {meta[key]!r:.40} is not one of {', '.join(allowed)}")
+    for key in ("dataset", "sequence"):
+        if not isinstance(meta[key], str):
+            _bad(f"{key} must be a string, got {type(meta[key]).__name__}")
+    T, H, W = meta["num_frames"], meta["height"], meta["width"]
+    if T < 1:
+        _bad(f"num_frames {T} < 1")
+    for key, v in (("height", H), ("width", W)):
+        if v < 1 or (max_side is not None and v > max_side):
+            _bad(f"{key} {v} is outside 1..{max_side} (the reader's max_side)")
+    fi = meta["frame_indices"]
+    if not isinstance(fi, list) or not all(_is_int(i) and i >= 0 for i in fi):
+        _bad("frame_indices must be a list of integers >= 0")
+    if len(fi) != T:
+        _bad(f"{len(fi)} frame_indices for num_frames {T}")
+    if not isinstance(meta["has_mask"], bool):
+        _bad(f"has_mask must be true or false, got {meta['has_mask']!r:.40}")
+    if not isinstance(meta["extra"], dict):
+        _bad(f"extra must be an object, got {type(meta['extra']).__name__}")
+    d = meta["depth"]
+    if not isinstance(d, dict):
+        _bad(f"depth must be an object, got {type(d).__name__}")
+    if d.get("kind") not in DEPTH_KINDS:
+        _bad(f"depth.kind {d.get('kind')!r:.40} is not one of {', '.join(DEPTH_KINDS)}")
+    if not isinstance(d.get("units"), str):
+        _bad("depth.units must be a string")
+    if d["kind"] != "none":
+        if d.get("encoding") not in DEPTH_ENCODINGS:
+            _bad(f"depth.encoding {d.get('encoding')!r:.40} is not one of {', '.join(DEPTH_ENCODINGS)}")
+        if d["encoding"] == "png16" and not (_is_number(d.get("scale")) and d["scale"] > 0):
+            _bad(f"png16 depth needs a finite scale > 0, got {d.get('scale')!r:.40}")
+    if meta["K"] is not None:
+        _matrix(meta["K"], 3, 3, "K")
+    poses = meta["poses"]
+    if poses is not None:
+        if not isinstance(poses, list) or len(poses) != T:
+            _bad(f"poses must be a list of num_frames {T} matrices, got "
+                 f"{len(poses) if isinstance(poses, list) else type(poses).__name__}")
+        for t, pose in enumerate(poses):
+            _matrix(pose, 4, 4, f"poses[{t}]")
     return meta
+
+
+_NUMBERED = re.compile(r"^(frame|depth|mask)(\d{3,})\.(\w+)$")
+
+
+def check_members(meta: dict, members: dict) -> None:
+    """The members `meta` promises are there (else missing_member) and no numbered member lies beyond them
+    (num_frames, has_mask and depth.kind must describe what is stored: else bad_metadata)."""
+    T, ext, enc = meta["num_frames"], meta["frame_format"], meta["depth"].get("encoding")
+    kind = meta["depth"]["kind"]
+    for t in range(T):
+        _need(members, f"frame{t:03d}.{ext}")
+        if kind != "none" and enc == "png16":
+            _need(members, f"depth{t:03d}.png")
+        if meta["has_mask"]:
+            _need(members, f"mask{t:03d}.png")
+    if kind != "none" and enc != "png16":
+        _need(members, "depth.npy")
+    stored: dict[str, int] = {}
+    for name in members:
+        m = _NUMBERED.match(name)
+        if m:
+            stored[m.group(1)] = stored.get(m.group(1), 0) + 1
+    if stored.get("frame", 0) > T:
+        _bad(f"num_frames {T}, but {stored['frame']} frame members are stored")
+    if kind == "none" and (stored.get("depth") or "depth.npy" in members):
+        _bad("depth.kind is none, but depth members are stored")
+    if stored.get("depth", 0) > T:
+        _bad(f"num_frames {T}, but {stored['depth']} depth members are stored")
+    if not meta["has_mask"] and stored.get("mask"):
+        _bad("has_mask is false, but mask members are stored")
+    if stored.get("mask", 0) > T:
+        _bad(f"num_frames {T}, but {stored['mask']} mask members are stored")
+
+
+def parse_meta(members: dict, max_side: int | None = MAX_SIDE) -> dict:
+    """The sample's json, checked (`check_meta`, `check_members`) before any value of it is used."""
+    raw = _need(members, "json")
+    try:
+        meta = json.loads(raw)
+    except Exception as exn:  # not UTF-8, not JSON
+        raise SampleError("bad_metadata", f"json does not parse ({type(exn).__name__}: {exn})") from None
+    check_meta(meta, max_side)
+    check_members(meta, members)
+    return meta
+
+
+def image_size(buf: bytes) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR or a JPEG's SOF header without decoding; None if neither is found."""
+    if buf[:8] == b"\x89PNG\r\n\x1a\n" and len(buf) >= 24 and buf[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", buf[16:24])
+        return h, w
+    if buf[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(buf):
+        if buf[i] != 0xFF:
+            return None
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD9)):  # markers without a length
+            i += 2
+            continue
+        length = struct.unpack(">H", buf[i + 2:i + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            if i + 9 > len(buf):
+                return None
+            h, w = struct.unpack(">HH", buf[i + 5:i + 9])
+            return h, w
+        i += 2 + length
+    return None
+
+
+def _header_check(buf: bytes, want: tuple[int, int], what: str, reason: str, bad_reason: str) -> None:
+    """The image header must say `want` (H, W) before the image is decoded (nothing is sized from a lie)."""
+    size = image_size(buf)
+    if size is None:
+        raise SampleError(bad_reason, f"{what} is not a PNG/JPEG")
+    if size != want:
+        raise SampleError(reason, f"{what} is {size[0]}x{size[1]}, json says {want[0]}x{want[1]}")
 
 
 def _decode_png(buf: bytes, flags: int, what: str, reason: str) -> np.ndarray:
@@ -191,21 +374,29 @@ def _decode_png(buf: bytes, flags: int, what: str, reason: str) -> np.ndarray:
     return img
 
 
-def decode_members(members: dict, frame_slice: slice = slice(None), depth_dtype=np.float32) -> ClipRecord:
+def decode_members(members: dict, frame_slice: slice = slice(None), depth_dtype=np.float32,
+                   max_side: int | None = MAX_SIDE) -> ClipRecord:
     """Decode raw tar members into a ClipRecord (only the frames in `frame_slice`), validating everything.
 
     depth_dtype np.float64 gives `stored / scale` in float64: a png16 benchmark shard written at the benchmark's
     own factor then yields exactly the metres the published evaluation computes from the source PNG.
+
+    Order: json schema and member list (`parse_meta`), the first frame's header against height/width
+    (bad_metadata), then each decoded member's header against them (bad_shape) before it is decoded, so no
+    buffer is ever sized from an unchecked number.
     """
     import cv2
 
-    meta = parse_meta(members)
+    meta = parse_meta(members, max_side)
     T, H, W = meta["num_frames"], meta["height"], meta["width"]
+    ext = meta["frame_format"]
     ts = list(range(T))[frame_slice]
-    ext = meta.get("frame_format", "png")
+    _header_check(members[f"frame000.{ext}"], (H, W), "frame 0", "bad_metadata", "bad_image")
     frames = np.empty((len(ts), H, W, 3), np.uint8)
     for i, t in enumerate(ts):
-        img = _decode_png(_need(members, f"frame{t:03d}.{ext}"), cv2.IMREAD_COLOR, f"frame {t}", "bad_image")
+        buf = members[f"frame{t:03d}.{ext}"]
+        _header_check(buf, (H, W), f"frame {t}", "bad_shape", "bad_image")
+        img = _decode_png(buf, cv2.IMREAD_COLOR, f"frame {t}", "bad_image")
         if img.shape != (H, W, 3):
             raise SampleError("bad_shape", f"frame {t} is {img.shape}, json says {(H, W, 3)}")
         frames[i] = img[:, :, ::-1]
@@ -214,51 +405,63 @@ def decode_members(members: dict, frame_slice: slice = slice(None), depth_dtype=
     if dmeta["kind"] != "none":
         depth = _decode_depth(members, dmeta, ts, T, H, W, depth_dtype)
     mask = None
-    if meta.get("has_mask"):
+    if meta["has_mask"]:
         mask = np.empty((len(ts), H, W), bool)
         for i, t in enumerate(ts):
-            m = _decode_png(_need(members, f"mask{t:03d}.png"), cv2.IMREAD_UNCHANGED, f"mask {t}", "bad_image")
+            buf = members[f"mask{t:03d}.png"]
+            _header_check(buf, (H, W), f"mask {t}", "bad_shape", "bad_image")
+            m = _decode_png(buf, cv2.IMREAD_UNCHANGED, f"mask {t}", "bad_image")
             if m.shape != (H, W):
                 raise SampleError("bad_shape", f"mask {t} is {m.shape}, json says {(H, W)}")
             mask[i] = m > 0
-    K = None if meta.get("K") is None else np.asarray(meta["K"], np.float64)
-    poses = None if meta.get("poses") is None else np.asarray(meta["poses"], np.float64)[ts]
-    if (K is not None and K.shape != (3, 3)) or (poses is not None and poses.shape != (len(ts), 4, 4)):
-        raise SampleError("bad_meta", "K must be 3x3 and poses (T, 4, 4)")
+    K = None if meta["K"] is None else np.asarray(meta["K"], np.float64)
+    poses = None if meta["poses"] is None else np.asarray(meta["poses"], np.float64)[ts]
     return ClipRecord(frames=frames, dataset=meta["dataset"], sequence=meta["sequence"],
                       frame_indices=[meta["frame_indices"][t] for t in ts], depth=depth, mask=mask, K=K,
-                      poses=poses, depth_kind=dmeta["kind"], depth_units=dmeta.get("units", ""),
-                      sample_type=meta.get("sample_type", "clip"), extra=meta.get("extra", {}))
+                      poses=poses, depth_kind=dmeta["kind"], depth_units=dmeta["units"],
+                      sample_type=meta["sample_type"], extra=meta["extra"])
+
+
+def _npy_array(buf: bytes, want: tuple[int, ...]) -> np.ndarray:
+    """A float16/float32 `.npy` member as an array view, after its header is checked against `want` and the
+    member's length (np.load would allocate whatever shape the header claims)."""
+    f = io.BytesIO(buf)
+    try:
+        version = np.lib.format.read_magic(f)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = header(f)
+    except Exception as exn:
+        raise SampleError("bad_depth", f"depth.npy header does not parse: {exn}") from None
+    if dtype.kind != "f" or dtype.itemsize not in (2, 4):
+        raise SampleError("bad_depth", f"depth.npy holds {dtype}, not float16/float32")
+    if tuple(shape) != want:
+        raise SampleError("bad_shape", f"depth.npy is {tuple(shape)}, json says {want}")
+    count = int(np.prod(shape))
+    if len(buf) - f.tell() != count * dtype.itemsize:
+        raise SampleError("bad_depth", f"depth.npy holds {len(buf) - f.tell()} data bytes, its header says "
+                                       f"{count * dtype.itemsize}")
+    return np.frombuffer(buf, dtype, count, f.tell()).reshape(shape, order="F" if fortran else "C")
 
 
 def _decode_depth(members: dict, dmeta: dict, ts: list[int], T: int, H: int, W: int,
                   dtype=np.float32) -> np.ndarray:
     import cv2
 
-    enc = dmeta.get("encoding")
+    enc = dmeta["encoding"]
     if enc == "png16":
-        scale = float(dmeta.get("scale", 0))
-        if not scale > 0:
-            raise SampleError("bad_meta", f"png16 depth needs a positive scale, got {scale}")
+        scale = float(dmeta["scale"])
         depth = np.empty((len(ts), H, W), dtype)
         for i, t in enumerate(ts):
+            buf = members[f"depth{t:03d}.png"]
+            _header_check(buf, (H, W), f"depth {t}", "bad_shape", "bad_depth")
             # Decoded by hand: webdataset's image decoders silently reduce 16-bit PNGs to 8 bits.
-            d = _decode_png(_need(members, f"depth{t:03d}.png"), cv2.IMREAD_UNCHANGED, f"depth {t}", "bad_depth")
+            d = _decode_png(buf, cv2.IMREAD_UNCHANGED, f"depth {t}", "bad_depth")
             if d.dtype != np.uint16 or d.shape != (H, W):
                 raise SampleError("bad_shape", f"depth {t} is {d.dtype} {d.shape}, want uint16 {(H, W)}")
             depth[i] = d.astype(dtype) / scale
         return depth
-    if enc in ("f16", "f32"):
-        try:
-            arr = np.load(io.BytesIO(_need(members, "depth.npy")), allow_pickle=False)
-        except SampleError:
-            raise
-        except Exception as exn:
-            raise SampleError("bad_depth", f"depth.npy does not load: {exn}") from None
-        if arr.shape != (T, H, W):
-            raise SampleError("bad_shape", f"depth.npy is {arr.shape}, json says {(T, H, W)}")
-        depth = arr[ts].astype(dtype)
-        if not np.isfinite(depth).all():
-            raise SampleError("nonfinite_depth", f"{int((~np.isfinite(depth)).sum())} NaN/Inf depth values")
-        return depth
-    raise SampleError("bad_meta", f"unknown depth encoding {enc!r}")
+    arr = _npy_array(members["depth.npy"], (T, H, W))
+    depth = arr[ts].astype(dtype)
+    if not np.isfinite(depth).all():
+        raise SampleError("nonfinite_depth", f"{int((~np.isfinite(depth)).sum())} NaN/Inf depth values")
+    return depth

@@ -75,13 +75,29 @@ class SkipCounters:
         self.table.zero_()
 
 
+def indexed_samples(url: str) -> int | None:
+    """The sample count the shard's index (`NAME.index.json` beside a local tar) states, or None."""
+    from .shards import _is_remote, read_index
+
+    if _is_remote(url):
+        return None
+    try:
+        return int((read_index(url) or {})["num_samples"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def iter_tar_samples(url: str, counters: SkipCounters) -> Iterator[dict]:
     """Raw samples {"__key__", "__url__", ext: bytes} of one shard, grouped by key like webdataset does.
 
     A tar error (truncated or corrupt stream) is counted and ends this shard; the sample being read at that
     moment is still yielded so that the decoder can count what it is missing (it never passes as complete).
+    A tar that ends cleanly but holds fewer samples than its index lists (cut exactly at a member boundary) is
+    counted as a `tar_error` too, with the shortfall in the log line.
     """
     current: dict | None = None
+    seen, failed = 0, False
+    expected = indexed_samples(url)
     try:
         with gopen(url, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
             for info in tar:
@@ -96,11 +112,17 @@ def iter_tar_samples(url: str, counters: SkipCounters) -> Iterator[dict]:
                     current = None
                 if current is None:
                     current = {"__key__": key, "__url__": url}
+                    seen += 1
                 current[ext] = data
     except (tarfile.TarError, OSError, EOFError, ValueError) as exn:
-        counters.skip("tar_error", url, f"{type(exn).__name__}: {exn}; rest of the shard dropped")
+        failed = True
+        of = f" after {seen} of {expected} indexed samples" if expected is not None else ""
+        counters.skip("tar_error", url, f"{type(exn).__name__}: {exn}; rest of the shard dropped{of}")
     if current is not None:
         yield current
+    if not failed and expected is not None and seen < expected:
+        counters.skip("tar_error", url, f"the tar ends after {seen} of the {expected} samples its index lists "
+                                        f"({expected - seen} lost: truncated at a member boundary?)")
 
 
 def shard_for(urls: list[str], seed: int, epoch: int, slot: int, n_slots: int, k: int) -> str:

@@ -9,6 +9,7 @@ _EXPORTS = {
     **dict.fromkeys(["BENCHMARKS", "TAE_SETTINGS", "BenchmarkError", "BenchmarkSpec", "TAESpec", "get_benchmark"],
                     "benchmarks"),
     **dict.fromkeys(["DepthMetrics", "TAEMetric"], "metrics"),
+    **dict.fromkeys(["ALIGNMENTS", "PREDICTION_KINDS"], "alignment"),
     **dict.fromkeys(["align_to_ground_truth", "fit_disparity_scale_shift", "per_frame_depth_errors",
                      "reprojection_error", "sequence_depth_metrics", "sequence_tae", "valid_depth_mask"],
                     "functional"),

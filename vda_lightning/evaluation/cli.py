@@ -3,7 +3,15 @@
   vda eval --benchmark kitti,bonn,scannet --benchmark-root DIR --predictions PRED_DIR [--tae] [--output r.json]
   vda eval --benchmark kitti_500,scannet_500 --benchmark-root DIR --checkpoint ckpt.pth [--encoder vitl]
            [--save-predictions DIR] [--devices N]
-  vda eval --compare a.json b.json            # the paper-shaped table with δ1 rank
+  vda eval --benchmark kitti,nyuv2_500 --benchmark-root DIR --checkpoint metric.pth --alignment none
+  vda eval --compare a/results.json b/results.json [--labels A,B]   # the paper-shaped table with δ1 rank
+    (rows are named by the label stored in each results file, or by --labels; two rows may not share a name)
+
+Alignment (`--alignment`): scale_shift = the published relative protocol (least-squares scale and shift in
+disparity per sequence); scale = one median scale per sequence on metric depth; none = metric depth in metres as
+predicted. Saved predictions are read as disparity under scale_shift and as metric depth under scale / none
+unless --prediction-kind says otherwise; a checkpoint's predictions are what the model predicts (metric depth for
+a metric model: --metric / --relative override what the file says).
 """
 from __future__ import annotations
 
@@ -19,12 +27,14 @@ from ..cli.options import (
     add_device,
     add_encoder,
     add_input_size,
+    add_model_kind,
     add_precision,
     encoder_or_none,
     positive_int,
     resolve_device,
 )
 from ..io import rank_world
+from .alignment import ALIGNMENTS, PREDICTION_KINDS
 from .benchmarks import BENCHMARKS, BenchmarkError
 from .report import load_results, markdown_table, skipped_frames_note, write_results
 
@@ -41,8 +51,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_checkpoint(src, required=False, type=Path)
     src.add_argument("--predictions", type=Path, help="per-frame .npy laid out as <dir>/<dataset>/<image>.npy")
     add_encoder(p)
+    add_model_kind(p)
     add_input_size(p)
     add_precision(p, default="fp32", help="inference precision (published benchmarks: fp32)")
+    p.add_argument("--alignment", choices=ALIGNMENTS, default="scale_shift",
+                   help="scale_shift: the published relative protocol; scale: one median scale per sequence; "
+                        "none: metric depth as predicted")
+    p.add_argument("--prediction-kind", choices=PREDICTION_KINDS, default=None,
+                   help="what the predictions hold (default: disparity under scale_shift, depth under scale/none; "
+                        "a checkpoint: what the model predicts)")
     add_device(p, help="inference device for one process (auto: cuda when a GPU is visible, else cpu)")
     p.add_argument("--tae", action="store_true", help="also compute ScanNet TAE (needs K/pose in the JSON)")
     p.add_argument("--save-predictions", type=Path, help="write (and resume from) per-frame .npy predictions")
@@ -50,6 +67,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--devices", type=positive_int, default=1, help="processes, each scoring whole sequences")
     p.add_argument("--label", help="row name in the table (default: checkpoint or predictions folder name)")
     p.add_argument("--compare", type=Path, nargs="+", metavar="RESULTS_JSON", help="tabulate saved results")
+    p.add_argument("--labels", help="with --compare: comma list of row names, one per results file "
+                                    "(default: the label stored in each file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--wandb", action="store_true", help="log the results table and per-sequence metrics to wandb")
     p.add_argument("--wandb-project", default="vda-lightning", help="wandb project")
@@ -67,20 +86,29 @@ def _label(args) -> str:
 
 
 def _source(args):
+    """(prediction source, what its predictions hold or None for the alignment's default)."""
     if args.predictions is not None:
         from .predictions import NpyPredictions
 
-        return NpyPredictions(args.predictions)
+        return NpyPredictions(args.predictions), args.prediction_kind
     from vda_lightning import load_model
+    from vda_lightning.checkpoints import resolve_kind
 
     from .distributed import device_for_rank
     from .predictions import ModelPredictions
 
     rank, world = rank_world()
     device = str(device_for_rank() if world > 1 else resolve_device(args.device))
-    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder)).to(device).eval()
+    # expect="video": a Depth Anything V2 image checkpoint is refused, as vda infer does (it would be scored as
+    # a video model whose temporal modules were never trained); a DAv2 *metric* file loads as a metric video model
+    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric,
+                       expect="video").eval()
+    model, kind_line = resolve_kind(model.to(device), device)
+    if rank == 0:
+        log.info("%s: %s", args.checkpoint, kind_line)
+    kind = args.prediction_kind or ("depth" if model.config.metric else "disparity")
     return ModelPredictions(model, input_size=args.input_size, device=device, precision=args.precision,
-                            save_dir=args.save_predictions)
+                            save_dir=args.save_predictions, checkpoint=args.checkpoint), kind
 
 
 def run(args) -> dict:
@@ -88,13 +116,15 @@ def run(args) -> dict:
     from .runner import evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    results = evaluate(args.benchmark_root, args.benchmark_list, _source(args), tae=args.tae,
-                       progress=not args.no_progress)
+    source, kind = _source(args)
+    results = evaluate(args.benchmark_root, args.benchmark_list, source, tae=args.tae,
+                       progress=not args.no_progress, alignment=args.alignment, prediction_kind=kind)
     rank, world = rank_world()
     results["meta"] = {"label": _label(args), "benchmark_root": str(args.benchmark_root), "processes": world,
                        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
                        "predictions": str(args.predictions) if args.predictions else None,
-                       "input_size": args.input_size if args.checkpoint else None}
+                       "input_size": args.input_size if args.checkpoint else None,
+                       "alignment": results["alignment"], "prediction_kind": results["prediction_kind"]}
     if rank == 0:
         label = _label(args)
         print(markdown_table({label: results}), end="")
@@ -134,10 +164,29 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     return errors.run_command(prog, lambda: _main(args), known=(BenchmarkError, ValueError))
 
 
+def compare_rows(paths: list[Path], labels: str | None = None) -> dict[str, dict]:
+    """Results files -> {row name: results}, named by `labels` (comma list) or the label stored in each file
+    (`meta.label`, else the file's folder/stem); a name used twice is an error naming both files."""
+    results = [load_results(path) for path in paths]
+    if labels is not None:
+        names = [x.strip() for x in labels.split(",")]
+        if len(names) != len(paths):
+            raise errors.CommandError(f"--labels names {len(names)} rows for {len(paths)} results files")
+    else:
+        names = [(r.get("meta") or {}).get("label") or f"{p.parent.name}/{p.stem}" for p, r in zip(paths, results)]
+    rows: dict[str, dict] = {}
+    first: dict[str, Path] = {}
+    for name, path, r in zip(names, paths, results):
+        if name in rows:
+            raise errors.CommandError(f"{path}: its row name {name!r} is also that of {first[name]}; "
+                                      "name the rows with --labels A,B,...")
+        rows[name], first[name] = r, path
+    return rows
+
+
 def _main(args) -> int:
     if args.compare:
-        runs = {path.stem: load_results(path) for path in args.compare}
-        print(markdown_table(runs), end="")
+        print(markdown_table(compare_rows(args.compare, args.labels)), end="")
         return errors.EXIT_OK
     from .distributed import init_from_environment, launch
 

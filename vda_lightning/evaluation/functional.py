@@ -6,12 +6,27 @@ each frame (AbsRel, RMSE, δ1) and average over frames. TAE (published `benchmar
 consecutive aligned depth maps into each other with the ground-truth poses and intrinsics, splats to the nearest
 pixel, and averages the relative depth disagreement (×100).
 
+Metric predictions (`alignment`, not in the published scripts: the authors published no metric evaluation; their
+metric numbers are "without aligning the scale"):
+* `scale_shift` (default): the published protocol above; a prediction in depth is inverted to disparity first.
+* `scale`: one scale per sequence, the median over the sequence's valid pixels of gt / pred (median scaling, as
+  monocular metric-depth evaluations commonly use it: robust to outliers, and exact for pred = c * gt); then
+  scored like `none`.
+* `none`: the predicted depth in metres as it is; only floored at 1e-3 (so δ1 and AbsRel stay defined for zero or
+  negative values). No upper clip: a prediction beyond the benchmark's cap is scored as predicted (the cap only
+  selects the valid ground truth, as in the relative protocol).
+What a prediction holds (`prediction_kind`): "disparity" or "depth"; default disparity under `scale_shift` and
+depth under `scale` / `none`. Disparity is turned into depth by clip(·, 1e-3) and inversion, as the relative
+protocol does after its fit.
+
 Every function takes already cropped/resized arrays; file reading and the prediction resize live in `sequences.py`.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from .alignment import ALIGNMENTS, PREDICTION_KINDS, check_alignment, default_prediction_kind  # noqa: F401
 
 MIN_DEPTH = 1e-3  # the protocol's validity threshold and the clip floor for disparity and depth
 DELTA1_THRESHOLD = 1.25
@@ -52,18 +67,39 @@ def aligned_depth(pred_disparity: Tensor, scale: Tensor, shift: Tensor, max_dept
     return (1.0 / disparity).clamp(MIN_DEPTH, max_depth)
 
 
-def align_to_ground_truth(pred_disparity: Tensor, gt_depth: Tensor, max_depth: float,
-                          valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """(aligned depth (T,H,W) float64, scored mask (T,H,W)): the sequence-level fit of the protocol.
+def inverse(x: Tensor) -> Tensor:
+    """1 / clip(x, 1e-3) in float64: disparity <-> depth as the protocol inverts (floor first)."""
+    return 1.0 / x.double().clamp_min(MIN_DEPTH)
+
+
+def median_scale(pred_depth: Tensor, gt_depth: Tensor, valid: Tensor) -> Tensor:
+    """The sequence's median of gt / pred over valid pixels (pred floored at 1e-3); torch's lower median."""
+    if not bool(valid.any()):
+        raise ValueError("no valid ground-truth pixel in the sequence: cannot fit a scale")
+    return (gt_depth[valid].double() / pred_depth[valid].double().clamp_min(MIN_DEPTH)).median()
+
+
+def align_to_ground_truth(pred: Tensor, gt_depth: Tensor, max_depth: float, valid: Tensor | None = None,
+                          alignment: str = "scale_shift", prediction_kind: str | None = None
+                          ) -> tuple[Tensor, Tensor]:
+    """(depth (T,H,W) float64 to score, scored mask (T,H,W)) for one sequence under `alignment` (module docstring).
 
     `valid` (optional) further restricts the GT validity mask, e.g. a training batch's `mask`.
     """
+    kind = prediction_kind or default_prediction_kind(alignment)
+    check_alignment(alignment, kind)
     gt_depth = gt_depth.double()
     mask = valid_depth_mask(gt_depth, max_depth)
     if valid is not None:
         mask = mask & valid.bool()
-    scale, shift = fit_disparity_scale_shift(pred_disparity, gt_depth, mask)
-    return aligned_depth(pred_disparity, scale, shift, max_depth), mask
+    if alignment == "scale_shift":
+        disparity = pred if kind == "disparity" else inverse(pred)
+        scale, shift = fit_disparity_scale_shift(disparity, gt_depth, mask)
+        return aligned_depth(disparity, scale, shift, max_depth), mask
+    depth = inverse(pred) if kind == "disparity" else pred.double().clamp_min(MIN_DEPTH)
+    if alignment == "scale":
+        depth = (depth * median_scale(depth, gt_depth, mask)).clamp_min(MIN_DEPTH)
+    return depth, mask
 
 
 def per_frame_depth_errors(depth: Tensor, gt_depth: Tensor, valid: Tensor) -> dict[str, Tensor]:
@@ -80,16 +116,17 @@ def per_frame_depth_errors(depth: Tensor, gt_depth: Tensor, valid: Tensor) -> di
     return {"abs_rel": abs_rel, "rmse": rmse, "delta1": delta1}
 
 
-def sequence_depth_metrics(pred_disparity: Tensor, gt_depth: Tensor, max_depth: float,
-                           valid: Tensor | None = None) -> dict[str, float]:
+def sequence_depth_metrics(pred: Tensor, gt_depth: Tensor, max_depth: float, valid: Tensor | None = None,
+                           alignment: str = "scale_shift", prediction_kind: str | None = None) -> dict[str, float]:
     """One sequence's scores: {"abs_rel", "rmse", "delta1", "frames"} (means over frames with valid pixels).
 
-    pred_disparity: (T,H,W) relative disparity at the GT resolution; gt_depth: (T,H,W) metric depth (≤ 0 = missing).
+    pred: (T,H,W) at the GT resolution — relative disparity for the published protocol, metric depth for
+    `alignment` scale / none (see `align_to_ground_truth`); gt_depth: (T,H,W) metric depth (≤ 0 = missing).
     """
-    if pred_disparity.shape != gt_depth.shape or pred_disparity.dim() != 3:
-        raise ValueError(f"prediction {tuple(pred_disparity.shape)} and ground truth {tuple(gt_depth.shape)} "
+    if pred.shape != gt_depth.shape or pred.dim() != 3:
+        raise ValueError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt_depth.shape)} "
                          "must both be (T,H,W)")
-    depth, mask = align_to_ground_truth(pred_disparity, gt_depth, max_depth, valid)
+    depth, mask = align_to_ground_truth(pred, gt_depth, max_depth, valid, alignment, prediction_kind)
     errors = per_frame_depth_errors(depth, gt_depth, mask)
     out = {name: float(values.mean()) for name, values in errors.items()}
     out["frames"] = int(errors["abs_rel"].numel())

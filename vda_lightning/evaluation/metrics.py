@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from .alignment import check_alignment
 from .functional import align_to_ground_truth, sequence_depth_metrics, sequence_tae
 
 _DEPTH_KEYS = ("abs_rel", "rmse", "delta1")
@@ -42,7 +43,8 @@ class DepthMetrics(Metric):
     """AbsRel, δ1 and RMSE of the published protocol, averaged over sequences.
 
     update(pred_disparity, gt_depth, valid=None):
-        pred_disparity (T,H,W) or (B,T,H,W): relative (affine-invariant) disparity at the GT resolution;
+        pred_disparity (T,H,W) or (B,T,H,W): relative (affine-invariant) disparity at the GT resolution (metric
+        depth with `alignment` scale / none, or as `prediction_kind` says; `functional.align_to_ground_truth`);
         gt_depth: metric depth, ≤ 0 where missing; valid (optional, bool): extra mask (e.g. a batch's `mask`),
         intersected with the protocol's (1e-3 < gt < max_depth). Each sequence's scores stay in `self.last`.
     compute() -> {"abs_rel", "delta1", "rmse"} (float64 scalars).
@@ -51,9 +53,12 @@ class DepthMetrics(Metric):
     full_state_update = False
     higher_is_better = None
 
-    def __init__(self, max_depth: float, **kwargs):
+    def __init__(self, max_depth: float, alignment: str = "scale_shift", prediction_kind: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
+        check_alignment(alignment, prediction_kind)
         self.max_depth = float(max_depth)
+        self.alignment, self.prediction_kind = alignment, prediction_kind
         for key in _DEPTH_KEYS:
             self.add_state(f"{key}_sum", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("sequences", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
@@ -62,7 +67,8 @@ class DepthMetrics(Metric):
     def update(self, pred_disparity: Tensor, gt_depth: Tensor, valid: Tensor | None = None) -> None:
         self.last = []
         for pred, gt, mask in _sequences(pred_disparity, gt_depth, valid, ndim=3):
-            scores = sequence_depth_metrics(pred.detach(), gt, self.max_depth, mask)
+            scores = sequence_depth_metrics(pred.detach(), gt, self.max_depth, mask, self.alignment,
+                                            self.prediction_kind)
             for key in _DEPTH_KEYS:
                 state = getattr(self, f"{key}_sum")
                 setattr(self, f"{key}_sum", state + scores[key])
@@ -82,7 +88,8 @@ class TAEMetric(Metric):
 
     update(pred, K, poses, gt_depth=None, valid=None, mask=None):
         pred (T,H,W) or (B,T,H,W). With `gt_depth` it is a disparity, aligned to the GT by the protocol's
-        sequence fit (valid pixels only) — the published TAE; without it, `pred` is already metric depth.
+        sequence fit (valid pixels only) — the published TAE — or, with `alignment` scale / none, a metric depth
+        scaled / taken as it is; without `gt_depth`, `pred` is already the depth to score.
         K: (3,3)/(4,4) shared or (T,·,·) per frame (frame i's K serves pair i, i+1; used as given, not
         crop-corrected); poses (T,4,4) camera-to-world; mask (T,H,W) optional: pixels allowed as reprojection targets.
     compute() -> scalar TAE (float64).
@@ -91,9 +98,12 @@ class TAEMetric(Metric):
     full_state_update = False
     higher_is_better = False
 
-    def __init__(self, max_depth: float = 10.0, **kwargs):
+    def __init__(self, max_depth: float = 10.0, alignment: str = "scale_shift", prediction_kind: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
+        check_alignment(alignment, prediction_kind)
         self.max_depth = float(max_depth)
+        self.alignment, self.prediction_kind = alignment, prediction_kind
         self.add_state("tae_sum", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("sequences", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.last: list[float] = []
@@ -109,7 +119,8 @@ class TAEMetric(Metric):
         for p, k, pose, gt, val, m in items:
             depth = p.detach().double()
             if gt is not None:
-                depth, _ = align_to_ground_truth(depth, gt, self.max_depth, val)
+                depth, _ = align_to_ground_truth(depth, gt, self.max_depth, val, self.alignment,
+                                                 self.prediction_kind)
             value = sequence_tae(depth, k, pose, m)
             self.tae_sum += value
             self.sequences += 1

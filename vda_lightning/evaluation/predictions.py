@@ -5,9 +5,15 @@ true RGB; see `prepare.py` on the published extractors' R/B swap) and the whole 
 inference as one video — fp32, input size 518, no down-scaling — so context matches the published run even when
 only the first `max_eval_len` frames are scored. Each frame's disparity is saved as float32 `.npy` in the
 published layout; a sequence whose files all exist already is read back instead of recomputed (resume).
+
+The folder's `manifest.json` says what made them (checkpoint sha256, encoder, input size, precision, vda-lightning
+version, `prediction_manifest`). It is written before the first prediction and compared before any is reused: a
+folder made by another checkpoint or other settings (or holding predictions but no manifest) is refused with one
+line, so one model's numbers are never reported as another's.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..io import read_frames, read_npy, save_npy_atomic
+from ..io import read_frames, read_npy, save_npy_atomic, write_json_atomic
 from ..io.benchmark_json import BenchmarkError, Sequence
 from .sequences import prediction_relpath
 
@@ -49,9 +55,56 @@ class NpyPredictions:
         return read_prediction(path) if path.is_file() else None
 
 
+def _focal_lengths(sequence: Sequence) -> list[float]:
+    """fx of every frame (its JSON `K`), for a canonical-camera model; a frame without K is an error."""
+    missing = [f.image for f in sequence.frames if f.K is None]
+    if missing:
+        raise BenchmarkError(f"{sequence.json_path}: sequence {sequence.name!r}: the model predicts depth for a "
+                             f"canonical camera, so every frame needs its K in the JSON (first without: "
+                             f"{missing[0]})")
+    return [float(np.asarray(f.K, dtype=np.float64)[0, 0]) for f in sequence.frames]
+
+
 def read_rgb_frames(sequence: Sequence) -> np.ndarray:
     """(L, H, W, 3) uint8 RGB of every frame the JSON lists, all of one size."""
     return np.stack(list(read_frames(sequence.root / frame.image for frame in sequence.frames)))
+
+
+MANIFEST = "manifest.json"
+MANIFEST_KEYS = ("checkpoint_sha256", "encoder", "input_size", "precision", "version")
+
+
+def prediction_manifest(checkpoint: str | Path | None, encoder: str, input_size: int, precision: str) -> dict:
+    """What determines the saved predictions: the checkpoint's bytes (sha256), the model and inference settings
+    and the code version (a new version may change the numbers)."""
+    from .. import __version__
+    from ..checkpoints import file_sha256
+
+    return {"format": 1, "checkpoint": None if checkpoint is None else str(checkpoint),
+            "checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint), "encoder": encoder,
+            "input_size": int(input_size), "precision": precision, "version": __version__}
+
+
+def check_saved_predictions(save_dir: Path, manifest: dict) -> None:
+    """Write `manifest` into a new predictions folder, or refuse (BenchmarkError) one made differently."""
+    save_dir = Path(save_dir)
+    path = save_dir / MANIFEST
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise BenchmarkError(f"{path}: unreadable prediction manifest ({e}); use another --save-predictions "
+                                 "folder") from None
+        diff = [k for k in MANIFEST_KEYS if saved.get(k) != manifest.get(k)]
+        if diff:
+            said = ", ".join(f"{k} {saved.get(k)!r} (now {manifest.get(k)!r})" for k in diff)
+            raise BenchmarkError(f"{save_dir}: holds predictions made with {said}; they would be scored as this "
+                                 "model's: use another --save-predictions folder, or delete this one")
+        return
+    if save_dir.is_dir() and next(save_dir.rglob("*.npy"), None) is not None:
+        raise BenchmarkError(f"{save_dir}: holds predictions but no {MANIFEST}, so nothing says which model made "
+                             "them; use another --save-predictions folder (or --predictions to score them)")
+    write_json_atomic(path, manifest)
 
 
 class ModelPredictions:
@@ -61,9 +114,12 @@ class ModelPredictions:
     """
 
     def __init__(self, model, input_size: int = 518, device: str = "cpu", precision: str = "fp32",
-                 save_dir: Path | None = None, infer_fn: Callable | None = None):
+                 save_dir: Path | None = None, infer_fn: Callable | None = None, checkpoint: str | Path | None = None):
         self.model, self.input_size, self.device, self.precision = model, input_size, device, precision
         self.save_dir = None if save_dir is None else Path(save_dir)
+        if self.save_dir is not None:  # before anything is reused or written (module docstring)
+            encoder = getattr(getattr(model, "config", None), "encoder", type(model).__name__)
+            check_saved_predictions(self.save_dir, prediction_manifest(checkpoint, encoder, input_size, precision))
         self.infer_fn = infer_fn
         self._key: tuple | None = None
         self._depths: list[np.ndarray] = []
@@ -87,14 +143,32 @@ class ModelPredictions:
             log.info("%s/%s: resumed from %d saved predictions", sequence.dataset, sequence.name, len(paths))
             return [read_prediction(p) for p in paths]
         frames = read_rgb_frames(sequence)
+        from ..models.input_contract import DEFAULT_CONTRACT, FrameShapeError
+
+        try:  # before the model runs: a frame it cannot take is one line naming the sequence's first frame
+            DEFAULT_CONTRACT.checked_network_size(*frames.shape[1:3], self.input_size, video=True,
+                                                  what=str(sequence.root / sequence.frames[0].image))
+        except FrameShapeError as e:
+            raise BenchmarkError(str(e)) from None
         infer = self.infer_fn
         if infer is None:
             from vda_lightning.inference import infer_video_depth as infer
-        depths = np.asarray(infer(self.model, frames, input_size=self.input_size, device=self.device,
-                                  precision=self.precision), dtype=np.float32)
+        from ..inference.runtime import NonFiniteDepthError
+
+        try:
+            depths = np.asarray(infer(self.model, frames, input_size=self.input_size, device=self.device,
+                                      precision=self.precision), dtype=np.float32)
+        except NonFiniteDepthError as e:  # nothing is saved or scored for it
+            raise BenchmarkError(f"{sequence.json_path}: sequence {sequence.name!r}: {e}") from None
+        if not np.isfinite(depths).all():  # an infer_fn of the caller's that does not check
+            raise BenchmarkError(f"{sequence.json_path}: sequence {sequence.name!r}: the model produced NaN/Inf "
+                                 "depth")
         if depths.shape != frames.shape[:3]:
             raise RuntimeError(f"{sequence.name}: inference returned {depths.shape} for frames {frames.shape[:3]}")
         self.inferred += 1
+        canonical = getattr(getattr(self.model, "config", None), "canonical_focal", None)
+        if canonical:  # a canonical-camera metric model: metres for each frame's own focal length
+            depths = depths * np.asarray(_focal_lengths(sequence), np.float32)[:, None, None] / np.float32(canonical)
         if paths:
             for path, depth in zip(paths, depths):
                 save_npy_atomic(path, depth)

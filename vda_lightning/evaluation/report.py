@@ -27,15 +27,28 @@ def delta1_ranks(runs: dict[str, dict]) -> dict[str, float]:
     return {label: sum(v) / len(v) for label, v in ranks.items() if v}
 
 
+def alignment_of(results: dict) -> str:
+    """The alignment a results file was scored with (files from before `--alignment` existed: the published one)."""
+    return results.get("alignment", "scale_shift")
+
+
 def markdown_table(runs: dict[str, dict]) -> str:
-    """One row per run; columns in registry order of appearance, then TAE, then δ1 rank when runs > 1."""
+    """One row per run; columns in registry order of appearance, then TAE, then δ1 rank when runs > 1.
+
+    The alignment is in the header (`method [alignment: none]`) when every run shares it; runs scored under
+    different alignments get an `alignment` column instead (their numbers are not comparable)."""
     benchmarks: list[str] = []
     for r in runs.values():
         benchmarks += [b for b in r.get("depth", {}) if b not in benchmarks]
     tae_names: list[str] = []
     for r in runs.values():
         tae_names += [t for t in r.get("tae", {}) if t not in tae_names]
-    header = ["method"]
+    alignments = {label: alignment_of(r) for label, r in runs.items()}
+    kinds = sorted(set(alignments.values())) or ["scale_shift"]
+    shared = len(kinds) == 1
+    header = [f"method [alignment: {kinds[0]}]" if shared else "method"]
+    if not shared:
+        header.append("alignment")
     for b in benchmarks:
         header += [f"{_title(b)} AbsRel↓", f"{_title(b)} δ1↑"]
     header += [f"{_title(t)} TAE↓" for t in tae_names]
@@ -44,7 +57,7 @@ def markdown_table(runs: dict[str, dict]) -> str:
         header.append("δ1 rank↓")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, r in runs.items():
-        row = [label]
+        row = [label] if shared else [label, alignments[label]]
         for b in benchmarks:
             d = r.get("depth", {}).get(b)
             row += [f"{d['abs_relative_difference']:.3f}", f"{d['delta1_acc']:.3f}"] if d else ["–", "–"]

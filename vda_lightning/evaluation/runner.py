@@ -3,7 +3,9 @@
 Results (identical on every rank) follow the shape of the published numbers / `expected.json`:
 {"depth": {<benchmark>: {"abs_relative_difference", "rmse_linear", "delta1_acc", "per_scene": [[a, r, d], ...],
  "scenes": [...], "frames": [...], "missing_predictions": {scene: [paths]}, "sequences": n, "settings": {...}}},
- "tae": {"scannet": {"mean", "per_scene", "scenes", "missing_predictions", "sequences", "settings"}}}
+ "tae": {"scannet": {"mean", "per_scene", "scenes", "missing_predictions", "sequences", "settings"}},
+ "alignment": "scale_shift" | "scale" | "none", "prediction_kind": "disparity" | "depth"}
+Each benchmark's "settings" also carry the alignment and prediction kind they were scored with.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from ..io import rank_world
+from .alignment import check_alignment, default_prediction_kind
 from .benchmarks import TAE_SETTINGS, BenchmarkSpec, TAESpec, get_benchmark, load_benchmark, load_tae_benchmark
 from .distributed import device_for_rank, gather_objects, shard_indices
 from .metrics import DepthMetrics, TAEMetric
@@ -33,11 +36,17 @@ def _check_count(name: str, metric, expected: int) -> None:
         raise RuntimeError(f"{name}: {counted} sequences were reduced across ranks, expected {expected}")
 
 
-def evaluate_depth(root: Path, spec: BenchmarkSpec, source: PredictionSource, progress: bool = True) -> dict:
+def _settings(spec, alignment: str, kind: str) -> dict:
+    return {**dataclasses.asdict(spec), "alignment": alignment, "prediction_kind": kind}
+
+
+def evaluate_depth(root: Path, spec: BenchmarkSpec, source: PredictionSource, progress: bool = True,
+                   alignment: str = "scale_shift", prediction_kind: str | None = None) -> dict:
+    kind = prediction_kind or default_prediction_kind(alignment)
     sequences = load_benchmark(root, spec)
     rank, world = rank_world()
     device = device_for_rank()
-    metric = DepthMetrics(max_depth=spec.max_depth).to(device)
+    metric = DepthMetrics(max_depth=spec.max_depth, alignment=alignment, prediction_kind=kind).to(device)
     local = []
     for index in tqdm(shard_indices(len(sequences), rank, world), desc=f"{spec.name} [rank {rank}]",
                       disable=not progress or rank != 0, unit="seq"):
@@ -58,15 +67,17 @@ def evaluate_depth(root: Path, spec: BenchmarkSpec, source: PredictionSource, pr
         "frames": [r["scores"]["frames"] for r in rows],
         "sequences": len(rows),
         "missing_predictions": {r["scene"]: r["missing"] for r in rows if r["missing"]},
-        "settings": dataclasses.asdict(spec),
+        "settings": _settings(spec, alignment, kind),
     }
 
 
-def evaluate_tae(root: Path, spec: TAESpec, source: PredictionSource, progress: bool = True) -> dict:
+def evaluate_tae(root: Path, spec: TAESpec, source: PredictionSource, progress: bool = True,
+                 alignment: str = "scale_shift", prediction_kind: str | None = None) -> dict:
+    kind = prediction_kind or default_prediction_kind(alignment)
     sequences = load_tae_benchmark(root, spec)
     rank, world = rank_world()
     device = device_for_rank()
-    metric = TAEMetric(max_depth=spec.max_depth).to(device)
+    metric = TAEMetric(max_depth=spec.max_depth, alignment=alignment, prediction_kind=kind).to(device)
     local = []
     for index in tqdm(shard_indices(len(sequences), rank, world), desc=f"TAE {spec.name} [rank {rank}]",
                       disable=not progress or rank != 0, unit="seq"):
@@ -78,7 +89,7 @@ def evaluate_tae(root: Path, spec: TAESpec, source: PredictionSource, progress: 
     mean = float(metric.compute())
     _check_count(f"TAE {spec.name}", metric, len(sequences))
     rows = _rows_in_order(local)
-    settings = dataclasses.asdict(spec)
+    settings = _settings(spec, alignment, kind)
     settings["json"] = str(sequences[0].json_path.name)
     return {"mean": mean, "per_scene": [r["tae"] for r in rows], "scenes": [r["scene"] for r in rows],
             "sequences": len(rows), "missing_predictions": {r["scene"]: r["missing"] for r in rows if r["missing"]},
@@ -86,11 +97,17 @@ def evaluate_tae(root: Path, spec: TAESpec, source: PredictionSource, progress: 
 
 
 def evaluate(root: Path, benchmarks: list[str], source: PredictionSource, tae: bool = False,
-             progress: bool = True) -> dict:
+             progress: bool = True, alignment: str = "scale_shift", prediction_kind: str | None = None) -> dict:
+    """Every benchmark (and ScanNet TAE) under one `alignment`; `prediction_kind` None = the alignment's default
+    (`functional.default_prediction_kind`)."""
+    kind = prediction_kind or default_prediction_kind(alignment)
+    check_alignment(alignment, kind)
     specs = [get_benchmark(name) for name in benchmarks]  # fail on a typo before any work
     results: dict = {"depth": {}}
     for spec in specs:
-        results["depth"][spec.name] = evaluate_depth(root, spec, source, progress)
+        results["depth"][spec.name] = evaluate_depth(root, spec, source, progress, alignment, kind)
     if tae:
-        results["tae"] = {name: evaluate_tae(root, spec, source, progress) for name, spec in TAE_SETTINGS.items()}
+        results["tae"] = {name: evaluate_tae(root, spec, source, progress, alignment, kind)
+                          for name, spec in TAE_SETTINGS.items()}
+    results["alignment"], results["prediction_kind"] = alignment, kind
     return results

@@ -70,7 +70,8 @@ def _load_frames(sequence: Sequence, indices: range, source: PredictionSource, c
             continue
         gt_path = sequence.root / frame.gt_depth
         # metres in float64, as the published `cv2.imread(path, -1) / factor`; 0 where the sensor had nothing
-        gt = read_depth(gt_path, frame.factor, dtype=np.float64, what="ground-truth depth")
+        gt = read_depth(gt_path, frame.factor, dtype=np.float64, what="ground-truth depth",
+                        min_int_bits=16)  # an 8-bit PNG would cap and quantise the metres silently
         if shape0 is None:
             shape0, first = gt.shape, gt_path
         elif gt.shape != shape0:
@@ -107,4 +108,19 @@ def tae_arrays(sequence: Sequence, spec: TAESpec, source: PredictionSource) -> S
     if arrays.K.shape[1:] not in ((3, 3), (4, 4)) or arrays.poses.shape[1:] != (4, 4):
         raise BenchmarkError(f"{sequence.json_path}: sequence {sequence.name!r}: K must be 3x3 or 4x4 and pose 4x4, "
                              f"got {arrays.K.shape[1:]} and {arrays.poses.shape[1:]}")
+    _check_geometry(sequence, arrays)
     return arrays
+
+
+def _check_geometry(sequence: Sequence, arrays: SequenceArrays) -> None:
+    """TAE inverts every pose and divides by fx, fy: a NaN/Inf, a singular pose or a zero focal length is one line
+    naming the JSON, the sequence and the frame, before any metric is computed."""
+    for j, i in enumerate(arrays.frames):
+        where = f"{sequence.json_path}: sequence {sequence.name!r}, frame {i} ({sequence.frames[i].image})"
+        pose, K = arrays.poses[j], arrays.K[j]
+        if not (np.isfinite(pose).all() and np.isfinite(K).all()):
+            raise BenchmarkError(f"{where}: K or pose holds NaN/Inf")
+        if np.linalg.cond(pose) > 1e12:
+            raise BenchmarkError(f"{where}: the pose is singular (not invertible); TAE needs camera-to-world poses")
+        if K[0, 0] == 0 or K[1, 1] == 0:
+            raise BenchmarkError(f"{where}: K has a zero focal length")

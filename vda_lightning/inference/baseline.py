@@ -27,7 +27,7 @@ def published_loop(model, frames, input_size: int = 518, device="cpu", precision
     if length == 0:
         raise ValueError("the video has no frames")
     frame_size = frames[0].shape[:2]
-    shape = DEFAULT_CONTRACT.network_size(*frame_size, input_size, video=True)
+    shape = DEFAULT_CONTRACT.checked_network_size(*frame_size, input_size, video=True)
     pad = (STRIDE - length % STRIDE) % STRIDE + OVERLAP
     padded = frames + [frames[-1]] * pad
     raw_list: list[np.ndarray] = []

@@ -1,14 +1,25 @@
 """`vda infer INPUT [INPUT ...] --checkpoint CKPT ...` (alias `vda-infer`): depth for videos or frame folders,
-in bounded memory.
+in bounded memory; `--backend onnxruntime --onnx DIR` runs the same runners on exported graphs (docs/deploy.md).
 
-Each input streams through the runner; finished depth maps go to an on-disk spool, from which the
-requested outputs are built (see writers.py). Bad inputs give one line `vda infer: error: <file>: <cause>`
-and the other inputs still run; the exit status is 1 if any input failed, 2 for a bad command line,
-checkpoint or output directory (cli/errors.py).
+Frames come from the published `run.py` front end (frame_sources.py: decoder-side resize to the pixel of the
+published decord path); each input streams through the runner; finished depth maps go to an on-disk spool, from
+which the requested outputs are built (writers.py; names: layouts.py, our default layout or `--layout published`).
+Bad inputs give one line `vda infer: error: <file>: <cause>` and the other inputs still run; the exit status is 1
+if any input failed, 2 for a bad command line, checkpoint or output directory, 130 after Ctrl-C (cli/errors.py).
+Inputs that share a name (`seqA/frames`, `seqB/frames`) are written under names that tell them apart
+(`seqA_frames`, `seqB_frames`), and a note says so.
+
+Relative or metric: `--metric` / `--relative` override what the checkpoint says; a file that says nothing (no
+metadata, no published name) is probed (`checkpoints.kind`), and the kind used is printed with its reason. A
+metric model's windows are joined without the scale/shift alignment (published `video_depth.py`, metric=True).
+Point clouds (`--save ply`, metric models only) use `--intrinsics` or `--focal-length-x/-y` (`camera.py`); the
+camera used is printed and written beside them.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import resource
 import sys
 import tempfile
@@ -22,36 +33,64 @@ from ..cli.options import (
     add_device,
     add_encoder,
     add_input_size,
+    add_model_kind,
     add_precision,
     encoder_or_none,
     resolve_device,
     resolve_precision,
 )
+from .layouts import DEFAULT_SAVE, FORMATS, LAYOUTS, parse_save
 
 PROG = "vda-infer"
-SAVE_FORMATS = "npz,png16,exr,vis,ply"  # writers.FORMATS (checked against it in the tests)
+PRECISION_HELP = ("autocast dtype (default: fp16 on CUDA, as published; fp32 on the CPU). run.py autocasts on the "
+                  "CPU too (bf16) unless --fp32; on the golden long-video case CPU bf16 is 1.9e-2 and fp16 1.1e-3 "
+                  "off fp32 (mean relative; docs/inference.md)")
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Video Depth Anything inference on videos or frame folders.",
                                 formatter_class=HelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video file or folder of PNG/JPEG frames")
-    add_checkpoint(p)
+    add_checkpoint(p, required=False, help="model weights: published .pth, safetensors, or a vda fit checkpoint "
+                   "(required with --backend pytorch; with onnxruntime: the export must come from it)")
     add_encoder(p)
+    add_model_kind(p)
     add_input_size(p)
-    p.add_argument("--max-res", type=int, default=1280, help="cap on the frames' long side (<= 0: none)")
-    p.add_argument("--max-len", type=int, default=-1, help="at most N frames per input (-1: all)")
+    p.add_argument("--max-res", type=int, default=1280,
+                   help="cap on the frames' long side, sides rounded to even, resized in the decoder as run.py's "
+                        "decord front end (<= 0: none)")
+    p.add_argument("--max-len", type=int, default=-1,
+                   help="at most N frames per input, counted after --target-fps (-1: all)")
     p.add_argument("--target-fps", type=float, default=-1, help="keep every round(fps/F)-th frame (-1: all)")
-    add_precision(p)
+    add_precision(p, help=PRECISION_HELP)
     p.add_argument("--mode", choices=["offline", "streaming"], default="offline",
                    help="offline: the published key-frame windows; streaming: online, one frame in, one out")
     add_device(p)
+    p.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch",
+                   help="onnxruntime: the graphs of vda export --format onnx (docs/deploy.md)")
+    p.add_argument("--onnx", metavar="DIR", default=None,
+                   help="onnxruntime: the export folder (offline: encoder.onnx + head.onnx; streaming: "
+                        "streaming.onnx)")
     p.add_argument("--output-dir", default="outputs", help="where the outputs are written")
-    p.add_argument("--save", default="npz", help=f"comma list of {SAVE_FORMATS}")
-    p.add_argument("--focal-length-x", type=float, default=470.4, help="ply: pinhole fx in pixels")
-    p.add_argument("--focal-length-y", type=float, default=470.4, help="ply: pinhole fy in pixels")
+    p.add_argument("--save", default=None, metavar="FORMATS",
+                   help=f"comma list of {','.join(FORMATS)} (default: {DEFAULT_SAVE['default']}; with --layout "
+                        f"published: {DEFAULT_SAVE['published']}, what run.py always writes); vis: frames | depth "
+                        "side by side (published layout: depth only), vis-depth: depth only, src: the frames read")
+    p.add_argument("--layout", choices=LAYOUTS, default="default",
+                   help="output names: ours (<name>_depths.npz, <name>_exr/000000.exr, ...) or run.py's "
+                        "(<name>_depths.npz, <name>_depths_exr/frame_00000.exr, point0000.ply, ...)")
+    p.add_argument("--grayscale", action="store_true", help="depth videos in grey levels, not the inferno palette")
+    p.add_argument("--npz-compress", action=argparse.BooleanOptionalAction, default=True,
+                   help="deflate the npz as the published np.savez_compressed (--no-npz-compress: faster, bigger)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--focal-length-x", type=float, default=None,
+                   help="ply: fx in pixels of the processed frames (default: 470.4, the published value)")
+    p.add_argument("--focal-length-y", type=float, default=None, help="ply: fy in pixels (default: fx)")
+    p.add_argument("--intrinsics", default=None, metavar="FILE",
+                   help="ply: the camera of the input at its own resolution: 3x3 K as text/.npy, or JSON "
+                        "{fx, fy, cx, cy[, width, height]}; rescaled with --max-res")
     p.add_argument("--speed-levers", default="none", help="comma list of compile, channels_last, cuda_graphs "
-                   "(models/speed.py; measured by vda bench infer --levers; off by default)")
+                   "(models/speed.py; measured by vda bench infer --levers; off by default; pytorch backend)")
     return p
 
 
@@ -69,31 +108,68 @@ def peak_host_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def output_name(path: Path, taken: set[str]) -> str:
-    name = path.name if path.is_dir() else path.stem
-    base, i = name, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
-    return name
+def output_names(paths: list[Path]) -> tuple[list[str], list[str]]:
+    """One output name per input, unique: the file stem (folder name), preceded by as many parent folders as it
+    takes to tell inputs apart (`seqA/frames`, `seqB/frames` -> `seqA_frames`, `seqB_frames`); the same input
+    twice gets `_1`, `_2`. Returns (names, one note per group of inputs that had to be renamed)."""
+    base = [p.name if p.is_dir() else p.stem for p in paths]
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    parts = [a.parts[1:-1] for a in absolute]  # parent folders, without the root
+    names = list(base)
+    for depth in range(1, max((len(q) for q in parts), default=0) + 1):
+        owners: dict[str, set[Path]] = {}
+        for n, a in zip(names, absolute):
+            owners.setdefault(n, set()).add(a)
+        clash = {n for n, inputs in owners.items() if len(inputs) > 1}
+        if not clash:
+            break
+        names = [("_".join((*parts[i][-depth:], base[i])) if names[i] in clash else names[i])
+                 for i in range(len(paths))]
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):  # still equal: the same path given more than once
+        if names.count(n) > 1:
+            seen[n] = seen.get(n, -1) + 1
+            names[i] = f"{n}_{seen[n]}" if seen[n] else n
+    notes = []
+    for b in dict.fromkeys(base):
+        group = [i for i in range(len(paths)) if base[i] == b]
+        if len(group) > 1:
+            pairs = ", ".join(f"{paths[i]} -> {names[i]}" for i in group)
+            notes.append(f"note: {len(group)} inputs are named {b!r}; their outputs are named {pairs}")
+    return names, notes
 
 
-def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, focal) -> int:
+def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, camera, *, layout: str = "default",
+            grayscale: bool = False, npz_compress: bool = True, progress: bool = True, prog: str = PROG) -> int:
+    import numpy as np
     from tqdm import tqdm
 
     from .pipeline import run_pipelined
     from .writers import DepthSpool, write_outputs
 
     spool = DepthSpool(out_dir / f".{name}.depths.f32.partial")
+    canonical = getattr(runner.model.config, "canonical_focal", None)
+    scale = None
     try:
-        with tqdm(total=source.expected_frames(), unit="frame", desc=name, dynamic_ncols=True) as bar:
+        with tqdm(total=source.expected_frames(), unit="frame", desc=name, dynamic_ncols=True,
+                  disable=not progress) as bar:
             def sink(depth):  # the finisher thread: decoding and writing overlap the device's work
+                nonlocal scale
+                if canonical:  # canonical-camera depth -> metres for this camera (training/metric.py)
+                    if scale is None:
+                        scale = np.float32(camera.at(*depth.shape, source.native_size).fx / canonical)
+                    depth = depth * scale
                 spool.append(depth)
                 bar.update(1)
 
             run_pipelined(runner, iter(source), sink)
         spool.close()
-        write_outputs(spool, out_dir, name, formats, metric=metric, source=source, fps=source.fps, focal=focal)
+        if "ply" in formats:
+            h, w = spool.shape
+            used = camera.at(h, w, source.native_size)
+            print(f"{prog}: {name}: point clouds with {used.describe(h, w)}", file=sys.stderr)
+        write_outputs(spool, out_dir, name, formats, metric=metric, source=source, fps=source.fps, camera=camera,
+                      layout=layout, grayscale=grayscale, npz_compress=npz_compress, progress=progress)
         return spool.count
     finally:
         spool.remove()
@@ -102,47 +178,108 @@ def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, foc
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    from .writers import FORMATS
-
-    formats = [f.strip() for f in args.save.split(",") if f.strip()]
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown or not formats:
-        parser.error(f"--save takes a comma list of {','.join(FORMATS)}; got {args.save!r}")
+    try:
+        formats = parse_save(args.save, args.layout)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.layout == "published" and "ply" in formats and len(args.inputs) > 1:
+        parser.error("--layout published writes point%04d.ply straight into the output directory, as run.py does: "
+                     "with several inputs they would overwrite each other (one input per --output-dir, or the "
+                     "default layout)")
+    if args.backend == "pytorch" and args.checkpoint is None:
+        parser.error("the following arguments are required: --checkpoint (or --backend onnxruntime --onnx DIR)")
+    if args.backend == "onnxruntime" and args.onnx is None:
+        parser.error("--backend onnxruntime needs --onnx DIR (an export of vda export --format onnx)")
     from ..models.speed import parse_levers
 
     try:
         args.speed_levers = parse_levers(args.speed_levers)
     except ValueError as e:
         parser.error(f"--speed-levers: {e}")
+    if args.speed_levers and args.backend != "pytorch":
+        parser.error("--speed-levers act on the PyTorch model (--backend pytorch)")
 
     out_dir = Path(args.output_dir)
     problem = check_output_dir(out_dir)
     if problem:
         return errors.fail(prog, problem)
     from .. import CheckpointError
+    from ..deploy.ort_backend import OnnxBackendError
+    from .camera import CameraError
 
-    return errors.run_command(prog, lambda: _infer(args, formats, out_dir, prog), known=(CheckpointError,))
+    return errors.run_command(prog, lambda: _infer(args, formats, out_dir, prog),
+                              known=(CheckpointError, CameraError, OnnxBackendError))
+
+
+def check_frame_shapes(args) -> None:
+    """Every input's network input size, computed from its first frame before the model is loaded: a frame the
+    network cannot take (models/input_contract.py, `checked_network_size`) is a CommandError (exit 2) naming the
+    input and its size, and nothing is written. Unreadable inputs are left to the main loop, which reports them."""
+    from ..models.input_contract import DEFAULT_CONTRACT, FrameShapeError
+    from .frame_sources import InputError, open_source
+
+    for item in args.inputs:
+        try:
+            frames = iter(open_source(Path(item), max_res=args.max_res, max_len=1, target_fps=args.target_fps))
+            try:
+                h, w = next(frames).shape[:2]
+            finally:
+                frames.close()
+        except (InputError, StopIteration, OSError):
+            continue
+        try:
+            DEFAULT_CONTRACT.checked_network_size(h, w, args.input_size, video=True, what=item)
+        except FrameShapeError as e:
+            raise errors.CommandError(str(e)) from None
 
 
 def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     import torch
 
     from .. import load_model
+    from ..checkpoints import resolve_kind
+    from .camera import camera_from_options
     from .frame_sources import InputError, open_source
     from .offline import OfflineRunner
+    from .runtime import NonFiniteDepthError
     from .streaming import StreamingRunner
 
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
-    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), expect="video")
+    check_frame_shapes(args)
+    camera = camera_from_options(args.focal_length_x, args.focal_length_y, args.intrinsics)
+    if args.backend == "onnxruntime":  # the same runners on the exported graphs; host tensors for the runner
+        from ..deploy.ort_backend import open_backend
+
+        model = open_backend(args.onnx, args.mode, args.device, checkpoint=args.checkpoint,
+                             encoder=encoder_or_none(args.encoder), precision=args.precision)
+        device, precision = resolve_device("cpu"), "fp32"
+    else:
+        device = resolve_device(args.device)
+        precision = resolve_precision(args.precision, device)
+        model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric,
+                           expect="video")
+    source = args.checkpoint or args.onnx
     if args.encoder != "auto" and model.config.encoder != args.encoder:  # our files carry their config
         raise errors.CommandError(f"{args.checkpoint}: holds a {model.config.encoder} model, "
                                   f"not --encoder {args.encoder}")
+    if args.backend == "onnxruntime":  # the export's sidecar says what the graphs predict
+        if args.metric is not None and args.metric != bool(model.config.metric):
+            model.config = dataclasses.replace(model.config, metric=args.metric)
+            why = "--metric" if args.metric else "--relative"
+        else:
+            why = "the export's sidecar"
+        kind_line = f"{'metric depth' if model.config.metric else 'relative disparity'} model (from {why})"
+        model = model.to(device).eval()
+    else:
+        model, kind_line = resolve_kind(model.to(device).eval(), device)
+    print(f"{prog}: {source}: {kind_line}", file=sys.stderr)
     metric = bool(model.config.metric)
+    if getattr(model.config, "canonical_focal", None) and camera.default:
+        raise errors.CommandError(f"{source}: predicts depth for a canonical camera (focal length "
+                                  f"{model.config.canonical_focal:g} px); give this camera with --focal-length-x/-y "
+                                  "or --intrinsics")
     if "ply" in formats and not metric:
-        raise errors.CommandError(f"{args.checkpoint}: --save ply needs a metric checkpoint "
-                                  "(this one predicts relative disparity)")
-    model = model.to(device).eval()
+        raise errors.CommandError(f"{source}: --save ply needs a metric model (this one predicts relative "
+                                  "disparity; pass --metric if it predicts metres)")
     if args.speed_levers:
         from ..models.speed import apply_levers
 
@@ -150,19 +287,30 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     Runner = OfflineRunner if args.mode == "offline" else StreamingRunner
     runner = Runner(model, input_size=args.input_size, device=device, precision=precision)
 
-    start, frames, failures, taken = time.perf_counter(), 0, 0, set()
-    for item in args.inputs:
-        path = Path(item)
+    paths = [Path(item) for item in args.inputs]
+    names, notes = output_names(paths)
+    for note in notes:
+        print(f"{prog}: {note}", file=sys.stderr)
+    start, frames, failures = time.perf_counter(), 0, 0
+    for path, name in zip(paths, names):
         try:
             source = open_source(path, max_res=args.max_res, max_len=args.max_len, target_fps=args.target_fps)
-            name = output_name(path, taken)
-            frames += run_one(runner, source, out_dir, name, formats, metric, (args.focal_length_x,
-                                                                               args.focal_length_y))
+            frames += run_one(runner, source, out_dir, name, formats, metric, camera, layout=args.layout,
+                              grayscale=args.grayscale, npz_compress=args.npz_compress,
+                              progress=not args.no_progress, prog=prog)
         except InputError as e:
             errors.report(prog, e)
             failures += 1
+        except NonFiniteDepthError as e:  # nothing of this input was written
+            errors.report(prog, f"{path}: {e}")
+            failures += 1
         except OSError as e:  # e.g. the disk filled up while writing
             errors.report(prog, f"{e.filename or out_dir}: cannot write output ({e.strerror or e})")
+            failures += 1
+        except torch.cuda.OutOfMemoryError:
+            errors.report(prog, f"{path}: out of GPU memory at --input-size {args.input_size} "
+                                f"(--precision {precision}); try a smaller --input-size or --max-res, or fp16")
+            torch.cuda.empty_cache()
             failures += 1
     elapsed = time.perf_counter() - start
     gpu = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if device.type == "cuda" else ""

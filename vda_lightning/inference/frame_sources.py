@@ -1,18 +1,38 @@
-"""Lazy frame sources for inference: video files and folders of image frames (natural order), read through
-`vda_lightning.io`, with the published `run.py` front-end options (max_res, max_len, target_fps).
+"""Lazy frame sources for inference — video files and folders of image frames (natural order) — and `read_video`,
+the published front end of `run.py` (published `utils/dc_utils.py::read_video_frames`, decord path):
 
-Each source yields uint8 RGB (H, W, 3) frames one at a time and can be iterated again (the writers
-make a second pass for the side-by-side video and the point clouds). Problems become an `InputError`
-whose message is one line naming the file and the cause.
+* size: if the long side exceeds `max_res`, both sides are scaled by `max_res / long side`, rounded, and an odd side
+  is bumped to the next even number; the resize happens inside the decoder with FFmpeg's bilinear scaler
+  (`vda_lightning/io/video.py`: to the pixel on the golden front-end case);
+* frames: every `stride`-th decoded frame, `stride = max(round(avg_fps / target_fps), 1)` (Python rounding); then
+  at most `max_len` of the *kept* frames;
+* fps: `target_fps` when given (even when the clip is slower: the published value), else the stream's average rate.
+
+Frame folders follow the same rules (they count as 30 fps) and are resized by the same scaler.
+
+Where the published code differs from itself, we follow its default decord path and do not copy the others:
+* its OpenCV fallback (`dc_utils.py` without decord) resizes with `cv2.resize` (bilinear, after decoding) and does
+  not round sizes to even, and its `max_len` counts *decoded* frames — at `--max-len 30 --target-fps 12` on a 24 fps
+  clip it gives 15 frames, not 30 (on the golden davis case its 15 frames are 2.16 grey levels off, max 49);
+* `run_streaming.py` reads with that same OpenCV loop (decoded-frame `max_len`, `cv2.resize`, no even rounding) and
+  saves only the depth video.
+
+Each source yields uint8 RGB (H, W, 3) frames one at a time and can be iterated again (the writers make a second
+pass for the videos and the point clouds). Problems become an `InputError` whose message is one line naming the
+file and the cause.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from ..io import IMAGE_EXTENSIONS, ReadError, iter_video_frames, list_files, probe_video, read_frames
+from ..io.video import RGBConverter
+
+FOLDER_FPS = 30.0  # a folder of frames has no rate of its own
 
 
 class InputError(ValueError):
@@ -28,55 +48,62 @@ def limited_size(height: int, width: int, max_res: int) -> tuple[int, int]:
     return h + h % 2, w + w % 2
 
 
-def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if frame.shape[:2] == size:
-        return frame
-    import cv2
-
-    return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)  # area: alias-free downscale
-
-
 class FrameSource:
-    """Common options: max_res (long-side cap), max_len (frames kept, -1 all), target_fps (-1 native)."""
+    """Common options: max_res (long-side cap, <= 0 none), max_len (kept frames, < 0 all), target_fps (<= 0 native).
+    """
 
     def __init__(self, path, max_res: int = 1280, max_len: int = -1, target_fps: float = -1):
         self.path = Path(path)
         self.max_res, self.max_len, self.target_fps = max_res, max_len, target_fps
+        self.size: tuple[int, int] | None = None  # (H, W) of the frames yielded, known after the first one
 
-    native_fps: float = 30.0
+    native_fps: float = FOLDER_FPS
+    native_size: tuple[int, int] | None = None  # (H, W) of the input's frames before --max-res (known once read)
 
     @property
     def fps(self) -> float:
-        return self.target_fps if self.target_fps > 0 else self.native_fps
+        return float(self.target_fps) if self.target_fps > 0 else self.native_fps
 
     @property
     def stride(self) -> int:
         return max(round(self.native_fps / self.fps), 1)
 
-    def _raw_frames(self) -> Iterator[np.ndarray]:
+    def _size_rule(self, height: int, width: int) -> tuple[int, int]:
+        self.native_size = (height, width)
+        self.size = limited_size(height, width, self.max_res)
+        return self.size
+
+    def _strided_frames(self) -> Iterator[np.ndarray]:
+        """Frames 0, stride, 2·stride, … at the limited size."""
         raise NotImplementedError
+
+    def _count(self, total: int) -> int:
+        n = -(-total // self.stride)
+        return n if self.max_len < 0 else min(n, self.max_len)
 
     def expected_frames(self) -> int | None:
         """A length estimate for the progress bar (None when the container does not say)."""
         return None
 
+    def _check_count(self, kept: int) -> None:
+        """Called when the input ended without hitting --max-len; `kept` frames were yielded."""
+
     def __iter__(self) -> Iterator[np.ndarray]:
         kept = 0
-        size = None
+        frames = self._strided_frames()
         try:
-            for i, frame in enumerate(self._raw_frames()):
-                if i % self.stride:
-                    continue
-                if 0 <= self.max_len <= kept:
-                    break
-                if size is None:
-                    size = limited_size(*frame.shape[:2], self.max_res)
-                yield _resize(frame, size)
+            for frame in frames if self.max_len < 0 else islice(frames, self.max_len):
+                yield frame
                 kept += 1
+            limited = 0 <= self.max_len <= kept
         except ReadError as e:
             raise InputError(str(e)) from None
+        finally:
+            frames.close()  # closes the container now, also when the consumer stops early
         if kept == 0:
             raise InputError(f"{self.path}: contains no frames")
+        if not limited and kept != self.max_len:  # the input ended before --max-len was reached
+            self._check_count(kept)
 
 
 class VideoSource(FrameSource):
@@ -89,13 +116,26 @@ class VideoSource(FrameSource):
         self.native_fps, self._frames_hint = info.fps, info.frames
 
     def expected_frames(self) -> int | None:
-        if self._frames_hint is None:
-            return None
-        n = -(-self._frames_hint // self.stride)
-        return n if self.max_len < 0 else min(n, self.max_len)
+        return None if self._frames_hint is None else self._count(self._frames_hint)
 
-    def _raw_frames(self) -> Iterator[np.ndarray]:
-        return iter_video_frames(self.path)
+    def _strided_frames(self) -> Iterator[np.ndarray]:
+        return iter_video_frames(self.path, size=self._size_rule, step=self.stride)
+
+    def _check_count(self, kept: int) -> None:
+        """A video that decodes fewer frames than its header states was cut short (e.g. an mp4 with its index at
+        the front, copied half-way): an error, so that no output looks complete (docs/inference.md)."""
+        if self._frames_hint is None:
+            return
+        expected = -(-self._frames_hint // self.stride)
+        if kept >= expected:
+            return
+        if self.stride == 1:
+            told = f"only {kept} of the {self._frames_hint} frames its header states decode"
+        else:
+            told = (f"only {kept} of the {expected} frames kept at --target-fps (every {self.stride}th of the "
+                    f"{self._frames_hint} its header states) decode")
+        raise InputError(f"{self.path}: {told} (truncated file?); --max-len {kept} processes the frames that are "
+                         "there")
 
 
 class FolderSource(FrameSource):
@@ -106,11 +146,16 @@ class FolderSource(FrameSource):
             raise InputError(f"{self.path}: folder contains no image frames ({', '.join(IMAGE_EXTENSIONS)})")
 
     def expected_frames(self) -> int | None:
-        n = -(-len(self.files) // self.stride)
-        return n if self.max_len < 0 else min(n, self.max_len)
+        return self._count(len(self.files))
 
-    def _raw_frames(self) -> Iterator[np.ndarray]:
-        return read_frames(self.files)
+    def _strided_frames(self) -> Iterator[np.ndarray]:
+        import av
+
+        convert = None
+        for frame in read_frames(self.files[::self.stride]):
+            if convert is None:
+                convert = RGBConverter(self._size_rule(*frame.shape[:2]))
+            yield frame if frame.shape[:2] == self.size else convert(av.VideoFrame.from_ndarray(frame, "rgb24"))
 
 
 def open_source(path, max_res: int = 1280, max_len: int = -1, target_fps: float = -1) -> FrameSource:
@@ -120,3 +165,13 @@ def open_source(path, max_res: int = 1280, max_len: int = -1, target_fps: float 
         raise InputError(f"{p}: no such file or directory")
     cls = FolderSource if p.is_dir() else VideoSource
     return cls(p, max_res=max_res, max_len=max_len, target_fps=target_fps)
+
+
+def read_video(path, max_res: int = -1, target_fps: float = -1, max_len: int = -1) -> tuple[np.ndarray, float]:
+    """The published front end (`utils/dc_utils.py::read_video_frames`, decord path): uint8 RGB frames (N, H, W, 3)
+    and the fps they stand for. A folder of frames works too (30 fps). `InputError` (one line) on bad input.
+
+        frames, fps = read_video("clip.mp4", max_res=480, target_fps=12, max_len=30)
+    """
+    source = open_source(path, max_res=max_res, max_len=max_len, target_fps=target_fps)
+    return np.stack(list(source)), source.fps

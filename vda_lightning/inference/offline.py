@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .preprocess import Preprocessor
-from .runtime import Download, autocast, resolve_device, stage_frames, to_frame_size
+from .runtime import Download, autocast, default_precision, resolve_device, stage_frames, to_frame_size
 from .windows import INFER_LEN, INTERP_LEN, KEYFRAMES, OVERLAP, STRIDE, Stitcher
 
 
@@ -136,14 +136,19 @@ class OfflineRunner:
             yield from self.finish(self.compute(read))
 
 
-def infer_video_depth(model, frames: np.ndarray, input_size: int = 518, device="cpu",
-                      precision: str = "fp32") -> np.ndarray:
-    """In-memory convenience API: uint8 RGB (L, H, W, 3) -> float32 (L, H, W), built on OfflineRunner."""
+def infer_video_depth(model, frames: np.ndarray, input_size: int = 518, device="auto",
+                      precision: str | None = None) -> np.ndarray:
+    """In-memory convenience API: uint8 RGB (L, H, W, 3) -> float32 (L, H, W), built on OfflineRunner.
+
+    device "auto": CUDA when available; precision None: fp16 on CUDA, fp32 elsewhere (`vda_lightning.infer_video`
+    is the full API)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (L, H, W, 3), got {frames.shape} {frames.dtype}")
     out = np.empty(frames.shape[:3], dtype=np.float32)
-    runner = OfflineRunner(model, input_size=input_size, device=device, precision=precision)
+    device = resolve_device(device)
+    runner = OfflineRunner(model, input_size=input_size, device=device,
+                           precision=precision or default_precision(device))
     n = 0
     for n, depth in enumerate(runner.run(iter(frames)), start=1):
         out[n - 1] = depth

@@ -16,10 +16,11 @@ class Preprocessor:
     """uint8 RGB frames (N, H, W, 3) -> normalised (N, 3, h, w) float32 on `device`, in one batch."""
 
     def __init__(self, height: int, width: int, input_size: int = DEFAULT_INPUT_SIZE, device="cpu",
-                 contract: InputContract = DEFAULT_CONTRACT):
+                 contract: InputContract = DEFAULT_CONTRACT, what: str = "frame"):
         self.frame_size = (height, width)
         self.contract = contract
-        self.shape = contract.network_size(height, width, input_size, video=True)
+        # FrameShapeError (one line naming `what`) for a frame whose resize would leave a side under one patch
+        self.shape = contract.checked_network_size(height, width, input_size, video=True, what=what)
         self.device = torch.device(device)
 
     def __call__(self, frames) -> torch.Tensor:

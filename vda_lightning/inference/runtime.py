@@ -17,6 +17,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def default_precision(device: torch.device) -> str:
+    """The precision when none is asked for: fp16 autocast on CUDA (the published default), fp32 elsewhere (the
+    published script would autocast on the CPU too, in bfloat16; we keep CPU results exact)."""
+    return "fp16" if torch.device(device).type == "cuda" else "fp32"
+
+
 def autocast(device: torch.device, precision: str):
     """fp32: nothing; fp16/bf16: torch autocast on the device (the published default is CUDA fp16)."""
     if precision not in PRECISIONS:
@@ -27,9 +33,24 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+class NonFiniteDepthError(ValueError):
+    """The network produced NaN or Inf depth (NaN/Inf weights, or an fp16 overflow): nothing is written."""
+
+
+def check_finite(depth: torch.Tensor) -> torch.Tensor:
+    """`depth`, or NonFiniteDepthError: every map a runner yields passes here, so no NaN/Inf reaches an output."""
+    finite = torch.isfinite(depth)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise NonFiniteDepthError(f"the model produced {bad} NaN/Inf depth values of {depth.numel()} (NaN/Inf "
+                                  "weights, or an fp16 overflow: try --precision fp32)")
+    return depth
+
+
 def to_frame_size(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, h, w) network output -> (N, H, W) float32 at the frame's size (bilinear, align_corners True)."""
-    depth = depth.float()
+    """(N, h, w) network output -> (N, H, W) float32 at the frame's size (bilinear, align_corners True), checked
+    finite (`check_finite`): both runners' outputs pass through here."""
+    depth = check_finite(depth.float())
     if tuple(depth.shape[-2:]) == tuple(size):
         return depth
     return F.interpolate(depth.unsqueeze(1), size=size, mode="bilinear", align_corners=True).squeeze(1)

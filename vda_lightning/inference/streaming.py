@@ -32,7 +32,9 @@ class FrameRead:
 
 class StreamingRunner:
     """One frame in, one depth map out. Stages as in OfflineRunner (`reads`, `compute`, `finish`: pipeline.py
-    runs them in three threads); `step(frame)` and `run(frames)` chain them in one."""
+    runs them in three threads); `step(frame)` and `run(frames)` chain them in one.
+
+    `model`: a VideoDepthAnything, or any backend with its `forward_step` and `config` (deploy/ort_backend.py)."""
 
     max_read = 1
     held_back = 0
@@ -75,7 +77,7 @@ class StreamingRunner:
         h, w = read.prep.shape
         cached = self._context() if self._cache else None
         with autocast(self.device, self.precision):
-            depth, states = self.model.forward_depth(self.model.forward_features(x), h, w, 1, 1, cached)
+            depth, states = self.model.forward_step(x, h, w, cached)
         if not self._cache:
             self._cache = [states] * CONTEXT  # references, not copies
         else:

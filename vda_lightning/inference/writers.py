@@ -1,26 +1,29 @@
-"""Outputs of `vda-infer`, written without ever holding a whole video.
+"""Outputs of `vda-infer`, written without ever holding a whole video; where each goes: `layouts.py` (our default
+layout and the published `run.py` one).
 
 Depth maps are appended to a float32 spool file as they become final (while a running min/max is kept,
-which is the exact global range by the end). Everything else is produced from the spool afterwards:
-the npz is assembled from it chunk by chunk, and the per-frame folders (png16, exr, ply) and the
-side-by-side mp4 are written in one more pass (the mp4 and the point clouds re-decode the input for
-the colours). Every output goes to a temporary name first and is renamed when complete (`vda_lightning.io`:
-`atomic_path` for the npz, an `AtomicWrite` folder for each per-frame folder).
+which is the exact global range by the end). Everything else is produced from the spool afterwards, under its
+own progress bar: the npz is assembled from it frame by frame (deflate-compressed by default, as the published
+`np.savez_compressed`), and the per-frame folders (png16, exr, ply) and the videos (src, vis, vis-depth) are
+written in one more pass (src, the side-by-side vis and the point clouds re-decode the input). Every output goes
+to a temporary name first and is renamed when complete (`vda_lightning.io`: `atomic_path` for the npz, an
+`AtomicWrite` for each video and per-frame folder), so an interrupted run leaves no partial output.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..io import AtomicWrite, atomic_path
+from .layouts import FOLDER_FORMATS, FORMATS, depth_only, file_name, folder_names
 
-FORMATS = ("npz", "png16", "exr", "vis", "ply")
+__all__ = ["FORMATS", "DepthSpool", "write_npz", "write_outputs"]
 
 
 class DepthSpool:
@@ -56,13 +59,22 @@ class DepthSpool:
         self.path.unlink(missing_ok=True)
 
 
-def write_npz(spool: DepthSpool, path: Path, chunk: int = 1 << 24):
-    """An np.load-able npz with key `depths` (float32 (T, H, W)), streamed from the spool."""
+def write_npz(spool: DepthSpool, path: Path, compress: bool = True, on_frame: Callable[[], None] | None = None):
+    """An np.load-able npz with key `depths` (float32 (T, H, W)), streamed from the spool frame by frame.
+
+    `compress`: deflate at zlib's default level, as the published `np.savez_compressed`; False stores the array
+    as is (`np.savez`: faster to write, bigger). `on_frame` is called after each frame (progress).
+    """
     header = {"descr": "<f4", "fortran_order": False, "shape": (spool.count, *spool.shape)}
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    frame_bytes = int(np.prod(spool.shape)) * 4
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as zf:
         with zf.open("depths.npy", "w", force_zip64=True) as out, open(spool.path, "rb") as src:
             np.lib.format.write_array_header_2_0(out, header)
-            shutil.copyfileobj(src, out, chunk)
+            for _ in range(spool.count):
+                out.write(src.read(frame_bytes))
+                if on_frame is not None:
+                    on_frame()
 
 
 def png16_scale(vmax: float) -> float:
@@ -77,47 +89,120 @@ def write_exr(path: str, depth: np.ndarray):
     OpenEXR.File(header, {"Z": np.ascontiguousarray(depth, dtype=np.float32)}).write(path)
 
 
-def point_cloud(depth: np.ndarray, rgb: np.ndarray, fx: float, fy: float) -> np.ndarray:
-    """Pinhole back-projection of metric depth (principal point at the image centre, as published)."""
+def point_cloud(depth: np.ndarray, rgb: np.ndarray, fx: float, fy: float, cx: float | None = None,
+                cy: float | None = None) -> np.ndarray:
+    """Pinhole back-projection of metric depth; principal point (cx, cy), by default the image centre (w/2, h/2)
+    as published `run.py`."""
     h, w = depth.shape
+    cx = w / 2 if cx is None else cx
+    cy = h / 2 if cy is None else cy
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
     z = depth.astype(np.float32)
     pts = np.empty(h * w, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue",
                                                                                                             "u1")])
-    pts["x"] = ((u - w / 2) / fx * z).ravel()
-    pts["y"] = ((v - h / 2) / fy * z).ravel()
+    pts["x"] = ((u - cx) / fx * z).ravel()
+    pts["y"] = ((v - cy) / fy * z).ravel()
     pts["z"] = z.ravel()
     for i, c in enumerate(("red", "green", "blue")):
         pts[c] = rgb[..., i].ravel()
     return pts
 
 
-def write_ply(path: str, points: np.ndarray):
+def write_ply(path: str, points: np.ndarray, comments: Iterable[str] = ()):
     props = "".join(
         f"property {'float' if points.dtype[n].kind == 'f' else 'uchar'} {n}\n" for n in points.dtype.names
     )
-    header = f"ply\nformat binary_little_endian 1.0\nelement vertex {len(points)}\n{props}end_header\n"
+    notes = "".join(f"comment {c}\n" for c in comments)
+    header = f"ply\nformat binary_little_endian 1.0\n{notes}element vertex {len(points)}\n{props}end_header\n"
     with open(path, "wb") as f:
         f.write(header.encode("ascii"))
         f.write(points.tobytes())
 
 
-def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable[str], *, metric: bool,
-                  source=None, fps: float = 30.0, focal=(470.4, 470.4)) -> list[Path]:
-    """Everything requested, from the spool (and a second pass over `source` for vis/ply colours)."""
-    formats = list(formats)
-    written: list[Path] = []
-    if "npz" in formats:
-        write_npz(spool, out_dir / f"{name}_depths.npz")
-        written.append(out_dir / f"{name}_depths.npz")
-    folders = {f: AtomicWrite(out_dir / f"{name}_{f}", folder=True) for f in ("png16", "exr", "ply") if f in formats}
-    video = None
-    if "vis" in formats:
+class _Video:
+    """A video output: a VideoWriter and what it shows (frames, depth, or both side by side)."""
+
+    def __init__(self, path: Path, fps: float, show: str):
         from ..viz import VideoWriter
 
-        video = VideoWriter(out_dir / f"{name}_vis.mp4", fps=fps)
+        self.writer, self.show = VideoWriter(path, fps=fps), show
+
+    def frame(self, rgb: np.ndarray | None, depth_rgb: np.ndarray) -> np.ndarray:
+        if self.show == "frames":
+            return rgb
+        if self.show == "depth":
+            return depth_rgb
+        return np.concatenate([rgb, depth_rgb], axis=1)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable[str], *, metric: bool,
+                  source=None, fps: float = 30.0, focal=(470.4, 470.4), layout: str = "default",
+                  grayscale: bool = False, npz_compress: bool = True, progress: bool = False,
+                  camera=None) -> list[Path]:
+    """Everything requested (formats of `layouts.FORMATS`), from the spool, plus a second pass over `source` for
+    the frames (src, side-by-side vis, ply colours). `progress`: a tqdm bar for this writing phase.
+
+    Point clouds use `camera` (`inference.camera.Camera`, rescaled to the depth maps' size; its numbers and where
+    they came from go to each file's header and, in our layout, to `camera.json` beside the clouds; the published
+    layout writes exactly run.py's files), else the pinhole `focal` with the principal point at the centre.
+    """
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown output format(s) {unknown}; known: {', '.join(FORMATS)}")
+    per_frame = [f for f in formats if f != "npz"]
+    from tqdm import tqdm
+
+    total = spool.count * (("npz" in formats) + bool(per_frame))
+    written: list[Path] = []
     try:
-        _per_frame_pass(spool, folders, video, source, focal)
+        with tqdm(total=total, unit="frame", desc=f"{name} (writing)", dynamic_ncols=True,
+                  disable=not progress) as bar:
+            if "npz" in formats:
+                path = out_dir / file_name("npz", name, layout)
+                write_npz(spool, path, compress=npz_compress, on_frame=lambda: bar.update(1))
+                written.append(path)
+            if per_frame:
+                written += _per_frame_outputs(spool, out_dir, name, per_frame, metric=metric, source=source,
+                                              fps=fps, focal=focal, layout=layout, grayscale=grayscale, bar=bar,
+                                              camera=camera)
+    except BaseException:  # Ctrl-C or a failure: this input leaves nothing, not some of its outputs
+        for path in written:
+            _remove(path)
+        raise
+    return written
+
+
+def _per_frame_outputs(spool, out_dir, name, formats, *, metric, source, fps, focal, layout, grayscale, bar,
+                       camera=None):
+    folders, patterns, loose = {}, {}, {}
+    for fmt in (f for f in formats if f in FOLDER_FORMATS):
+        folder, patterns[fmt] = folder_names(fmt, name, layout)
+        if folder:
+            folders[fmt] = AtomicWrite(out_dir / folder, folder=True)
+        else:  # published point clouds lie in the output directory: staged in a hidden folder, moved at the end
+            folders[fmt] = loose[fmt] = AtomicWrite(out_dir / f"{name}_{fmt}", folder=True)
+    videos, written, moved = {}, [], []
+    try:
+        for fmt in (f for f in formats if f not in FOLDER_FORMATS):
+            show = "frames" if fmt == "src" else "depth" if depth_only(fmt, layout) else "both"
+            path = out_dir / file_name(fmt, name, layout)
+            if path not in videos:
+                videos[path] = _Video(path, fps, show)
+        if "ply" in folders:
+            from .camera import Camera
+
+            h, w = spool.shape
+            camera = (camera or Camera(*focal, source="focal=")).at(h, w, getattr(source, "native_size", None))
+            (folders["ply"].tmp / "camera.json").write_text(json.dumps(camera.as_dict(h, w), indent=1))
+        _per_frame_pass(spool, folders, patterns, list(videos.values()), source, camera, grayscale, bar)
         if "png16" in folders:
             sidecar = {
                 "scale": png16_scale(spool.vmax),
@@ -126,38 +211,56 @@ def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable
                 "unit": "metre" if metric else None,
                 "frames": spool.count, "min": spool.vmin, "max": spool.vmax,
             }
-            (folders["png16"].tmp / "depth_scale.json").write_text(json.dumps(sidecar, indent=1))
+            (folders["png16"].tmp / "depth_scale.json").write_text(json.dumps(sidecar, indent=1, allow_nan=False))
+        for path, video in videos.items():
+            video.writer.close()
+            written.append(path)
+        for fmt, folder in folders.items():
+            if fmt in loose:
+                for i in range(spool.count):
+                    frame = patterns[fmt].format(i=i)
+                    os.replace(folder.tmp / frame, out_dir / frame)
+                    moved.append(out_dir / frame)
+                folder.abort()
+            else:
+                written.append(folder.commit())
+        return written + moved
     except BaseException:
         for folder in folders.values():
             folder.abort()
-        if video is not None:
-            video.abort()
+        for video in videos.values():
+            video.writer.abort()
+        for path in written + moved:  # what this pass already committed
+            _remove(path)
         raise
-    for _f, folder in folders.items():
-        folder.commit()
-        written.append(folder.path)
-    if video is not None:
-        video.close()
-        written.append(video.path)
-    return written
 
 
-def _per_frame_pass(spool, folders, video, source, focal):
-    if not folders and video is None:
-        return
-    from ..viz import colorize, side_by_side
+def _per_frame_pass(spool, folders, patterns, videos, source, camera, grayscale, bar):
+    import cv2
 
-    needs_rgb = video is not None or "ply" in folders
+    from ..viz import colorize, depth_to_uint8
+
+    needs_rgb = "ply" in folders or any(v.show != "depth" for v in videos)
     rgb_frames = iter(source) if needs_rgb else None
     scale = png16_scale(spool.vmax)
     for i, depth in enumerate(spool.frames()):
         rgb = next(rgb_frames) if needs_rgb else None
         if "png16" in folders:
             png = np.clip(np.round(depth.astype(np.float64) * scale), 0, 65535).astype(np.uint16)
-            cv2.imwrite(str(folders["png16"].tmp / f"{i:06d}.png"), png)
+            cv2.imwrite(str(folders["png16"].tmp / patterns["png16"].format(i=i)), png)
         if "exr" in folders:
-            write_exr(str(folders["exr"].tmp / f"{i:06d}.exr"), depth)
+            write_exr(str(folders["exr"].tmp / patterns["exr"].format(i=i)), depth)
         if "ply" in folders:
-            write_ply(str(folders["ply"].tmp / f"{i:06d}.ply"), point_cloud(depth, rgb, *focal))
-        if video is not None:
-            video.write(side_by_side(rgb, colorize(depth, spool.vmin, spool.vmax)))
+            h, w = depth.shape
+            cx, cy = camera.principal_point(h, w)
+            write_ply(str(folders["ply"].tmp / patterns["ply"].format(i=i)),
+                      point_cloud(depth, rgb, camera.fx, camera.fy, cx, cy),
+                      comments=[f"camera {camera.describe(h, w)}", "units metre"])
+        if videos:
+            if grayscale:
+                depth_rgb = np.repeat(depth_to_uint8(depth, spool.vmin, spool.vmax)[..., None], 3, axis=-1)
+            else:
+                depth_rgb = colorize(depth, spool.vmin, spool.vmax)
+            for video in videos:
+                video.writer.write(video.frame(rgb, depth_rgb))
+        bar.update(1)

@@ -10,6 +10,7 @@ decoders (OpenCV, PyAV, OpenEXR, torch) are imported on first use, so importing 
 from .atomic import (
     AtomicWrite,
     atomic_path,
+    remove_stale_temporaries,
     save_npy_atomic,
     write_bytes_atomic,
     write_json_atomic,
@@ -21,15 +22,18 @@ from .distributed import rank_world
 from .errors import ReadError
 from .files import list_files, natural_key
 from .images import IMAGE_EXTENSIONS, read_frame, read_frames, read_mask
+from .processes import die_with_parent
 from .video import VideoInfo, iter_video_frames, probe_video
 
 __all__ = [
-    "AtomicWrite", "atomic_path", "save_npy_atomic", "write_bytes_atomic", "write_json_atomic", "write_text_atomic",
+    "AtomicWrite", "atomic_path", "remove_stale_temporaries", "save_npy_atomic",
+    "write_bytes_atomic", "write_json_atomic", "write_text_atomic",
     "BenchmarkError", "read_benchmark_index",
     "DEPTH_EXTENSIONS", "read_depth", "read_float16_png", "read_hdf5_array", "read_npy", "write_dpt",
     "rank_world",
     "ReadError",
     "list_files", "natural_key",
     "IMAGE_EXTENSIONS", "read_frame", "read_frames", "read_mask",
+    "die_with_parent",
     "VideoInfo", "iter_video_frames", "probe_video",
 ]

@@ -2,13 +2,17 @@
 
 A writer works on a hidden temporary name beside the target (same folder, hence same filesystem) and the
 finished file or folder is moved into place with one `os.replace`. A crash or an exception leaves the target as
-it was and removes the temporary. Streaming writers (shards, videos, per-frame folders) hold an `AtomicWrite`
-open across many calls and `commit()` it at the end; one-shot writers use `atomic_path` or `write_*_atomic`.
+it was and removes the temporary. The temporary's name carries the writer's pid (`.NAME.<pid>-XXXX.tmp`), so a
+command that starts again can remove what a killed run left (`remove_stale_temporaries`) without touching the
+temporaries of a writer that is still running. Streaming writers (shards, videos, per-frame folders) hold an
+`AtomicWrite` open across many calls and `commit()` it at the end; one-shot writers use `atomic_path` or
+`write_*_atomic`.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -35,7 +39,7 @@ class AtomicWrite:
         self.path = Path(path)
         self.mode, self.fsync, self.folder = mode, fsync, folder
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        prefix, suffix = f".{self.path.name}.", ".tmp"
+        prefix, suffix = f".{self.path.name}.{os.getpid()}-", ".tmp"
         if folder:
             self.tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=prefix, suffix=suffix))
         else:
@@ -84,6 +88,50 @@ class AtomicWrite:
             self.commit()
         else:
             self.abort()
+
+
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-)?[^./]+\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process `pid` runs. A zombie does not: a killed writer re-parented to an init that reaps late
+    still answers signal 0, but it will never finish its staging file."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs (macOS) or gone meanwhile
+        return True
+    return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, targets: str = "*") -> list[Path]:
+    """Remove the temporaries `AtomicWrite` left in `folder` for targets matching the glob `targets` when their
+    writer is no longer running (a killed run; names without a pid are older, hence stale). Returns what was
+    removed. Call it when a command starts writing into a folder again (vda fit, vda shard)."""
+    import fnmatch
+
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        m = _STAGING.match(path.name)
+        if m is None or not fnmatch.fnmatch(m.group("name"), targets):
+            continue
+        pid = m.group("pid")
+        if pid is not None and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+            continue  # ours, or a live writer's (another command on this machine): in use
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 @contextmanager

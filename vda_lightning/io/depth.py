@@ -115,10 +115,13 @@ _READERS = {".png": _read_image_depth, ".tif": _read_image_depth, ".tiff": _read
             ".npz": _read_npz, ".exr": _read_exr, ".dpt": _read_dpt, ".pfm": _read_pfm}
 
 
-def read_depth(path: str | os.PathLike, factor: float = 1.0, dtype=np.float32, what: str = "depth") -> np.ndarray:
+def read_depth(path: str | os.PathLike, factor: float = 1.0, dtype=np.float32, what: str = "depth",
+               min_int_bits: int = 0) -> np.ndarray:
     """(H, W) depth = stored value / factor, computed in `dtype` (float32; the benchmark protocol uses float64).
 
-    Non-finite values are returned as they are. `what` names the file's role in the errors.
+    Non-finite values are returned as they are. `what` names the file's role in the errors. `min_int_bits`: an
+    integer image with fewer bits per value is refused (benchmark ground truth is 16-bit: an 8-bit PNG, e.g. one
+    re-saved by an image tool, would silently cap and quantise the depth).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -133,6 +136,10 @@ def read_depth(path: str | os.PathLike, factor: float = 1.0, dtype=np.float32, w
     else:
         raise ReadError(f"{path}: unknown depth format {ext!r} (known: {', '.join(DEPTH_EXTENSIONS)})")
     depth = np.squeeze(np.asarray(depth))
+    if depth.dtype.kind in "ui" and depth.dtype.itemsize * 8 < min_int_bits:
+        raise ReadError(f"{path}: {what} is a {depth.dtype.itemsize * 8}-bit image, {min_int_bits}-bit expected "
+                        f"(value / {factor:g} = metres: {depth.dtype.itemsize * 8} bits cap it at "
+                        f"{np.iinfo(depth.dtype).max / factor:.3g} m); re-extract it from the dataset")
     if depth.ndim != 2:
         raise ReadError(f"{path}: {what} array has shape {depth.shape}, expected (H, W)")
     return depth.astype(dtype) / np.dtype(dtype).type(factor)

@@ -1,13 +1,32 @@
-"""Video files through PyAV (imported on first use): container facts and decoded RGB frames, one at a time."""
+"""Video files through PyAV (imported on first use): container facts and decoded RGB frames, one at a time.
+
+Frames are converted to RGB — and resized, when asked — by FFmpeg's scaler inside the decoding pipeline, exactly as
+the published front end gets them from decord (published `utils/dc_utils.py::read_video_frames`, decord 0.6.0):
+decord feeds every decoded frame through the filter graph `buffer -> scale=W:H -> buffersink(rgb24)` that it builds
+with libavfilter's defaults (decord `src/video/ffmpeg/threaded_decoder.cc`, `filter_graph.cc`), which for the
+FFmpeg 4.1 it ships with means swscale `flags=bilinear` (no ACCURATE_RND, no FULL_CHR_H_INT), the colour matrix of
+the stream (BT.601 limited range when unspecified) and swscale's default chroma siting (centred for 4:2:0, whatever
+the stream says). We build the same graph with PyAV (`scale=W:H:flags=bilinear`, `format=rgb24`): on the golden
+front-end case this reproduces decord's frames to the pixel. `VideoFrame.to_ndarray("rgb24")` / `reformat()` do NOT
+(they honour the stream's left chroma siting: up to 16 grey levels apart), nor does resizing after decoding.
+Rotated clips (display matrix) are turned upright first with `transpose`, as decord does.
+"""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 from .errors import ReadError
+
+SCALER_FLAGS = "bilinear"  # what decord 0.6.0 gets from FFmpeg 4.1's `scale` filter (its default `flags`)
+# transpose filters decord puts before the scaler, by clockwise display rotation (threaded_decoder.cc)
+ROTATION_FILTERS = {90: ["transpose=1"], 180: ["transpose=1", "transpose=1"], 270: ["transpose=2"]}
+
+Size = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -36,15 +55,77 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise ReadError(_one_line(f"{path}: not a readable video ({type(e).__name__}: {e})")) from None
 
 
-def iter_video_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Every frame of the first video stream as uint8 RGB (H, W, 3), decoded lazily."""
+def clockwise_rotation(frame) -> int:
+    """The display rotation of a decoded frame, clockwise in {0, 90, 180, 270} (decord's `GetRotation`)."""
+    return int(-round(getattr(frame, "rotation", 0) or 0)) % 360
+
+
+class RGBConverter:
+    """uint8 RGB (H, W, 3) frames from decoded `av.VideoFrame`s through FFmpeg's filter graph (see module doc).
+
+    `size` (H, W) of the output, or a function of the upright (H, W) of the first frame giving it; None keeps the
+    size. The graph is rebuilt if the input's size or pixel format changes mid-stream.
+    """
+
+    def __init__(self, size: Size | Callable[[int, int], Size] | None = None, flags: str = SCALER_FLAGS):
+        self._size, self.flags = size, flags
+        self._graph = self._key = None
+        self.out_size: Size | None = None
+
+    def _build(self, frame) -> None:
+        import av
+
+        rotation = clockwise_rotation(frame)
+        upright = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
+        if self.out_size is None:
+            size = self._size(*upright) if callable(self._size) else self._size
+            self.out_size = tuple(int(s) for s in (size or upright))
+        h, w = self.out_size
+        graph = av.filter.Graph()
+        chain = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                  time_base=frame.time_base or Fraction(1, 1000))]  # images have none
+        chain += [graph.add("transpose", f.split("=")[1]) for f in ROTATION_FILTERS.get(rotation, [])]
+        chain += [graph.add("scale", f"{w}:{h}:flags={self.flags}"), graph.add("format", "rgb24"),
+                  graph.add("buffersink")]
+        for a, b in zip(chain, chain[1:]):
+            a.link_to(b)
+        graph.configure()
+        self._graph, self._key = graph, (frame.width, frame.height, frame.format.name, rotation)
+
+    def __call__(self, frame) -> np.ndarray:
+        if self._key != (frame.width, frame.height, frame.format.name, clockwise_rotation(frame)):
+            self._build(frame)
+        self._graph.push(frame)
+        return self._graph.pull().to_ndarray()
+
+
+def iter_video_frames(path: str | os.PathLike, size: Size | Callable[[int, int], Size] | None = None,
+                      step: int = 1) -> Iterator[np.ndarray]:
+    """Frames 0, step, 2·step, … of the first video stream as uint8 RGB (H, W, 3), decoded lazily.
+
+    `size`: see `RGBConverter` (None: the stored size, upright). Every frame is decoded (the codec needs them); only
+    the kept ones go through the scaler.
+    """
     import av
 
+    convert = RGBConverter(size)
     with av.open(str(path)) as container:
         decoded = 0
         try:
             for frame in container.decode(video=0):
-                yield frame.to_ndarray(format="rgb24")
+                if decoded % step == 0:
+                    yield convert(frame)
                 decoded += 1
         except av.FFmpegError as e:
             raise ReadError(_one_line(f"{path}: cannot decode frame {decoded} ({e})")) from None
+
+
+def resize_rgb(frame: np.ndarray, size: Size, flags: str = SCALER_FLAGS) -> np.ndarray:
+    """An RGB uint8 image resized by the same FFmpeg scaler (`flags`) that resizes video frames — for frame folders,
+    so that they follow the video path's resampling."""
+    import av
+
+    frame = np.ascontiguousarray(frame, dtype=np.uint8)
+    if frame.shape[:2] == tuple(size):
+        return frame
+    return RGBConverter(size, flags)(av.VideoFrame.from_ndarray(frame, format="rgb24"))

@@ -19,6 +19,9 @@ class ModelConfig:
     out_channels: tuple[int, int, int, int]
     num_frames: int = 32
     metric: bool = False
+    # Metric models trained for a canonical camera (training/metric.py) predict depth * canonical_focal / fx;
+    # multiply by fx / canonical_focal for a camera of focal length fx (pixels). None: plain metric depth.
+    canonical_focal: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -33,6 +33,11 @@ class VideoDepthAnything(nn.Module):
         depth = F.relu(depth)  # the published resize to (H, W) here is an exact no-op and is skipped
         return depth.squeeze(1).unflatten(0, (batch, num_frames)), states
 
+    def forward_step(self, x: torch.Tensor, height: int, width: int, cached=None):
+        """One online step (published `video_depth_stream.py::infer_video_depth_one`): B new frames (B, 3, H, W)
+        attending over the cached pre-PE states of earlier frames -> ((B, 1, H, W), the new frames' 8 states)."""
+        return self.forward_depth(self.forward_features(x), height, width, x.shape[0], 1, cached)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c, h, w = x.shape
         features = self.forward_features(x.flatten(0, 1))

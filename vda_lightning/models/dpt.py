@@ -78,6 +78,9 @@ class DPTHead(nn.Module):
         super().__init__()
         self.temporal = temporal
         self.gradient_checkpointing = False
+        # Frames per chunk of the tail; 0 runs it on all frames at once (the graph export does: the chunking is a
+        # Python branch on the frame count, and the result is the same).
+        self.micro_batch = MICRO_BATCH
         self.channels_last = False  # models/speed.py: NHWC feature maps for the convolutions
         self.projects = nn.ModuleList([nn.Conv2d(in_dim, c, 1) for c in out_channels])
         self.resize_layers = nn.ModuleList(
@@ -140,11 +143,11 @@ class DPTHead(nn.Module):
 
         out_size = (patch_h * PATCH_SIZE, patch_w * PATCH_SIZE)
         n = path_3.shape[0]
-        if self.temporal and n > MICRO_BATCH and n % MICRO_BATCH == 0:
+        mb = self.micro_batch
+        if self.temporal and mb and n > mb and n % mb == 0:
             chunks = [
-                self._run_tail(path_3[i : i + MICRO_BATCH], layer2_rn[i : i + MICRO_BATCH],
-                               layer1_rn[i : i + MICRO_BATCH], out_size)
-                for i in range(0, n, MICRO_BATCH)
+                self._run_tail(path_3[i : i + mb], layer2_rn[i : i + mb], layer1_rn[i : i + mb], out_size)
+                for i in range(0, n, mb)
             ]
             depth = torch.cat(chunks, dim=0)
         else:

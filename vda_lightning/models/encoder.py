@@ -64,6 +64,8 @@ class DinoV2Encoder(VisionTransformer):
         )
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
         self.layer_idx = tuple(layer_idx)
+        # The position-embedding resampler (table, h, w) -> table; graph export swaps in a traceable equivalent.
+        self.resample_pos_embed = interpolate_pos_embed
 
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         # timm's helper sees flattened tokens and cannot know the grid of a non-square input; every path of
@@ -81,7 +83,7 @@ class DinoV2Encoder(VisionTransformer):
         h, w = height // PATCH, width // PATCH
         t = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
         t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1).to(t.dtype), t], dim=1)
-        return t + interpolate_pos_embed(self.pos_embed, h, w)
+        return t + self.resample_pos_embed(self.pos_embed, h, w)
 
     def get_intermediate_layers(  # type: ignore[override]
         self,

@@ -62,6 +62,15 @@ def lower_bound_size(height: int, width: int, input_size: int = DEFAULT_INPUT_SI
     return side(scale * height), side(scale * width)
 
 
+def multiples_around(x: int, multiple: int = PATCH_SIZE) -> tuple[int, int]:
+    """The multiples just below and just above x (both x when it is one); for messages that suggest a size."""
+    return x // multiple * multiple, -(-x // multiple) * multiple
+
+
+class FrameShapeError(ValueError):
+    """A frame the network cannot take (a side would shrink below one patch); the message is one line."""
+
+
 def is_multiple_size(hw, multiple: int = PATCH_SIZE) -> bool:
     """Whether (H, W) can enter the network as it is: positive multiples of the patch size."""
     return all(int(v) > 0 and int(v) % multiple == 0 for v in hw)
@@ -98,6 +107,29 @@ class InputContract:
         if video:
             size = aspect_input_size(height, width, size, self.patch_size)
         return lower_bound_size(height, width, size, self.patch_size)
+
+    def max_video_aspect(self, input_size: int | None = None) -> float:
+        """The widest (or tallest) aspect ratio video inference takes at `input_size`: beyond it the aspect rule
+        leaves less than half a patch, which rounds to a zero side (518: about 115:1)."""
+        size = self.input_size if input_size is None else input_size
+        return size * self.aspect_scale / (self.patch_size / 2 + 1)
+
+    def checked_network_size(self, height: int, width: int, input_size: int | None = None, video: bool = False,
+                             what: str = "frame") -> tuple[int, int]:
+        """`network_size`, computed before any work, or `FrameShapeError` naming `what` and its size when a side
+        would come out under one patch (the published code fails deep inside the model on such frames)."""
+        size = self.input_size if input_size is None else input_size
+        if height < 1 or width < 1:
+            raise FrameShapeError(f"{what}: frame size {height}x{width} is empty")
+        shape = self.network_size(height, width, size, video)
+        if min(shape) < self.patch_size:
+            ratio = max(height, width) / min(height, width)
+            raise FrameShapeError(
+                f"{what}: a {height}x{width} frame (aspect {ratio:.0f}:1) would enter the network at "
+                f"{shape[0]}x{shape[1]}, a side under one {self.patch_size}-pixel patch; video inference takes "
+                f"aspect ratios up to {self.max_video_aspect(size):.0f}:1 at input size {size} (crop or pad the "
+                "frames, or raise --input-size)")
+        return shape
 
     def check_size(self, hw, what: str = "size") -> tuple[int, int]:
         """(H, W) as ints, or a ValueError when they are not positive multiples of the patch size."""

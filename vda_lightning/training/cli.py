@@ -21,6 +21,7 @@ one line on stderr and exit code 2. Top-level keys besides the LightningCLI ones
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from lightning.pytorch import LightningDataModule
@@ -30,9 +31,10 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from . import config_checks
 from .callbacks import SaveRunConfig
-from .checkpoint_io import AtomicCheckpointIO
+from .checkpoint_io import AtomicCheckpointIO, RemoveStaleStaging, ResumeError, resolve_resume_path
 from .module import VideoDepthModule
 from .results import format_results_table, write_results
+from .signals import SaveOnSignal, SignalExit
 
 PROG = "vda-fit"
 
@@ -104,10 +106,21 @@ class VDACLI(LightningCLI):
                 fail(f"run folder {root} already holds a run ({found}); resume it with --ckpt_path last, "
                      f"or start a new run with --trainer.default_root_dir <another folder>", prog=self.prog)
 
+    def instantiate_classes(self) -> None:
+        """A value the model, data or trainer refuses (clip_len 0, crop_size 50, encoder vitx, ...) is one line and
+        exit status 2 at start-up, not a traceback (the classes check their arguments in __init__)."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as e:
+            fail(_instantiation_problem(e), prog=self.prog)
+
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a user's own CheckpointIO plugin
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        # Every run: SIGTERM (and SIGUSR1 without the requeue callback) saves at the next step and exits 128+n;
+        # staging files a killed run left in the checkpoint folder are removed at the start.
+        trainer.callbacks[:0] = [SaveOnSignal(), RemoveStaleStaging()]
         return trainer
 
 
@@ -153,7 +166,8 @@ def run(args: list[str] | None = None) -> VDACLI:
     if cli.config.get("validate_before_fit") and cli.config.get("ckpt_path") is None:
         cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
         before = dict(cli.model.val_results)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    ckpt_path = resolve_resume_path(cli.config.get("ckpt_path"), _checkpoint_folder(cli.trainer))
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
     _final_validation(cli, before)
     _close_wandb()
     return cli
@@ -166,9 +180,46 @@ def _close_wandb() -> None:
         wandb.finish()
 
 
+def _checkpoint_folder(trainer) -> str | None:
+    callback = trainer.checkpoint_callback
+    return None if callback is None or not callback.dirpath else str(callback.dirpath)
+
+
+def _instantiation_problem(e: BaseException) -> str:
+    """The class's own message out of jsonargparse's union report ("Does not validate against any of the Union
+    subtypes ... Errors: - <message> - Expected a <class 'NoneType'>"), else the exception's first line."""
+    lines = [line.strip() for line in str(e).splitlines()]
+    if "Errors:" in lines:
+        for line in lines[lines.index("Errors:") + 1:]:
+            if not line.startswith("- "):
+                break
+            if not line.startswith("- Expected a "):
+                return line[2:]
+    return lines[0] if lines and lines[0] else type(e).__name__
+
+
 def main(args: list[str] | None = None) -> None:
-    """Console entry point: returns None so that `sys.exit(main())` exits 0 after a good run."""
-    run(args)
+    """Console entry point: returns None so that `sys.exit(main())` exits 0 after a good run.
+
+    Known failures end in one line: a checkpoint that cannot be resumed from or read (exit 2), a file that cannot
+    be written (a full disk: the line names the file, exit 2); a stop by SIGTERM/SIGUSR1 exits 128 + the signal
+    (after saving at the next step boundary when one runs, `training/signals.py`).
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from ..checkpoints import CheckpointError
+
+    try:
+        run(args)
+    except SignalExit:
+        raise
+    except SIGTERMException:  # Lightning stopped outside a training step (validation, start-up): nothing new saved
+        fail("SIGTERM while no training step ran (validation or start-up): stopped without saving; resume from "
+              "the newest checkpoint (--ckpt_path last)", 128 + signal.SIGTERM)
+    except (ResumeError, CheckpointError) as e:
+        fail(str(e))
+    except OSError as e:
+        fail(str(e) if e.filename else f"{e.strerror or e} (errno {e.errno})")
 
 
 def validate_main(args: list[str] | None = None) -> int:

@@ -12,6 +12,10 @@ arrays (`evaluation.sequences.protocol_frame`), same per-sequence functions, Sca
 numbers equal `vda-eval`'s for the same model and sequences. Any other dataset gets the default settings: the
 module's `val_max_depth` cap, the clip as the DataModule delivers it, TAE when it has poses.
 
+Alignment: the evaluator's `alignment` (`evaluation.functional.align_to_ground_truth`) for every dataset — the
+published relative protocol ("scale_shift") for a relative model, "none" (metres as predicted) for a metric one;
+the module chooses (`VideoDepthModule.val_alignment`).
+
 A sequence that cannot be scored (no valid ground-truth pixel, non-finite prediction) is skipped, counted per
 dataset and reason, logged (`val/<dataset>/skipped_<reason>`) and named in a warning; the epoch goes on.
 """
@@ -53,17 +57,19 @@ class Protocol:
     tae_crop: tuple | None = None
     tae_frames: tuple | None = None  # (start, stop) of the stored sequence
     tae_max_sequences: int | None = None
+    alignment: str = "scale_shift"  # evaluation.functional.align_to_ground_truth: scale_shift | scale | none
 
     @classmethod
-    def for_benchmark(cls, name: str) -> Protocol:
+    def for_benchmark(cls, name: str, alignment: str = "scale_shift") -> Protocol:
         spec, tae = get_benchmark(name), tae_setting(name)
         return cls(name, spec.max_depth, spec.crop_slices(), spec.max_eval_len,
                    None if tae is None else tae.max_depth, None if tae is None else tae.crop_slices(),
-                   None if tae is None else tuple(tae.frame_range), None if tae is None else tae.max_sequences)
+                   None if tae is None else tuple(tae.frame_range), None if tae is None else tae.max_sequences,
+                   alignment)
 
     @classmethod
-    def default(cls, max_depth: float) -> Protocol:
-        return cls("default", float(max_depth), tae_max_depth=float(max_depth))
+    def default(cls, max_depth: float, alignment: str = "scale_shift") -> Protocol:
+        return cls("default", float(max_depth), tae_max_depth=float(max_depth), alignment=alignment)
 
 
 def _check_prediction(pred) -> None:
@@ -72,9 +78,10 @@ def _check_prediction(pred) -> None:
         raise SkipSequence("nonfinite_prediction", "the prediction holds NaN or inf")
 
 
-def _depth_scores(pred: torch.Tensor, gt: torch.Tensor, max_depth: float, valid=None) -> dict:
+def _depth_scores(pred: torch.Tensor, gt: torch.Tensor, max_depth: float, valid=None,
+                  alignment: str = "scale_shift") -> dict:
     try:
-        return sequence_depth_metrics(pred, gt, max_depth, valid)
+        return sequence_depth_metrics(pred, gt, max_depth, valid, alignment)
     except ValueError as e:  # the protocol's scale/shift fit needs at least one valid pixel
         raise SkipSequence("no_valid_gt", str(e)) from None
 
@@ -85,9 +92,10 @@ def score_default(pred: torch.Tensor, batch: dict, i: int, protocol: Protocol) -
     pred = pred[i].detach()
     _check_prediction(pred)
     depth, mask = batch["depth"][i], batch["mask"][i]
-    row = _depth_scores(pred, depth, protocol.max_depth, mask)
+    row = _depth_scores(pred, depth, protocol.max_depth, mask, protocol.alignment)
     if bool(batch["has_pose"][i]) and pred.shape[0] > 1:
-        aligned, _ = align_to_ground_truth(pred.double(), depth, protocol.tae_max_depth, mask)
+        aligned, _ = align_to_ground_truth(pred.double(), depth, protocol.tae_max_depth, mask,
+                                           alignment=protocol.alignment)
         row["tae"] = sequence_tae(aligned, batch["K"][i], batch["poses"][i])
     return row
 
@@ -104,12 +112,13 @@ def score_benchmark(pred: np.ndarray, batch: dict, protocol: Protocol) -> dict:
     gt = batch["depth"][0].cpu().numpy()
     T = gt.shape[0]
     p, g = _protocol_arrays(pred, gt, range(min(T, protocol.max_eval_len)), protocol.crop, -1.0, False)
-    row = _depth_scores(p, g, protocol.max_depth)
+    row = _depth_scores(p, g, protocol.max_depth, alignment=protocol.alignment)
     if protocol.tae_frames is not None and bool(batch["has_pose"][0]):
         frames = range(T)[slice(*protocol.tae_frames)]
         if len(frames) >= 2:
             p, g = _protocol_arrays(pred, gt, frames, protocol.tae_crop, 0.0, True)
-            aligned, _ = align_to_ground_truth(p.double(), g, protocol.tae_max_depth)
+            aligned, _ = align_to_ground_truth(p.double(), g, protocol.tae_max_depth,
+                                               alignment=protocol.alignment)
             K, poses = batch["K"][0].cpu(), batch["poses"][0].cpu()
             row["tae"] = sequence_tae(aligned, K[list(frames)] if K.dim() == 3 else K, poses[list(frames)])
     return row
@@ -176,15 +185,23 @@ class ValidationEvaluator(Callback):
 
     Args:
         default_max_depth: the depth cap for datasets no registered benchmark scores.
+        alignment: how predictions meet the ground truth (scale_shift: the published relative protocol; none:
+            a metric model's metres as predicted; scale: one median scale per sequence).
     """
 
-    def __init__(self, default_max_depth: float = 80.0):
+    def __init__(self, default_max_depth: float = 80.0, alignment: str = "scale_shift"):
+        from ..evaluation.alignment import check_alignment
+
+        check_alignment(alignment)
         self.default_max_depth = float(default_max_depth)
+        self.alignment = alignment
         self.scores: dict[str, DatasetScores] = {}
         self.results: dict[str, dict[str, float]] = {}
 
     def protocol(self, benchmark: str) -> Protocol:
-        return Protocol.for_benchmark(benchmark) if benchmark else Protocol.default(self.default_max_depth)
+        if benchmark:
+            return Protocol.for_benchmark(benchmark, self.alignment)
+        return Protocol.default(self.default_max_depth, self.alignment)
 
     def _scores(self, dataset: str, benchmark: str) -> DatasetScores:
         if dataset not in self.scores:

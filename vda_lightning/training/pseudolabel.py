@@ -28,7 +28,10 @@ def label_frames(teacher, frames_uint8, input_size: int, device: str):
 
 
 def label_shard(url: str, out_path: str, teacher, input_size: int, device: str, depth_encoding: str) -> Counter:
-    from ..data.format import SampleError, decode_members
+    """Label every sample of one shard into `out_path`. A sample that cannot be decoded, labelled or written
+    under its key is skipped, counted under its reason (`data.format.SKIP_REASONS`) and logged with the shard and
+    key, as the training stream does; the shard itself still completes."""
+    from ..data.format import SKIP_REASONS, SampleError, decode_members
     from ..data.shards import ShardWriter
     from ..data.streams import SkipCounters, iter_tar_samples
 
@@ -36,19 +39,21 @@ def label_shard(url: str, out_path: str, teacher, input_size: int, device: str, 
     skips = SkipCounters(max_workers=0, name="pseudolabel")
     with ShardWriter(out_path, depth_encoding=depth_encoding) as writer:
         for raw in iter_tar_samples(url, skips):
+            where = f"{url}:{raw.get('__key__')}"
             try:
                 rec = decode_members(raw)
+                rec.depth = label_frames(teacher, rec.frames, input_size, device).numpy()
+                rec.mask, rec.depth_kind, rec.depth_units = None, "pseudo_label", "unitless"
+                rec.key = raw["__key__"]
+                writer.write(rec)  # refuses (before writing anything) a key it cannot store
             except SampleError as e:
-                counts[f"skipped_{e.reason}"] += 1
-                print(f"{PROG}: {url}: skipped {raw.get('__key__')}: {e}", file=sys.stderr)
+                skips.skip(e.reason, where, e.detail)
                 continue
-            rec.depth = label_frames(teacher, rec.frames, input_size, device).numpy()
-            rec.mask, rec.depth_kind, rec.depth_units = None, "pseudo_label", "unitless"
-            rec.key = raw["__key__"]
-            writer.write(rec)
+            except Exception as e:  # one bad sample must not end the run; the message names it
+                skips.skip("other_error", where, f"{type(e).__name__}: {e}")
+                continue
+            skips.ok()
             counts["labelled"] += 1
-    from ..data.format import SKIP_REASONS
-
     for reason, n in skips.as_dict().items():
         if n and reason in SKIP_REASONS:
             counts[f"skipped_{reason}"] += n
@@ -83,6 +88,9 @@ def _label_all(args, prog: str) -> int:
     device = str(resolve_device(args.device))
     urls = expand_shards(args.shards, "shards")
     teacher = Teacher(args.teacher_encoder, args.teacher_checkpoint).to(device)
+    from ..io import remove_stale_temporaries
+
+    remove_stale_temporaries(args.output, "*")  # what a killed run left in the output folder
     total: Counter = Counter()
     for url in tqdm(urls, desc="pseudo-labelling", unit="shard"):
         out_path = os.path.join(args.output, os.path.basename(url))
