@@ -97,7 +97,8 @@ import contextlib, io, json, sys
 from vda_lightning.cli import COMMANDS, main
 heavy = {heavy!r}
 argvs = [[name, "--help"] for name, cmd in COMMANDS.items() if not cmd.lightning]
-argvs += [["bench", "infer", "--help"], ["bench", "data", "--help"], ["prepare-benchmark", "kitti", "--help"]]
+argvs += [["bench", "infer", "--help"], ["bench", "data", "--help"], ["bench", "train", "--help"],
+          ["bench", "gpu", "--help"], ["prepare-benchmark", "kitti", "--help"]]
 argvs += [["shard", sub, "--help"] for sub in ("folders", "manifest", "benchmark", "synthetic", "inspect")]
 report = {{}}
 for argv in argvs:
@@ -117,7 +118,7 @@ def test_help_of_every_command_imports_no_heavy_package():
     proc = subprocess.run([sys.executable, "-c", HELP_PROBE.format(heavy=HEAVY)], capture_output=True, text=True,
                           cwd=ROOT, check=True)
     report = json.loads(proc.stdout)
-    assert len(report) == 16
+    assert len(report) == 18
     for argv, (code, first_line, imported) in report.items():
         assert code == 0 and first_line.startswith(f"usage: vda {argv.removesuffix(' --help')}"), argv
         assert imported == [], f"vda {argv} imported {imported}"

@@ -295,10 +295,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def parse_args(argv, prog: str = PROG) -> argparse.Namespace:
+    parser = build_parser(prog)
+    args = parser.parse_args(list(argv))  # --help exits here, before torch is imported
     from ..models.speed import parse_levers
 
-    parser = build_parser(prog)
-    args = parser.parse_args(list(argv))
     try:
         args.encoders = _comma_list(encoder_names(), "--encoder")(args.encoder)
         args.precisions = _comma_list(PRECISIONS, "--precision")(args.precision)
