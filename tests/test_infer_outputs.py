@@ -171,11 +171,10 @@ def test_inputs_sharing_a_name_are_told_apart_and_reported(tiny, tmp_path, capsy
 def test_out_of_gpu_memory_is_one_line_per_input(tiny, tmp_path, capsys, monkeypatch):
     from vda_lightning.inference import offline
 
-    def oom(self, frames):
+    def oom(self, read):  # the device stage (vda infer runs the runner's stages in threads: pipeline.py)
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        yield
 
-    monkeypatch.setattr(offline.OfflineRunner, "run", oom)
+    monkeypatch.setattr(offline.OfflineRunner, "compute", oom)
     code, err = run([tiny["clip"], "--checkpoint", tiny["ckpt"], "--output-dir", tmp_path / "o", "--no-progress"],
                     capsys)
     errors = [line for line in err.splitlines() if "error" in line]
