@@ -40,7 +40,7 @@ def test_train_bench_tiny(tmp_path, capsys):
 def test_train_bench_rejects_a_size_off_the_patch_grid(capsys):
     with pytest.raises(SystemExit) as e:
         bench_main(["train", "--size", "30"])
-    assert e.value.code == 2 and "--size must be a multiple of 14" in capsys.readouterr().err
+    assert e.value.code == 2 and "--size must be a positive multiple of 14" in capsys.readouterr().err
 
 
 def test_suite_summary_reads_pytest_junit(tmp_path):

@@ -75,7 +75,7 @@ PROFILES: dict[str, list[tuple[str, list[str]]]] = {
 }
 
 PUBLISHED = ("Published anchors (Video Depth Anything README, A100, 1x32x518x518 per frame): VDA-S 9.1 ms fp32 / "
-             "7.5 ms fp16, VDA-L 67 ms / 14 ms; window memory VDA-S 7.3 / 6.8 GB, VDA-L 26.7 / 23.6 GB.")
+             "7.5 ms fp16, VDA-L 67 ms fp32, 14 ms fp16; window memory VDA-S 7.3 / 6.8 GB, VDA-L 26.7 / 23.6 GB.")
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:

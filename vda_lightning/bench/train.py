@@ -77,8 +77,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 def run_train_bench(argv, prog: str = PROG) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(list(argv))
-    if args.size % 14:
-        parser.error(f"--size must be a multiple of 14 (the patch size); got {args.size}")
+    from ..models.input_contract import PATCH_SIZE, is_multiple_size
+
+    if not is_multiple_size([args.size]):
+        parser.error(f"--size must be a positive multiple of {PATCH_SIZE} (the patch size); got {args.size}")
     from ..models.speed import parse_levers
 
     try:
