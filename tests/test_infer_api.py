@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from tests.test_infer_frontend import write_clip
+    from tests.fakes.videos import write_clip
 
     d = tmp_path_factory.mktemp("api")
     torch.manual_seed(0)

@@ -10,21 +10,7 @@ from vda_lightning.inference.cli import main
 from vda_lightning.inference.frame_sources import limited_size, open_source, read_video
 from vda_lightning.io.video import iter_video_frames, resize_rgb
 
-
-def write_clip(path, frames, fps, rotation=None, codec="libx264"):
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=fps)
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        if codec == "libx264":
-            s.options = {"crf": "0"}  # near lossless: the frame index survives in the pixels
-        if rotation is not None:
-            s.set_display_rotation(rotation)
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+from tests.fakes.videos import write_clip
 
 
 def numbered_frames(n, h=36, w=64):

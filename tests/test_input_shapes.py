@@ -3,7 +3,6 @@ size first and refuses, in one line naming the input and its size (exit 2, nothi
 would leave a side under one patch. Frames the rule can still take (64x1280 at 20:1) run as documented."""
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -14,16 +13,7 @@ from vda_lightning.inference.preprocess import Preprocessor
 from vda_lightning.models import build_video_model
 from vda_lightning.models.input_contract import DEFAULT_CONTRACT, FrameShapeError
 
-
-def write_video(path, frames, fps=10):
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+from tests.fakes.videos import write_video
 
 
 @pytest.fixture(scope="module")

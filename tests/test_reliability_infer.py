@@ -14,16 +14,7 @@ from vda_lightning.inference.frame_sources import open_source
 from vda_lightning.inference.runtime import NonFiniteDepthError
 from vda_lightning.models import build_video_model
 
-
-def write_video(path, frames, fps=10, options=None):
-    with av.open(str(path), "w", options=options or {}) as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+from tests.fakes.videos import write_video
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ from ..cli.options import (
     add_checkpoint,
     add_device,
     add_input_size,
+    comma_list,
     encoder_names,
     positive_int,
     resolve_device,
@@ -253,16 +254,6 @@ def _end_to_end(model, spec: dict, device) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------------------------- command line
-def _comma_list(choices, what: str):
-    def parse(text: str) -> list[str]:
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in choices]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"{what} takes a comma list of {','.join(choices)}; got {text!r}")
-        return items
-    return parse
-
-
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--encoder", default="vits", help=f"comma list of encoder sizes ({','.join(encoder_names())})")
@@ -300,12 +291,12 @@ def parse_args(argv, prog: str = PROG) -> argparse.Namespace:
     from ..models.speed import parse_levers
 
     try:
-        args.encoders = _comma_list(encoder_names(), "--encoder")(args.encoder)
-        args.precisions = _comma_list(PRECISIONS, "--precision")(args.precision)
-        args.mode_list = _comma_list(MODES, "--modes")(args.modes)
+        args.encoders = comma_list(encoder_names(), "--encoder")(args.encoder)
+        args.precisions = comma_list(PRECISIONS, "--precision")(args.precision)
+        args.mode_list = comma_list(MODES, "--modes")(args.modes)
         args.length_list = [positive_int(x) for x in args.lengths.split(",")]
         args.lever_sets = [parse_levers(s.replace("+", ",")) for s in args.levers.split(",") if s.strip()]
-        args.backends = _comma_list(BACKENDS, "--backend")(args.backend)
+        args.backends = comma_list(BACKENDS, "--backend")(args.backend)
     except (argparse.ArgumentTypeError, ValueError) as e:
         parser.error(str(e))
     if "onnxruntime" in args.backends and "bf16" in args.precisions:

@@ -22,7 +22,7 @@ import time
 import warnings
 
 from ..cli import errors
-from ..cli.options import HelpFormatter, add_device, encoder_names, positive_int, resolve_device
+from ..cli.options import HelpFormatter, add_device, comma_list, encoder_names, positive_int, resolve_device
 from ..io import write_json_atomic
 
 PROG = "vda-bench train"
@@ -35,21 +35,11 @@ def per_gpu_share(gpus: int, clips: int = PAPER_CLIPS, images: int = PAPER_IMAGE
     return math.ceil(clips / gpus), math.ceil(images / gpus)
 
 
-def _list(choices, what):
-    def parse(text: str) -> list[str]:
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in choices]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"{what} takes a comma list of {','.join(choices)}; got {text!r}")
-        return items
-    return parse
-
-
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
-    p.add_argument("--encoder", default="vits", type=_list(encoder_names(), "--encoder"),
+    p.add_argument("--encoder", default="vits", type=comma_list(encoder_names(), "--encoder"),
                    help=f"comma list of encoder sizes ({','.join(encoder_names())})")
-    p.add_argument("--precision", default="bf16-mixed", type=_list(TRAIN_PRECISIONS, "--precision"),
+    p.add_argument("--precision", default="bf16-mixed", type=comma_list(TRAIN_PRECISIONS, "--precision"),
                    help=f"comma list of Lightning precisions ({','.join(TRAIN_PRECISIONS)})")
     add_device(p)
     p.add_argument("--gpus", type=positive_int, default=8, help="GPUs sharing the global batch (per-GPU share)")
@@ -59,7 +49,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help=f"images per step on this device (default: the per-GPU share of {PAPER_IMAGES})")
     p.add_argument("--frames", type=positive_int, default=32, help="frames per clip")
     p.add_argument("--size", type=positive_int, default=518, help="crop size (multiple of 14)")
-    p.add_argument("--checkpointing", default="off,on", type=_list(("off", "on"), "--checkpointing"),
+    p.add_argument("--checkpointing", default="off,on", type=comma_list(("off", "on"), "--checkpointing"),
                    help="gradient checkpointing settings to measure")
     p.add_argument("--levers", default="none", help="speed levers for the model (models/speed.py; e.g. compile)")
     p.add_argument("--steps", type=positive_int, default=3, help="timed steps")

@@ -49,6 +49,19 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+def comma_list(choices, what: str):
+    """argparse type: a comma list of `choices` (at least one) -> list[str]; the error names `what`."""
+
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"{what} takes a comma list of {','.join(choices)}; got {text!r}")
+        return items
+
+    return parse
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer > 0."""
     try:
