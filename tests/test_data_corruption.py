@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
-import tarfile
 
 import numpy as np
 import pytest
 
 from vda_lightning.data.datamodule import VideoDepthDataModule
 from vda_lightning.data.format import ClipRecord, encode_record, sample_key
+
+from tests.fakes.raw_tars import write_raw_tar
 
 T, H, W = 2, 14, 28
 
@@ -42,12 +43,7 @@ def write_bad_shard(path):
 
             members["depth001.png"] = cv2.imencode(".png", np.ones((H + 1, W), np.uint16))[1].tobytes()
         samples.append((rec.key, members))
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for key, members in samples:
-            for ext, data in members.items():
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+    write_raw_tar(path, samples)
     # truncate inside the data of the last sample's last member
     raw = open(path, "rb").read()
     last_key, last = samples[-1]

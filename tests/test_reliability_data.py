@@ -2,7 +2,6 @@
 many samples there were), and vda-pseudolabel skips and counts a bad sample instead of ending the run."""
 from __future__ import annotations
 
-import io
 import json
 import logging
 import tarfile
@@ -14,6 +13,8 @@ from vda_lightning.data.datamodule import VideoDepthDataModule
 from vda_lightning.data.format import ClipRecord, encode_record
 from vda_lightning.data.shards import ShardWriter, read_index
 from vda_lightning.data.streams import SkipCounters, iter_tar_samples
+
+from tests.fakes.raw_tars import write_raw_tar
 
 T, H, W = 2, 14, 28
 
@@ -78,15 +79,6 @@ def test_a_complete_shard_has_no_tar_error(tmp_path):
     assert len(list(iter_tar_samples(path, counters))) == 3 and counters.as_dict()["skipped"] == 0
 
 
-def _tar(path, samples):
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for key, members in samples:
-            for ext, data in members.items():
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-
-
 def test_pseudolabel_skips_and_counts_a_bad_sample(tmp_path, capsys, caplog):
     from vda_lightning import save_model
     from vda_lightning.models import build_image_model
@@ -104,7 +96,7 @@ def test_pseudolabel_skips_and_counts_a_bad_sample(tmp_path, capsys, caplog):
     shard = tmp_path / "in" / "image-000000.tar"
     shard.parent.mkdir()
     # a good sample, one whose json lacks `dataset`, one whose key the writer cannot store, a good one
-    _tar(shard, [("good0", encode_record(image(0))), ("nodataset", no_dataset),
+    write_raw_tar(shard, [("good0", encode_record(image(0))), ("nodataset", no_dataset),
                  ("sub/dir", encode_record(image(2))), ("good3", encode_record(image(3)))])
     torch.manual_seed(0)
     ckpt = save_model(build_image_model("vitt"), tmp_path / "teacher.safetensors")

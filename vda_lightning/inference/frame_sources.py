@@ -102,7 +102,7 @@ class FrameSource:
             frames.close()  # closes the container now, also when the consumer stops early
         if kept == 0:
             raise InputError(f"{self.path}: contains no frames")
-        if not limited and kept != self.max_len:  # the input ended before --max-len was reached
+        if not limited:  # the input ended before --max-len was reached
             self._check_count(kept)
 
 
