@@ -88,13 +88,16 @@ def test_markdown_of_a_report_with_levers_and_a_failed_step():
 @pytest.mark.parametrize("profile", sorted(gpu.PROFILES))
 def test_every_profile_step_parses(profile, tmp_path):
     """The GPU profile cannot run here; its commands must at least be valid (a typo would cost a device call)."""
-    from vda_lightning.bench import infer, train
+    from vda_lightning.bench import data, infer, train
 
     for name, template in gpu.PROFILES[profile]:
         argv = [a.replace("{out}", str(tmp_path)) for a in template]
         if argv[0] == "infer":
             args = infer.parse_args(argv[1:])
             assert args.mode_list and args.lever_sets, name
+        elif argv[0] == "data":
+            args = data.build_parser().parse_args(argv[1:])
+            assert args.crop % 14 == 0 and args.augment_on == ["cpu", "device"], name
         else:
             args = train.build_parser().parse_args(argv[1:])
             assert args.size % 14 == 0, name

@@ -1,8 +1,10 @@
 """`vda bench data` (alias `vda-bench data`): decode + augmentation throughput of training clips, per worker
-(one process, one thread).
+(one process, one thread), for either place of the augmentation (`--augment-on cpu,device`).
 
 Measures, per clip of the shards: tar read, member decode (PNG/JPEG frames, 16-bit depth), target conversion and
-the clip-consistent augmentation to crop x crop — exactly the work a dataloader worker does for one sample.
+(`cpu`) the clip-consistent augmentation to crop x crop — exactly the work a dataloader worker does for one
+sample. With `device` the worker only decodes and draws the parameters; the augmentation's own rate on --device
+(kornia, `data/device_augment.py`, the stored clip copied there first, as after the loader) is reported beside it.
 Without --shards it first writes synthetic clips of frames x size x size (rendered small and upscaled; such frames
 compress better than camera footage, so MB/s on real data is higher per clip/s).
 """
@@ -16,7 +18,7 @@ import numpy as np
 
 from ..cli import errors
 from ..cli.errors import CommandError
-from ..cli.options import HelpFormatter
+from ..cli.options import HelpFormatter, comma_list
 from ..data.format import DEPTH_ENCODINGS, FRAME_FORMATS, ClipRecord
 from ..io import write_json_atomic
 
@@ -44,7 +46,38 @@ def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_for
                                K=c["K"] * [[size / small], [size / small], [1]], poses=c["poses"]))
 
 
-def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 0) -> dict:
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_rate(samples: list[dict], crop: int, device) -> dict:
+    """The device augmentation of each stored clip (one clip per call, after a warm-up call): clips/s."""
+    import torch
+
+    from ..data.device_augment import DeviceAugmentation
+    from ..data.transforms import collate
+
+    aug = DeviceAugmentation((crop, crop))
+    batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in collate([s]).items()} for s in samples]
+    aug(batches[0])
+    _sync(device)
+    t0 = time.perf_counter()
+    for b in batches:
+        aug(b)
+    _sync(device)
+    secs = time.perf_counter() - t0
+    return {"device": str(device), "device_clips_per_s": len(batches) / secs, "device_seconds": secs}
+
+
+def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 0, augment_on: str = "cpu",
+            device=None) -> dict:
+    """Per-worker figures of the training sample path; `augment_on="device"` adds the augmentation's rate on
+    `device` (default: CUDA when there is one)."""
+    import torch
+
     from ..data.datasets import train_sample
     from ..data.format import SampleError
     from ..data.streams import SkipCounters, iter_tar_samples
@@ -55,6 +88,7 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
     rng = np.random.default_rng(seed)
     read_s = work_s = 0.0
     clips = nbytes = 0
+    kept = []  # device path: the stored clips, for the device augmentation's rate
     cpu0 = time.process_time()  # CPU seconds too: on a shared machine wall time also counts other processes
     for _ in range(repeat):
         for url in urls:
@@ -64,7 +98,10 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
             for raw in raws:
                 t0 = time.perf_counter()
                 try:
-                    train_sample(raw, clip_len, rng, aug, (crop, crop), 1e-3, 0.0, need_target=True)
+                    s = train_sample(raw, clip_len, rng, aug, (crop, crop), 1e-3, 0.0, need_target=True,
+                                     on_device=augment_on == "device")
+                    if augment_on == "device" and len(kept) < 8:
+                        kept.append(s)
                 except SampleError as e:  # skipped and counted, as the training stream does
                     counters.skip(e.reason, f"{url} {raw.get('__key__')}", e.detail)
                     continue
@@ -80,7 +117,12 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
                            f"{hint}")
     total = read_s + work_s
     cpu = time.process_time() - cpu0
-    return {"cpu_seconds": cpu, "clips_per_cpu_s": clips / cpu, "clips": clips, "clip_len": clip_len, "crop": crop,
+    extra = {}
+    if augment_on == "device":
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        extra = device_rate(kept, crop, device)
+    return {**extra, "augment_on": augment_on,
+            "cpu_seconds": cpu, "clips_per_cpu_s": clips / cpu, "clips": clips, "clip_len": clip_len, "crop": crop,
             "seconds": total, "read_seconds": read_s,
             "clips_per_s": clips / total, "frames_per_s": clips * clip_len / total,
             "MB_per_s": nbytes / 2**20 / total, "MB_per_clip": nbytes / 2**20 / max(1, clips),
@@ -101,6 +143,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     ap.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS, default="png16",
                     help="depth encoding of the synthetic clips")
     ap.add_argument("--repeat", type=int, default=1, help="passes over the shards")
+    ap.add_argument("--augment-on", type=comma_list(("cpu", "device"), "--augment-on"), default=["cpu"],
+                    help="where the augmentation runs: cpu (in the worker), device (kornia after the copy)")
+    ap.add_argument("--device", default=None, help="the device path's accelerator (default: cuda if available)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a dataloader worker uses 1)")
     ap.add_argument("--json", default="bench_data.json", help="where to write the figures")
     return ap
@@ -126,13 +171,14 @@ def _bench(a: argparse.Namespace) -> int:
             path = os.path.join(a.work_dir, f"bench-{a.frames}x{a.size}-{fmt}-{a.depth_encoding}.tar")
             _make_bench_shard(path, a.clips, a.frames, a.size, fmt, a.depth_encoding)
             runs.append((f"{fmt}+{a.depth_encoding}", [path]))
-    for name, urls in runs:
-        r = measure(urls, a.frames, a.crop, a.repeat)
+    for (name, urls), on in ((run, on) for run in runs for on in a.augment_on):
+        r = measure(urls, a.frames, a.crop, a.repeat, augment_on=on, device=a.device)
         r.update(name=name, threads=a.threads)
         results.append(r)
-        print(f"data [{name}] {r['clips']} clips of {a.frames}x{a.crop}x{a.crop}: {r['clips_per_s']:.3f} clips/s, "
-              f"{r['frames_per_s']:.1f} frames/s, {r['MB_per_s']:.1f} MB/s per worker "
-              f"({r['MB_per_clip']:.1f} MB/clip, {a.threads} thread; {r['clips_per_cpu_s']:.3f} clips per CPU-s)")
+        dev = f"; augmentation on {r['device']}: {r['device_clips_per_s']:.2f} clips/s" if on == "device" else ""
+        print(f"data [{name}, augment on {on}] {r['clips']} clips of {a.frames}x{a.crop}x{a.crop}: "
+              f"{r['clips_per_s']:.3f} clips/s, {r['frames_per_s']:.1f} frames/s, {r['MB_per_s']:.1f} MB/s per worker "
+              f"({r['MB_per_clip']:.1f} MB/clip, {a.threads} thread; {r['clips_per_cpu_s']:.3f} clips per CPU-s){dev}")
     out = {"benchmark": "data", "per_worker": results, "cpu_count": os.cpu_count(), "torch": torch.__version__}
     write_json_atomic(a.json, out)
     print(f"wrote {a.json}")

@@ -8,7 +8,9 @@ On a CUDA machine (profile `gpu`, sized to finish in about five minutes on one H
   3. the speed levers (none, channels_last, cuda_graphs, compile) on vits fp16, model alone
      and runner, each with its speed-up and max relative output difference;
   4. `vda bench train`: vits and vitl, bf16-mixed, checkpointing off/on, the per-GPU share of the paper's batch on
-     8 GPUs (2 clips x 32 frames + 16 images at 518), beside the loader's clips/s with 8 workers.
+     8 GPUs (2 clips x 32 frames + 16 images at 518), beside the loader's clips/s with 8 workers;
+  5. `vda bench data --augment-on cpu,device`: a worker's clips/s with the augmentation in it or only decoding, and
+     the kornia device augmentation's clips/s (32 frames stored at 640, cropped to 518).
 Without CUDA (profile `cpu`) the same steps run at CPU-feasible sizes (the suite then reports its skips): the
 proof that the script works end to end, and the CPU figures beside the GPU ones.
 
@@ -51,6 +53,9 @@ PROFILES: dict[str, list[tuple[str, list[str]]]] = {
         ("train", ["train", "--device", "cuda", "--encoder", "vits,vitl", "--precision", "bf16-mixed",
                    "--checkpointing", "off,on", "--gpus", "8", "--frames", "32", "--size", "518", "--steps", "3",
                    "--workers", "8", "--loader-size", "640", "--loader-clips", "2", "--json", "{out}/train.json"]),
+        ("augment", ["data", "--augment-on", "cpu,device", "--device", "cuda", "--clips", "4", "--frames", "32",
+                     "--size", "640", "--crop", "518", "--frame-format", "jpg",
+                     "--json", "{out}/augment.json"]),
     ],
     # fp32 only on the CPU: without avx512_bf16/AMX (this 2-core AMD EPYC) bf16 autocast is emulated, ~25x slower
     # than fp32 (one 32x112x112 vits window: ~75 s vs ~3 s); its numerics are checked by tests/test_precision.py.
@@ -71,6 +76,9 @@ PROFILES: dict[str, list[tuple[str, list[str]]]] = {
                    "--checkpointing", "off,on", "--gpus", "8", "--clips", "1", "--images", "2", "--frames", "8",
                    "--size", "112", "--steps", "2", "--workers", "2", "--loader-size", "160", "--loader-clips", "2",
                    "--json", "{out}/train.json"]),
+        ("augment", ["data", "--augment-on", "cpu,device", "--device", "cpu", "--clips", "4", "--frames", "8",
+                     "--size", "160", "--crop", "112", "--frame-format", "jpg",
+                     "--json", "{out}/augment.json"]),
     ],
 }
 
@@ -189,6 +197,10 @@ TRAIN_COLUMNS = [("encoder", "{}"), ("precision", "{}"), ("checkpointing", "{}")
                  ("clips_per_s", "{:.3f}"), ("images_per_s", "{:.2f}"), ("peak_gpu_mib", "{:.0f}"),
                  ("loader_clips_per_s", "{:.3f}"), ("bottleneck", "{}")]
 
+AUGMENT_COLUMNS = [("name", "{}"), ("augment_on", "{}"), ("clip_len", "{}"), ("crop", "{}"), ("clips", "{}"),
+                   ("clips_per_s", "{:.3f}"), ("clips_per_cpu_s", "{:.3f}"), ("MB_per_clip", "{:.1f}"),
+                   ("device", "{}"), ("device_clips_per_s", "{:.2f}")]
+
 
 def md_table(rows: list[dict], columns) -> list[str]:
     cols = [(c, f) for c, f in columns if any(r.get(c) is not None for r in rows)]
@@ -224,7 +236,8 @@ def markdown(report: dict) -> str:
         lines.append("")
     titles = {"infer_square": "Inference, square frames", "infer_video_aspect": "Inference, a 16:9 video's own aspect",
               "levers": "Speed levers (speed-up = frames/s vs `none`; output difference vs `none`)",
-              "train": "Training steps vs the loader"}
+              "train": "Training steps vs the loader",
+              "augment": "Augmentation in the workers (cpu) or on the device (kornia)"}
     for name, step in report["steps"].items():
         if name == "suite":
             continue
@@ -234,7 +247,11 @@ def markdown(report: dict) -> str:
             lines += ["```", step.get("tail", "").rstrip(), "```", ""]
             continue
         res = step["results"]
-        if name == "train":
+        if name == "augment":
+            lines += md_table(res["per_worker"], AUGMENT_COLUMNS)
+            lines += ["", "clips_per_s: one worker (one thread) reading, decoding and (cpu) augmenting; "
+                      "device_clips_per_s: the device augmentation of one stored clip per call."]
+        elif name == "train":
             lines += md_table(res["results"], TRAIN_COLUMNS)
             if res.get("loader"):
                 ld = res["loader"]

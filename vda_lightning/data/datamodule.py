@@ -18,6 +18,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 import lightning as L
 import torch
@@ -107,7 +108,10 @@ class VideoDepthDataModule(L.LightningDataModule):
     clip); val_benchmarks: {validation dataset: registered benchmark} for streams whose dataset name is not
     the benchmark's own (a stream named `kitti`, `bonn`, `scannet`, ... is scored by that benchmark anyway;
     map a name to `none` to score it with the defaults); max_depth masks metric depth beyond it (0 = no limit);
-    augment: the training augmentation (`AugmentConfig`); synthetic: procedural scenes for any split not given;
+    augment: the training augmentation (`AugmentConfig`); augment_on: where it runs — `cpu` in the loader
+    workers, or `device`: the workers only decode and kornia applies the same draws on the accelerator after the
+    copy (`data/device_augment.py`; for when the loaders are the bottleneck); synthetic: procedural scenes for
+    any split not given;
     max_frame_side: samples whose json claims a larger height or width are skipped as `bad_metadata` before
     anything is allocated (data/README.md). Counts and sizes are checked here, at start-up.
     """
@@ -121,7 +125,8 @@ class VideoDepthDataModule(L.LightningDataModule):
                  image_shuffle_buffer: int = 128, min_depth: float = 1e-3, max_depth: float = 0.0,
                  augment: AugmentConfig | None = None, image_need_target: bool = False, pin_memory: bool = True,
                  prefetch_factor: int = 2, persistent_workers: bool = False, seed: int = 0,
-                 synthetic: SyntheticConfig | None = None, max_frame_side: int = MAX_SIDE):
+                 synthetic: SyntheticConfig | None = None, max_frame_side: int = MAX_SIDE,
+                 augment_on: Literal["cpu", "device"] = "cpu"):
         super().__init__()
         # Dataclasses are stored as plain dicts: checkpoints hold hyper-parameters and load with weights_only.
         self.save_hyperparameters(ignore=["augment", "synthetic"])
@@ -136,8 +141,11 @@ class VideoDepthDataModule(L.LightningDataModule):
                      epoch_length=(epoch_length, 1), max_frame_side=(max_frame_side, 1))
         if batch_size + image_batch_size < 1:
             raise ValueError("data: batch_size 0 and image_batch_size 0: a training step would hold no sample")
+        if augment_on not in ("cpu", "device"):
+            raise ValueError(f"data: augment_on must be 'cpu' or 'device', got {augment_on!r}")
         self.epoch_length = int(epoch_length)
         self.crop_hw = _hw(crop_size)
+        self.device_augmentation = None  # built on the first device-augmented batch
         self.val_hw = None if val_size in (0, [0], None) else _hw(val_size, "val_size")
         self.val_benchmarks = self._check_benchmarks(val_benchmarks)
         self.train_ds: TrainStream | None = None
@@ -196,7 +204,7 @@ class VideoDepthDataModule(L.LightningDataModule):
                                         hp.image_batch_size, self.augment, self.crop_hw, hp.min_depth,
                                         hp.max_depth, hp.shuffle_buffer, hp.image_shuffle_buffer, hp.seed,
                                         max(1, hp.num_workers), hp.image_need_target,
-                                        hp.max_frame_side)
+                                        hp.max_frame_side, hp.augment_on)
             n = count_samples([u for s in sources for u in s])
             log.info("train: %d video source(s), %s clips indexed, %d image shards; %d steps/epoch/rank",
                      len(sources), "?" if n is None else n, len(image_urls), self.epoch_length)
@@ -250,6 +258,19 @@ class VideoDepthDataModule(L.LightningDataModule):
             self._position["readers"][int(info["reader"])] = info["state"]
         return batch
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """`augment_on: device`: augment the training step's clips and images where they now are."""
+        if self.hp.augment_on != "device" or not isinstance(batch, dict):
+            return batch
+        for part in ("video", "image"):
+            if batch.get(part) is not None and "augment_params" in batch[part]:
+                if self.device_augmentation is None:
+                    from .device_augment import DeviceAugmentation
+
+                    self.device_augmentation = DeviceAugmentation(self.crop_hw)
+                batch[part] = self.device_augmentation(batch[part])
+        return batch
+
     def _fingerprint(self) -> str:
         """What must not change for a saved position to mean the same samples: shards (and local sizes), mixing,
         sampling, augmentation, seed, epoch length."""
@@ -259,6 +280,8 @@ class VideoDepthDataModule(L.LightningDataModule):
         desc = [shards, ds.weights.tolist(), ds.clip_len, ds.batch_size, ds.image_batch_size,
                 dataclasses.asdict(ds.aug), list(ds.out_hw), ds.min_depth, ds.max_depth, ds.shuffle_buffer,
                 ds.image_shuffle_buffer, ds.seed, ds.image_need_target, self.epoch_length]
+        if ds.augment_on != "cpu":  # (so that checkpoints of the CPU path keep their fingerprint)
+            desc.append(ds.augment_on)
         return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16]
 
     def state_dict(self) -> dict:

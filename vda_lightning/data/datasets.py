@@ -22,8 +22,10 @@ def _describe(s: dict, rec, raw: dict) -> dict:
 
 
 def train_sample(raw: dict, clip_len: int, rng: np.random.Generator, aug: AugmentConfig, out_hw: tuple[int, int],
-                 min_depth: float, max_depth: float, need_target: bool, max_side: int = MAX_SIDE) -> dict:
-    """A random clip_len window of a stored clip, decoded (only those frames), target built, augmented."""
+                 min_depth: float, max_depth: float, need_target: bool, max_side: int = MAX_SIDE,
+                 on_device: bool = False) -> dict:
+    """A random clip_len window of a stored clip, decoded (only those frames), target built, augmented here or,
+    `on_device`, only given its drawn parameters (`transforms.augment`)."""
     meta = parse_meta(raw, max_side)
     T = meta["num_frames"]
     if T < clip_len:
@@ -33,7 +35,7 @@ def train_sample(raw: dict, clip_len: int, rng: np.random.Generator, aug: Augmen
     s = to_tensors(rec, min_depth, max_depth)
     if need_target and not ("mask" in s and bool(s["mask"].any())):
         raise SampleError("no_valid_target", f"no valid {rec.depth_kind} pixel (max_depth {max_depth})")
-    return _describe(augment(s, rng, aug, out_hw), rec, raw)
+    return _describe(augment(s, rng, aug, out_hw, on_device), rec, raw)
 
 
 def val_sample(raw: dict, clip_len: int, out_hw: tuple[int, int] | None, min_depth: float, max_depth: float,
@@ -107,9 +109,9 @@ class TrainStream(_DistAware):
                  clip_len: int, batch_size: int, image_batch_size: int, aug: AugmentConfig,
                  out_hw: tuple[int, int], min_depth: float, max_depth: float, shuffle_buffer: int,
                  image_shuffle_buffer: int, seed: int, max_workers: int, image_need_target: bool = False,
-                 max_side: int = MAX_SIDE):
+                 max_side: int = MAX_SIDE, augment_on: str = "cpu"):
         super().__init__()
-        self.max_side = max_side
+        self.max_side, self.augment_on = max_side, augment_on
         self.video_sources, self.image_urls = video_sources, image_urls
         w = np.asarray(weights if weights else [1.0] * len(video_sources), dtype=np.float64)
         if len(w) != len(video_sources) or (w < 0).any() or w.sum() <= 0:
@@ -127,7 +129,7 @@ class TrainStream(_DistAware):
     def _reader(self, urls, clip_len, buffer, counters, need_target, epoch, slot, n_slots, source_id):
         def decode(raw, rng):
             return train_sample(raw, clip_len, rng, self.aug, self.out_hw, self.min_depth, self.max_depth,
-                                need_target, self.max_side)
+                                need_target, self.max_side, self.augment_on == "device")
 
         return SourceReader(urls, self.seed + 7919 * source_id, epoch, slot, n_slots, buffer, counters, decode)
 

@@ -66,21 +66,24 @@ def center_crop_box(height: int, width: int, out_hw: tuple[int, int]) -> tuple[i
     return (width - w) // 2, (height - h) // 2, w, h
 
 
-def crop_resize_K(K: torch.Tensor, box: tuple[int, int, int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+def crop_resize_K(K: torch.Tensor, box, out_hw: tuple[int, int]) -> torch.Tensor:
+    """K (..., 3, 3) after cropping box (x0, y0, w, h) and resizing to out_hw; the box's entries may be numbers or
+    tensors of K's batch shape (one box per K)."""
     x0, y0, w, h = box
     sx, sy = out_hw[1] / w, out_hw[0] / h
     K = K.clone()
-    K[0, 0], K[0, 1], K[1, 1] = K[0, 0] * sx, K[0, 1] * sx, K[1, 1] * sy
-    K[0, 2] = (K[0, 2] - x0 + 0.5) * sx - 0.5
-    K[1, 2] = (K[1, 2] - y0 + 0.5) * sy - 0.5
+    K[..., 0, 0], K[..., 0, 1], K[..., 1, 1] = K[..., 0, 0] * sx, K[..., 0, 1] * sx, K[..., 1, 1] * sy
+    K[..., 0, 2] = (K[..., 0, 2] - x0 + 0.5) * sx - 0.5
+    K[..., 1, 2] = (K[..., 1, 2] - y0 + 0.5) * sy - 0.5
     return K
 
 
 def flip_K_poses(K: torch.Tensor, poses: torch.Tensor, width: int):
+    """K (..., 3, 3) and camera-to-world poses (..., 4, 4) of a horizontally flipped image `width` wide."""
     K = K.clone()
-    K[0, 2] = width - 1 - K[0, 2]
-    K[0, 1] = -K[0, 1]
-    m = MIRROR_X.to(poses.dtype)
+    K[..., 0, 2] = width - 1 - K[..., 0, 2]
+    K[..., 0, 1] = -K[..., 0, 1]
+    m = MIRROR_X.to(poses.dtype).to(poses.device)
     return K, m @ poses @ m
 
 
@@ -181,22 +184,49 @@ def finish_frames(frames: torch.Tensor, A: torch.Tensor | None = None, t: torch.
     return x.clamp_(0, 1).permute(0, 3, 1, 2).contiguous()
 
 
-def color_jitter_params(rng: np.random.Generator, cfg: AugmentConfig):
-    """One draw per clip: the same colour change for every frame."""
-    return color_matrix(rng.uniform(-cfg.brightness, cfg.brightness), rng.uniform(1 - cfg.contrast, 1 + cfg.contrast),
-                        rng.uniform(1 - cfg.saturation, 1 + cfg.saturation), rng.uniform(-cfg.hue, cfg.hue))
+# One clip's augmentation parameters, in the order of `augment_params` (float64): crop box, flip, colour.
+PARAM_FIELDS = ("x0", "y0", "w", "h", "flip", "brightness", "contrast", "saturation", "hue")
 
 
-def augment(s: dict, rng: np.random.Generator, cfg: AugmentConfig, out_hw: tuple[int, int]) -> dict:
-    """Random resized crop to `out_hw`, flip and colour jitter: one draw per clip, the same for every frame."""
-    H, W = s["frames"].shape[-2:]
-    box = random_crop_box(rng, H, W, out_hw, cfg.scale, cfg.ratio)
-    s = apply_geometry(s, box, out_hw, flip=bool(rng.random() < cfg.hflip))
-    s["frames"] = finish_frames(s["frames"], *color_jitter_params(rng, cfg))
+def draw_augmentation(rng: np.random.Generator, cfg: AugmentConfig, height: int, width: int,
+                      out_hw: tuple[int, int]) -> torch.Tensor:
+    """One draw per clip, the same for every frame: `PARAM_FIELDS` as a float64 tensor. Both the CPU path
+    (`augment`) and the device path (`device_augment`) apply exactly these."""
+    box = random_crop_box(rng, height, width, out_hw, cfg.scale, cfg.ratio)
+    flip = float(rng.random() < cfg.hflip)
+    colour = (rng.uniform(-cfg.brightness, cfg.brightness), rng.uniform(1 - cfg.contrast, 1 + cfg.contrast),
+              rng.uniform(1 - cfg.saturation, 1 + cfg.saturation), rng.uniform(-cfg.hue, cfg.hue))
+    return torch.tensor([*box, flip, *colour], dtype=torch.float64)
+
+
+def apply_augmentation(s: dict, params: torch.Tensor, out_hw: tuple[int, int]) -> dict:
+    """Random resized crop to `out_hw`, flip and colour jitter with the drawn `params`, in the worker."""
+    x0, y0, w, h, flip, *colour = params.tolist()
+    s = apply_geometry(s, (int(x0), int(y0), int(w), int(h)), out_hw, flip=flip > 0.5)
+    s["frames"] = finish_frames(s["frames"], *color_matrix(*colour))
+    s["augment_params"] = params
     return s
 
 
-BATCH_TENSORS = ("frames", "rgb", "disparity", "depth", "mask", "K", "poses", "has_pose", "frame_indices")
+def augment(s: dict, rng: np.random.Generator, cfg: AugmentConfig, out_hw: tuple[int, int],
+            on_device: bool = False) -> dict:
+    """Draw one clip's parameters; apply them here (the CPU path) or only attach them (`on_device`: uint8 frames
+    and targets stay as stored, `DeviceAugmentation` applies them after the copy to the accelerator)."""
+    H, W = s["frames"].shape[-2:]
+    params = draw_augmentation(rng, cfg, H, W, out_hw)
+    if on_device:
+        s["augment_params"] = params
+        return s
+    return apply_augmentation(s, params, out_hw)
+
+
+BATCH_TENSORS = ("frames", "rgb", "disparity", "depth", "mask", "K", "poses", "has_pose", "frame_indices",
+                 "augment_params")
+PADDED = ("frames", "disparity", "depth", "mask")  # (..., H, W): zero-padded where stored sizes differ
+
+
+def _pad_to(v: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    return F.pad(v, (0, hw[1] - v.shape[-1], 0, hw[0] - v.shape[-2])) if tuple(v.shape[-2:]) != hw else v
 BATCH_STRINGS = ("dataset", "sequence", "depth_kind", "key", "shard", "benchmark")
 
 
@@ -205,12 +235,17 @@ def collate(samples: list[dict], keep_dtypes: bool = False) -> dict:
 
     Targets are kept only if every sample has one (an unlabelled image batch is labelled online by the teacher).
     keep_dtypes: leave float64 as float64 (benchmark ground truth is scored in float64, as published).
+    Samples of different stored sizes (only the device-augmentation path batches them uncropped) are zero-padded
+    at the bottom and right to the largest: their drawn crop boxes lie inside their own stored size.
     """
     out = {}
+    sizes = {tuple(s["frames"].shape[-2:]) for s in samples if "frames" in s}
+    hw = (max(h for h, _ in sizes), max(w for _, w in sizes)) if len(sizes) > 1 else None
     for k in BATCH_TENSORS:
         if all(k in s for s in samples):
-            v = torch.stack([torch.as_tensor(s[k]) for s in samples])
-            out[k] = v.float() if v.is_floating_point() and not keep_dtypes else v
+            vs = [torch.as_tensor(s[k]) for s in samples]
+            v = torch.stack([_pad_to(x, hw) for x in vs] if hw and k in PADDED else vs)
+            out[k] = v.float() if v.is_floating_point() and not keep_dtypes and k != "augment_params" else v
     for k in BATCH_STRINGS:
         if all(k in s for s in samples):
             out[k] = [s[k] for s in samples]
