@@ -18,7 +18,6 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Literal
 
 import lightning as L
 import torch
@@ -126,7 +125,7 @@ class VideoDepthDataModule(L.LightningDataModule):
                  augment: AugmentConfig | None = None, image_need_target: bool = False, pin_memory: bool = True,
                  prefetch_factor: int = 2, persistent_workers: bool = False, seed: int = 0,
                  synthetic: SyntheticConfig | None = None, max_frame_side: int = MAX_SIDE,
-                 augment_on: Literal["cpu", "device"] = "cpu"):
+                 augment_on: str = "cpu"):
         super().__init__()
         # Dataclasses are stored as plain dicts: checkpoints hold hyper-parameters and load with weights_only.
         self.save_hyperparameters(ignore=["augment", "synthetic"])
