@@ -160,7 +160,7 @@ def test_bench_runs_both_backends_in_one_run(tmp_path):
     out = tmp_path / "bench.json"
     assert bench_main(["infer", "--encoder", "vitt", "--input-size", "28", "--lengths", "30", "--height", "20",
                        "--width", "30", "--modes", "runner,streaming", "--backend", "pytorch,onnxruntime",
-                       "--threads", "2", "--json", str(out)]) == 0
+                       "--threads", "2", "--in-process", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     rows = {(r["mode"], r["backend"]): r for r in report["results"]}
     assert set(rows) == {(m, b) for m in ("runner", "streaming") for b in ("pytorch", "onnxruntime")}
