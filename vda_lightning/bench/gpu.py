@@ -15,7 +15,7 @@ Without CUDA (profile `cpu`) the same steps run at CPU-feasible sizes (the suite
 proof that the script works end to end, and the CPU figures beside the GPU ones.
 
 If one device call cannot hold it all, split it: `--steps suite,infer_square`, then
-`--steps infer_video_aspect,levers,train` (each call writes its own summary; use two output folders).
+`--steps infer_video_aspect,levers,train,augment` (each call writes its own summary; use two output folders).
 Each step is a subprocess; a failing step is recorded (its exit status and last lines) and the others still run.
 The exit status is 1 when any step failed or any CUDA test failed.
 """

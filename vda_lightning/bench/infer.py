@@ -5,7 +5,8 @@ streaming mode; per encoder, precision, frame size and speed lever, on the CPU o
 Modes (each row of the table):
   model       the model alone: forward of one (1, 32, 3, h, w) window, repeated (the published README's latency)
   runner      OfflineRunner over frames held in memory, maps to a spool (no decoding, no output files)
-  e2e         vda infer's path: decode the video file, the threaded runner (pipeline.py), spool, npz + png16
+  e2e         vda infer's path with the threaded runner (pipeline.py): decode the video file, infer, spool, npz + png16
+              (vda infer itself threads where `pipeline.overlap_pays`: on an accelerator, or with a spare CPU thread)
   e2e-serial  the same with the runner in one thread (vda infer before the threads), for the comparison
   baseline    the published loop restated (inference/baseline.py): host transforms, no feature reuse
   streaming   the online mode, one frame at a time
@@ -239,7 +240,8 @@ def _end_to_end(model, spec: dict, device) -> tuple[int, int]:
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{spec['mode']}_{os.getpid()}"
     if spec["mode"] == "e2e":
-        count = infer_cli.run_one(runner, source, out_dir, name, ["npz", "png16"], False, (470.4, 470.4))
+        count = infer_cli.run_one(runner, source, out_dir, name, ["npz", "png16"], False, (470.4, 470.4),
+                                  threads=True)
     else:
         spool = DepthSpool(out_dir / f".{name}.depths.f32.partial")
         try:

@@ -140,11 +140,14 @@ def output_names(paths: list[Path]) -> tuple[list[str], list[str]]:
 
 
 def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, camera, *, layout: str = "default",
-            grayscale: bool = False, npz_compress: bool = True, progress: bool = True, prog: str = PROG) -> int:
+            grayscale: bool = False, npz_compress: bool = True, progress: bool = True, prog: str = PROG,
+            threads: bool | None = None) -> int:
+    """One input through the runner into its outputs; `threads` (default: `pipeline.overlap_pays`) runs decode,
+    device work and finishing in three threads, else in this one (the same numbers either way)."""
     import numpy as np
     from tqdm import tqdm
 
-    from .pipeline import run_pipelined
+    from .pipeline import overlap_pays, run_pipelined
     from .writers import DepthSpool, write_outputs
 
     spool = DepthSpool(out_dir / f".{name}.depths.f32.partial")
@@ -153,7 +156,7 @@ def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, cam
     try:
         with tqdm(total=source.expected_frames(), unit="frame", desc=name, dynamic_ncols=True,
                   disable=not progress) as bar:
-            def sink(depth):  # the finisher thread: decoding and writing overlap the device's work
+            def sink(depth):  # threaded: in the finisher thread, so decoding and writing overlap the device's work
                 nonlocal scale
                 if canonical:  # canonical-camera depth -> metres for this camera (training/metric.py)
                     if scale is None:
@@ -162,7 +165,11 @@ def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, cam
                 spool.append(depth)
                 bar.update(1)
 
-            run_pipelined(runner, iter(source), sink)
+            if threads if threads is not None else overlap_pays(runner.device):
+                run_pipelined(runner, iter(source), sink)
+            else:
+                for depth in runner.run(iter(source)):
+                    sink(depth)
         spool.close()
         if "ply" in formats:
             h, w = spool.shape
