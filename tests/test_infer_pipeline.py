@@ -207,7 +207,7 @@ def test_ctrl_c_stops_the_threads_and_keeps_what_is_complete(model, frames, tmp_
 
 def test_vda_infer_threads_where_a_core_is_spare(monkeypatch):
     """On an accelerator always; on the CPU only beside torch's intra-op threads (else the I/O threads only compete
-    with the compute: 0.95x the serial frames/s on a quiet 2-core box)."""
+    with the compute; docs/gpu.md has the figures)."""
     assert overlap_pays(torch.device("cuda")) and overlap_pays("mps")
     monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)

@@ -165,7 +165,8 @@ def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, cam
                 spool.append(depth)
                 bar.update(1)
 
-            if threads if threads is not None else overlap_pays(runner.device):
+            threaded = overlap_pays(runner.device) if threads is None else threads
+            if threaded:
                 run_pipelined(runner, iter(source), sink)
             else:
                 for depth in runner.run(iter(source)):

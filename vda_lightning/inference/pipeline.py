@@ -15,8 +15,7 @@ the threads are stopped and joined before the exception continues.
 
 `overlap_pays(device)` says when `vda infer` runs the stages in threads: always on an accelerator, and on the CPU
 only when a hardware thread is left beside torch's own intra-op threads. Without one, the I/O threads only compete
-with the compute for the same cores. On this repository's 2-core machine, with the box quiet, threaded was 0.95x
-the serial runner's frames/s (best of 3 runs; median 0.88x).
+with the compute for the same cores (measured in docs/gpu.md, "The threaded runner").
 """
 from __future__ import annotations
 
