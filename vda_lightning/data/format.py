@@ -16,10 +16,11 @@ import io
 import json
 import math
 import re
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..trust import ReadError, image_size, npy_header
 
 # OpenCV is imported inside the functions that code images: `vda shard --help` reads this module's vocabulary.
 FORMAT_VERSION = 1
@@ -328,34 +329,6 @@ def parse_meta(members: dict, max_side: int | None = MAX_SIDE) -> dict:
     return meta
 
 
-def image_size(buf: bytes) -> tuple[int, int] | None:
-    """(height, width) from a PNG's IHDR or a JPEG's SOF header without decoding; None if neither is found."""
-    if buf[:8] == b"\x89PNG\r\n\x1a\n" and len(buf) >= 24 and buf[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", buf[16:24])
-        return h, w
-    if buf[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 4 <= len(buf):
-        if buf[i] != 0xFF:
-            return None
-        marker = buf[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD9)):  # markers without a length
-            i += 2
-            continue
-        length = struct.unpack(">H", buf[i + 2:i + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            if i + 9 > len(buf):
-                return None
-            h, w = struct.unpack(">HH", buf[i + 5:i + 9])
-            return h, w
-        i += 2 + length
-    return None
-
-
 def _header_check(buf: bytes, want: tuple[int, int], what: str, reason: str, bad_reason: str) -> None:
     """The image header must say `want` (H, W) before the image is decoded (nothing is sized from a lie)."""
     size = image_size(buf)
@@ -427,11 +400,9 @@ def _npy_array(buf: bytes, want: tuple[int, ...]) -> np.ndarray:
     member's length (np.load would allocate whatever shape the header claims)."""
     f = io.BytesIO(buf)
     try:
-        version = np.lib.format.read_magic(f)
-        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = header(f)
-    except Exception as exn:
-        raise SampleError("bad_depth", f"depth.npy header does not parse: {exn}") from None
+        shape, dtype, fortran = npy_header(f, "depth.npy")
+    except ReadError as exn:
+        raise SampleError("bad_depth", str(exn)) from None
     if dtype.kind != "f" or dtype.itemsize not in (2, 4):
         raise SampleError("bad_depth", f"depth.npy holds {dtype}, not float16/float32")
     if tuple(shape) != want:

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from ..trust import check_array, display, exr_channels, load_hdf5, load_npy, load_npz, read_image, regular_file
 from .errors import ReadError
 
 DEPTH_EXTENSIONS = (".png", ".tif", ".tiff", ".npy", ".npz", ".exr", ".dpt", ".pfm")
@@ -21,27 +22,27 @@ _EXR_CHANNELS = ("Z", "depth", "Depth", "Y", "R", "V")
 
 
 def read_npy(path: str | os.PathLike, what: str = "array") -> np.ndarray:
-    """A `.npy` file (no pickles); `what` names it in the error ('prediction', 'ground-truth depth', ...)."""
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ReadError(f"{path}: {what} not found") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise ReadError(f"{path}: {what} is not a readable .npy file ({e})") from None
+    """A `.npy` file (no pickles; header checked against the file's length and VDA_MAX_ARRAY_BYTES before anything
+    is allocated); `what` names it in the error ('prediction', 'ground-truth depth', ...)."""
+    if not os.path.lexists(path):
+        raise ReadError(f"{display(path)}: {what} not found")
+    return load_npy(path, f"{display(path)}: {what}")
 
 
 def _read_dpt(path: str) -> np.ndarray:
+    size = regular_file(path, "depth file")
     with open(path, "rb") as f:
         head = f.read(12)
         if len(head) < 12:
-            raise ReadError(f"{path}: .dpt file shorter than its 12-byte header")
+            raise ReadError(f"{display(path)}: .dpt file shorter than its 12-byte header")
         tag = np.frombuffer(head[:4], "<f4")[0]
         w, h = (int(v) for v in np.frombuffer(head[4:], "<i4"))
         if tag != np.float32(DPT_TAG) or not (0 < w < 100000 and 0 < h < 100000):
-            raise ReadError(f"{path}: not a Sintel .dpt file (tag {tag}, size {w}x{h})")
-        data = np.frombuffer(f.read(), "<f4")
-    if data.size != w * h:
-        raise ReadError(f"{path}: .dpt holds {data.size} values, header says {w}x{h}")
+            raise ReadError(f"{display(path)}: not a Sintel .dpt file (tag {tag}, size {w}x{h})")
+        check_array((h, w), 4, display(path))
+        if size - 12 != w * h * 4:
+            raise ReadError(f"{display(path)}: .dpt holds {(size - 12) // 4} values, header says {w}x{h}")
+        data = np.frombuffer(f.read(w * h * 4), "<f4")
     return data.reshape(h, w)
 
 
@@ -55,60 +56,52 @@ def write_dpt(path: str | os.PathLike, depth: np.ndarray) -> None:
 
 
 def _read_pfm(path: str) -> np.ndarray:
+    size = regular_file(path, "depth file")
     with open(path, "rb") as f:
-        kind = f.readline().strip()
+        kind = f.readline(16).strip()
         if kind not in (b"Pf", b"PF"):
-            raise ReadError(f"{path}: not a PFM file")
+            raise ReadError(f"{display(path)}: not a PFM file")
         try:
-            w, h = (int(v) for v in f.readline().split())
-            scale = float(f.readline())
+            w, h = (int(v) for v in f.readline(64).split())
+            scale = float(f.readline(64))
         except ValueError:
-            raise ReadError(f"{path}: PFM header is not 'width height' then 'scale'") from None
-        data = np.frombuffer(f.read(), "<f4" if scale < 0 else ">f4")
-    ch = 3 if kind == b"PF" else 1
-    if data.size != w * h * ch:
-        raise ReadError(f"{path}: PFM holds {data.size} values, header says {w}x{h}x{ch}")
+            raise ReadError(f"{display(path)}: PFM header is not 'width height' then 'scale'") from None
+        ch = 3 if kind == b"PF" else 1
+        if w < 1 or h < 1:
+            raise ReadError(f"{display(path)}: PFM header says {w}x{h}")
+        check_array((h, w, ch), 4, display(path))
+        if size - f.tell() != w * h * ch * 4:
+            raise ReadError(f"{display(path)}: PFM holds {(size - f.tell()) // 4} values, header says {w}x{h}x{ch}")
+        data = np.frombuffer(f.read(w * h * ch * 4), "<f4" if scale < 0 else ">f4")
     return np.flipud(data.reshape(h, w, ch)[..., 0])  # PFM rows go bottom-up
 
 
 def _read_exr(path: str) -> np.ndarray:
-    import OpenEXR
-
-    try:
-        channels = OpenEXR.File(path).channels()
-    except Exception as exn:
-        raise ReadError(f"{path}: not a readable EXR ({exn})") from None
+    channels = exr_channels(path)
     for name in _EXR_CHANNELS:
         if name in channels:
-            return np.asarray(channels[name].pixels)
+            return channels[name]
     if len(channels) == 1:
-        return np.asarray(next(iter(channels.values())).pixels)
-    raise ReadError(f"{path}: EXR has no depth channel among {_EXR_CHANNELS} (has {sorted(channels)})")
+        return next(iter(channels.values()))
+    raise ReadError(f"{display(path)}: EXR has no depth channel among {_EXR_CHANNELS} (has {sorted(channels)})")
 
 
 def _read_image_depth(path: str) -> np.ndarray:
     import cv2
 
-    raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)  # keeps 16 bits (a plain imread would make 8 bits)
-    if raw is None:
-        raise ReadError(f"{path}: not a readable image")
+    raw = read_image(path, cv2.IMREAD_UNCHANGED, "depth image")  # keeps 16 bits (a plain imread makes 8 bits)
     if raw.ndim != 2:
-        raise ReadError(f"{path}: depth image has {raw.shape[2]} channels, expected 1")
+        raise ReadError(f"{display(path)}: depth image has {raw.shape[2]} channels, expected 1")
     return raw
 
 
 def _read_npz(path: str) -> np.ndarray:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
-            key = "depth" if "depth" in keys else (keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise ReadError(f"{path}: .npz has no 'depth' array and several others {keys}")
-            return z[key]
-    except (ValueError, OSError, EOFError) as e:
-        if isinstance(e, ReadError):
-            raise
-        raise ReadError(f"{path}: not a readable .npz file ({e})") from None
+    arrays = load_npz(path)
+    keys = list(arrays)
+    key = "depth" if "depth" in keys else (keys[0] if len(keys) == 1 else None)
+    if key is None:
+        raise ReadError(f"{display(path)}: .npz has no 'depth' array and several others {keys}")
+    return arrays[key]
 
 
 _READERS = {".png": _read_image_depth, ".tif": _read_image_depth, ".tiff": _read_image_depth,
@@ -124,24 +117,24 @@ def read_depth(path: str | os.PathLike, factor: float = 1.0, dtype=np.float32, w
     re-saved by an image tool, would silently cap and quantise the depth).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ReadError(f"{path}: {what} file does not exist")
+    if not os.path.lexists(path):
+        raise ReadError(f"{display(path)}: {what} file does not exist")
     if not factor > 0:
-        raise ReadError(f"{path}: depth factor must be positive, got {factor}")
+        raise ReadError(f"{display(path)}: depth factor must be positive, got {factor}")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
         depth = read_npy(path, what)
     elif ext in _READERS:
         depth = _READERS[ext](path)
     else:
-        raise ReadError(f"{path}: unknown depth format {ext!r} (known: {', '.join(DEPTH_EXTENSIONS)})")
+        raise ReadError(f"{display(path)}: unknown depth format {ext!r} (known: {', '.join(DEPTH_EXTENSIONS)})")
     depth = np.squeeze(np.asarray(depth))
     if depth.dtype.kind in "ui" and depth.dtype.itemsize * 8 < min_int_bits:
-        raise ReadError(f"{path}: {what} is a {depth.dtype.itemsize * 8}-bit image, {min_int_bits}-bit expected "
-                        f"(value / {factor:g} = metres: {depth.dtype.itemsize * 8} bits cap it at "
+        raise ReadError(f"{display(path)}: {what} is a {depth.dtype.itemsize * 8}-bit image, {min_int_bits}-bit "
+                        f"expected (value / {factor:g} = metres: {depth.dtype.itemsize * 8} bits cap it at "
                         f"{np.iinfo(depth.dtype).max / factor:.3g} m); re-extract it from the dataset")
     if depth.ndim != 2:
-        raise ReadError(f"{path}: {what} array has shape {depth.shape}, expected (H, W)")
+        raise ReadError(f"{display(path)}: {what} array has shape {depth.shape}, expected (H, W)")
     return depth.astype(dtype) / np.dtype(dtype).type(factor)
 
 
@@ -155,24 +148,13 @@ def read_float16_png(path: str | os.PathLike) -> np.ndarray:
     """
     import cv2
 
-    raw = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise ReadError(f"{path}: not a readable image")
+    raw = read_image(path, cv2.IMREAD_UNCHANGED, "depth image")
     if raw.dtype != np.uint16 or raw.ndim != 2:
-        raise ReadError(f"{path}: expected a 16-bit single-channel PNG, got {raw.dtype} {raw.shape}")
+        raise ReadError(f"{display(path)}: expected a 16-bit single-channel PNG, got {raw.dtype} {raw.shape}")
     return np.ascontiguousarray(raw).view(np.float16).astype(np.float32)
 
 
 def read_hdf5_array(path: str | os.PathLike, key: str) -> np.ndarray:
-    """One dataset of an HDF5 file (Spring `.dsp5` key 'disparity', Hypersim `.hdf5` key 'dataset')."""
-    import h5py
-
-    if not os.path.isfile(path):
-        raise ReadError(f"{path}: file does not exist")
-    try:
-        with h5py.File(path, "r") as f:
-            if key not in f:
-                raise ReadError(f"{path}: HDF5 file has no {key!r} dataset (has {sorted(f.keys())})")
-            return np.asarray(f[key][()])
-    except OSError as exn:
-        raise ReadError(f"{path}: not a readable HDF5 file ({exn})") from None
+    """One dataset of an HDF5 file (Spring `.dsp5` key 'disparity', Hypersim `.hdf5` key 'dataset'), its shape
+    checked against the caps before it is read."""
+    return load_hdf5(path, key)

@@ -1,6 +1,6 @@
-"""The one error type of the I/O layer."""
+"""The one error type of the I/O layer: the trust boundary's (`vda_lightning.trust.ReadError`)."""
 from __future__ import annotations
 
+from ..trust.errors import ReadError
 
-class ReadError(ValueError):
-    """A file that cannot be read as asked; the message is one line naming the file and the cause."""
+__all__ = ["ReadError"]

@@ -1,7 +1,9 @@
 """Image readers: RGB frames, binary masks. OpenCV decodes (imported on first use: `--help` stays fast).
 
 Frames come back as uint8 RGB (H, W, 3): `cv2.imread` + BGR→RGB, exactly what the published `run.py` and
-benchmark inference (`benchmark/infer/infer.py`) feed the model from image files.
+benchmark inference (`benchmark/infer/infer.py`) feed the model from image files. The bytes are read through the
+trust boundary (`trust.read_image`): regular files only, the header's size checked against VDA_MAX_PIXELS before
+decoding, and OpenCV never sees the file name.
 """
 from __future__ import annotations
 
@@ -10,20 +12,23 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from ..trust import display, read_image
 from .errors import ReadError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def _decoded(path: str | os.PathLike, flags: int) -> np.ndarray:
+    if not os.path.lexists(path):
+        raise ReadError(f"{display(path)}: unreadable image (no such file)")
+    return read_image(path, flags, what="image")
 
 
 def read_frame(path: str | os.PathLike) -> np.ndarray:
     """RGB uint8 (H, W, 3) from any image file OpenCV decodes (8-bit; grey images become 3 equal channels)."""
     import cv2
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.path.isfile(path) else None
-    if bgr is None:
-        why = "corrupt or not an image format OpenCV reads" if os.path.exists(path) else "no such file"
-        raise ReadError(f"{path}: unreadable image ({why})")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_decoded(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_frames(paths: Iterable[str | os.PathLike]) -> Iterator[np.ndarray]:
@@ -34,8 +39,8 @@ def read_frames(paths: Iterable[str | os.PathLike]) -> Iterator[np.ndarray]:
         if first is None:
             first, first_path = frame.shape, path
         elif frame.shape != first:
-            raise ReadError(f"{path}: frame size {frame.shape[1]}x{frame.shape[0]} differs from the first frame's "
-                            f"{first[1]}x{first[0]} ({first_path})")
+            raise ReadError(f"{display(path)}: frame size {frame.shape[1]}x{frame.shape[0]} differs from the first "
+                            f"frame's {first[1]}x{first[0]} ({display(first_path)})")
         yield frame
 
 
@@ -43,7 +48,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     """bool (H, W): True where a single-channel mask image is non-zero."""
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if os.path.isfile(path) else None
-    if img is None or img.ndim != 2:
-        raise ReadError(f"{path}: not a readable single-channel mask image")
+    img = _decoded(path, cv2.IMREAD_UNCHANGED)
+    if img.ndim != 2:
+        raise ReadError(f"{display(path)}: not a readable single-channel mask image")
     return img > 0
