@@ -1,8 +1,11 @@
 """Processes and files a killed command leaves behind: vda-shard's workers die with their parent (SIGKILL or
-SIGTERM, within 5 s), and the next start of the same command removes the staging files of the killed run."""
+SIGTERM, within 5 s), the next start of the same command removes the staging files of the killed run, and a disk
+that fills up under two writers ends the run in one line naming the shard, with no staging file left."""
 from __future__ import annotations
 
 import os
+import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -129,3 +132,40 @@ def test_stale_temporaries_are_removed_live_ones_kept(tmp_path):
     with AtomicWrite(tmp_path / "train-000009.tar") as w:  # our own, while it is being written: kept
         assert str(os.getpid()) in w.tmp.name
         assert remove_stale_temporaries(tmp_path, "train-*") == []
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """(output folder, preexec_fn, what the error says) of a disk that fills up after a few shards: a 400 kB tmpfs
+    (real ENOSPC) where this process may mount one (root), else a 32 kB file-size limit on the command (EFBIG: the
+    same failed write, as tests/test_reliability_training.py::test_a_full_disk_is_one_line_naming_the_file)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = os.geteuid() == 0 and shutil.which("mount") and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    try:
+        if mounted:
+            yield disk / "shards", None, "No space left on device"
+        else:
+            def small_files():
+                resource.setrlimit(resource.RLIMIT_FSIZE, (32 << 10, 32 << 10))
+
+            yield disk / "shards", small_files, "File too large"
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_under_two_workers_is_one_line_naming_the_shard_and_leaves_no_staging_file(big_folders,
+                                                                                                full_disk):
+    out, preexec, says = full_disk
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(_shard_cmd(big_folders, out), env=env, capture_output=True, text=True, timeout=300,
+                         preexec_fn=preexec)
+    errors = [line for line in res.stderr.splitlines() if "error:" in line]
+    assert res.returncode == 2 and len(errors) == 1, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    assert re.search(rf"{re.escape(str(out))}/train-\d{{6}}\.(tar|index\.json): cannot write the shard( index)? "
+                     rf"\({says}\)", errors[0]), errors[0]
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # no staging file left
+    assert len(list(out.glob("*.index.json"))) < 18                         # it did stop early

@@ -41,11 +41,22 @@ def K_of(fx, fy, cx, cy) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
-def static_scene(seed: int) -> dict:
+def static_scene(seed: int, scale: float = 1.0) -> dict:
+    """A procedural room scene with nothing moving, every length times `scale` (depth and camera motion scale
+    with it, the images stay the same): the converters check that the median depth is plausible for their
+    dataset, so each replica is rendered at its dataset's scale (rooms: ~5-8 m, streets: ~17 m)."""
     scene = random_scene(np.random.default_rng([seed, 12]))
     for ob in scene["objects"]:          # nothing moves: every pixel is static for the reprojection check
         ob["vel"] = np.zeros(3)
         ob["spin"] = 0.0
+        for key in ("center", "half", "radius"):
+            if key in ob:
+                ob[key] = ob[key] * scale
+    scene["room"] = scene["room"] * scale
+    cam = scene["cam"]
+    for key in ("eye0", "vel", "target0", "sway"):
+        cam[key] = cam[key] * scale
+    scene["fog"] *= scale
     return scene
 
 
@@ -99,9 +110,10 @@ def _rgb(path: str, frame: np.ndarray) -> None:
 
 def write_vkitti2(root: str, seed: int = 1) -> dict[str, Truth]:
     """Scene01/clone, Camera_0 and Camera_1 (0.532725 m to the right), cm PNG depth with 65535 sky, text GT in the
-    per-archive folders vkitti_2.0.3_{rgb,depth,textgt} (as the official tars extract side by side)."""
+    per-archive folders vkitti_2.0.3_{rgb,depth,textgt} (as the official tars extract side by side); the scene at
+    twice the room scale (median depth ~17 m, a street's)."""
     H, W, K = 30, 40, K_of(36.5, 36.5, 19.75, 14.25)
-    scene = static_scene(seed)
+    scene = static_scene(seed, scale=2.0)
     base = path_poses(scene)
     truths, intr, extr = {}, ["frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]"], [
         "frame cameraID r1,1 r1,2 r1,3 t1 r2,1 r2,2 r2,3 t2 r3,1 r3,2 r3,3 t3 0 0 0 1"]

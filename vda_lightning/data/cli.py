@@ -14,8 +14,8 @@ Subcommands come from one registry, `SUBCOMMANDS`: `register(name, help, add_arg
 `run(args) -> dict` does the work and returns the JSON summary printed on success (`write_sequences(seqs, args)`
 turns `SequenceSpec`s into shards with the shared options). The training-dataset converters (`converters/`, one
 `Converter` each) are registered from `converters.CONVERTERS`. Keep a converter module's top-level imports light
-(numpy at most: `vda shard --help` imports it). Bad input raises ValueError or OSError naming the file: one error
-line, exit 2.
+(numpy at most: `vda shard --help` imports it). Bad input raises ValueError (trust.ReadError) or OSError naming
+the file: one error line, exit 2 (a full disk too: the line names the shard being written).
 """
 from __future__ import annotations
 
@@ -52,11 +52,17 @@ def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPar
     SUBCOMMANDS[name] = Subcommand(help, add_arguments, run, description)
 
 
-def add_shard_options(p: argparse.ArgumentParser, default_out: str | None = None) -> None:
-    """The output options every converter shares (read back by `write_sequences`)."""
+def add_shard_options(p: argparse.ArgumentParser, default_out: str | None = None,
+                      plausible: tuple[float, float] | None = None) -> None:
+    """The output options every converter shares (read back by `write_sequences`); `plausible`: the converter's
+    plausible median depth in metres (default: depth_stats.PLAUSIBLE_METRIC_DEPTH), stated in the help."""
+    from .depth_stats import PLAUSIBLE_METRIC_DEPTH
+
+    lo, hi = plausible or PLAUSIBLE_METRIC_DEPTH
     p.add_argument("--out", required=default_out is None, default=default_out, help="output folder for the shards")
     p.add_argument("--allow-depth-range", action="store_true",
-                   help="write metric depth even if its median is outside 0.05-1000 m")
+                   help=f"write metric depth even if its median is outside {lo:g}-{hi:g} m, or depth whose sampled "
+                        "frames have no valid pixel")
     p.add_argument("--prefix", default="train", help="shard name prefix (train, val, image...)")
     p.add_argument("--clip-len", type=int, default=32, help="frames per clip (<= 0: whole sequence)")
     p.add_argument("--stride", type=int, default=None, help="frames between clip starts (default: clip span)")
@@ -86,13 +92,17 @@ def shard_options(a: argparse.Namespace):
                         max_shard_mb=a.max_shard_mb)
 
 
-def write_sequences(seqs, a: argparse.Namespace, unit_hint: str | None = "--factor") -> dict:
+def write_sequences(seqs, a: argparse.Namespace, unit_hint: str | None = "--factor",
+                    plausible: tuple[float, float] | None = None, plausible_for: str = "metric depth") -> dict:
     """Sequences -> shards with the shared options; the summary (shard count, samples, ...). `unit_hint`: the flag
-    named when the depth units look wrong (the write is refused unless --allow-depth-range)."""
+    named when the depth units look wrong (the write is refused unless --allow-depth-range); `plausible`: the
+    median depth range (metres) of `plausible_for` (default: depth_stats.PLAUSIBLE_METRIC_DEPTH, metric depth)."""
     from .convert import write_shards
+    from .depth_stats import PLAUSIBLE_METRIC_DEPTH
 
     summary = write_shards(seqs, a.out, a.prefix, shard_options(a), a.workers, progress=not a.no_progress,
-                           check_units=not a.allow_depth_range, unit_hint=unit_hint)
+                           check_units=not a.allow_depth_range, unit_hint=unit_hint,
+                           plausible=plausible or PLAUSIBLE_METRIC_DEPTH, plausible_for=plausible_for)
     summary["shards"] = len(summary["shards"])
     return summary
 
@@ -118,13 +128,16 @@ def _manifest_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", help="FILE.json or FILE.csv (data/README.md)")
     p.add_argument("--factor", type=float, default=None, help="override the manifest's factor")
     p.add_argument("--depth-kind", choices=DEPTH_KINDS, default=None, help="override the manifest's depth kind")
+    p.add_argument("--allow-absolute-paths", action="store_true",
+                   help="let the manifest name files outside its own folder (absolute paths, '..'); refused "
+                        "otherwise, so that a manifest from elsewhere cannot copy other files into the shards")
     add_shard_options(p)
 
 
 def _manifest(a: argparse.Namespace) -> dict:
     from .manifests import read_manifest
 
-    return write_sequences(read_manifest(a.manifest, a.factor, a.depth_kind), a)
+    return write_sequences(read_manifest(a.manifest, a.factor, a.depth_kind, a.allow_absolute_paths), a)
 
 
 def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
@@ -216,11 +229,12 @@ def _register_converter(conv) -> None:
 
     def add_arguments(p: argparse.ArgumentParser) -> None:
         conv.add_arguments(p)
-        add_shard_options(p, conv.default_out)
+        add_shard_options(p, conv.default_out, conv.plausible_depth)
         p.set_defaults(**conv.defaults)
 
     def run(a: argparse.Namespace) -> dict:
-        return write_sequences(conv.read_sequences(a), a, unit_hint=conv.unit_hint)
+        return write_sequences(conv.read_sequences(a), a, unit_hint=conv.unit_hint, plausible=conv.plausible_depth,
+                               plausible_for=conv.name)
 
     register(conv.name, conv.summary, add_arguments, run, description=conv.layout)
 

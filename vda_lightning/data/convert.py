@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..io import die_with_parent, read_depth, read_frames, read_mask, remove_stale_temporaries
+from ..trust import ReadError, display
 from .depth_stats import PLAUSIBLE_METRIC_DEPTH, DepthStats, implausible_metric_depth, valid_values
 from .format import ClipRecord, encode_record, sample_key
 from .manifests import SequenceSpec, clip_starts
@@ -88,18 +89,28 @@ def read_sequence_depth(seq: SequenceSpec, i: int) -> np.ndarray:
     return read_depth(seq.depths[i], seq.factor)
 
 
+def _same_size(maps: list[np.ndarray], paths: list[str], ids: list[int], what: str, seq: SequenceSpec,
+               size: tuple[int, int]) -> np.ndarray:
+    """The per-frame maps stacked, after each one's size is checked against the frames' (one line naming the
+    file and the frame that differs)."""
+    for m, path, i in zip(maps, paths, ids):
+        if m.shape != size:
+            got = f"{m.shape[1]}x{m.shape[0]}" if m.ndim == 2 else f"shape {m.shape}"
+            raise ReadError(f"{display(path)}: {what} is {got} but the frames are {size[1]}x{size[0]} "
+                            f"({seq.frame_label(i)} of {display(seq.dataset)}/{display(seq.name)})")
+    return np.stack(maps)
+
+
 def load_job(seq: SequenceSpec, ids: list[int], opt: ShardOptions) -> ClipRecord:
     frames = np.stack(list(read_frames(seq.frames[i] for i in ids)))
     H, W = frames.shape[1:3]
     depth = mask = None
     if seq.depths is not None:
-        depth = np.stack([read_sequence_depth(seq, i) for i in ids])
-        if depth.shape[1:] != (H, W):
-            raise ValueError(f"{seq.depths[ids[0]]}: depth is {depth.shape[1:]} but frame is {(H, W)}")
+        depth = _same_size([read_sequence_depth(seq, i) for i in ids], [seq.depths[i] for i in ids], ids, "depth",
+                           seq, (H, W))
     if seq.masks is not None:
-        mask = np.stack([read_mask(seq.masks[i]) for i in ids])
-        if mask.shape[1:] != (H, W):
-            raise ValueError(f"{seq.masks[ids[0]]}: mask is {mask.shape[1:]} but frame is {(H, W)}")
+        mask = _same_size([read_mask(seq.masks[i]) for i in ids], [seq.masks[i] for i in ids], ids, "mask", seq,
+                          (H, W))
     K = None if seq.K is None else (seq.K if seq.K.ndim == 2 else seq.K[ids])
     if opt.short_side:
         frames, depth, mask, K = resize_short_side(frames, depth, mask, K, opt.short_side)
@@ -129,6 +140,21 @@ def _write_one(path: str, seqs: dict[int, SequenceSpec], jobs, opt: ShardOptions
     return len(jobs)
 
 
+def _write_in_workers(todo: list, workers: int, bar) -> None:
+    """`_write_one` of each job in `workers` processes; the first error is re-raised once every running writer
+    has ended, and the shards not started yet are cancelled (a full disk stops the run, not one shard of it)."""
+    # Workers die with this process, even on SIGKILL (io/processes.py): none is left writing, re-parented.
+    pool = ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),))
+    try:
+        for fut in as_completed([pool.submit(_write_one, *args) for args in todo]):
+            fut.result()  # re-raises a worker's error (finished shards stay complete: a rerun resumes)
+            bar.update()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def samples_per_shard(seqs, jobs, opt: ShardOptions) -> int:
     """max_samples_per_shard, lowered so that a shard stays under max_shard_mb (size of the first sample)."""
     if not jobs:
@@ -139,23 +165,33 @@ def samples_per_shard(seqs, jobs, opt: ShardOptions) -> int:
 
 
 def check_depth_units(seqs: list[SequenceSpec], unit_hint: str | None = "--factor", frames_per_sequence: int = 3,
-                      plausible: tuple[float, float] = PLAUSIBLE_METRIC_DEPTH, progress: bool = False) -> None:
-    """Refuse (ValueError, one line) the first metric-depth sequence whose sampled median is implausible.
+                      plausible: tuple[float, float] = PLAUSIBLE_METRIC_DEPTH, progress: bool = False,
+                      plausible_for: str = "metric depth") -> None:
+    """Refuse (ReadError, one line) the first sequence whose sampled depth has no valid pixel at all, or, for
+    metric depth, whose sampled median lies outside `plausible` (the range of `plausible_for`: "metric depth",
+    or a dataset whose converter states its own range).
 
     Reads `frames_per_sequence` evenly spaced depth files of every sequence (through the sequence's own reader),
     before anything is written. `unit_hint` names the flag that sets the units (None: the layout fixes them).
+    The line names the first sampled depth file, the sequence and the sampled frames.
     """
     for seq in tqdm(seqs, desc="depth units", unit="seq", disable=not progress or len(seqs) < 20):
-        if seq.depths is None or seq.depth_kind != "metric_depth" or seq.units != "m":
+        if seq.depths is None or seq.depth_kind == "none":
             continue
         n = len(seq.depths)
         picks = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, frames_per_sequence))})
         values = np.concatenate([valid_values(read_sequence_depth(seq, i)) for i in picks])
-        why = implausible_metric_depth(values, seq.units, plausible)
+        where = (f"{display(seq.depths[picks[0]])} ({display(seq.dataset)}/{display(seq.name)}, sampled frames "
+                 f"{', '.join(str(i) for i in picks)})")
+        change = f"change {unit_hint} or " if unit_hint else ""
+        if values.size == 0:
+            raise ReadError(f"{where}: no valid depth pixel (all 0, negative, non-finite or the dataset's invalid "
+                            f"value: wrong units?); {change}pass --allow-depth-range if this is right")
+        if seq.depth_kind != "metric_depth":
+            continue
+        why = implausible_metric_depth(values, seq.units, plausible, plausible_for)
         if why:
-            change = f"change {unit_hint} or " if unit_hint else ""
-            raise ValueError(f"{seq.dataset}/{seq.name}: {why} in {len(picks)} sampled frames; "
-                             f"{change}pass --allow-depth-range if this is right")
+            raise ReadError(f"{where}: {why}; {change}pass --allow-depth-range if this is right")
 
 
 def sequence_report(paths: list[str]) -> dict[str, DepthStats]:
@@ -182,15 +218,18 @@ def dataset_report(per_sequence: dict[str, DepthStats]) -> dict[str, dict]:
 
 def write_shards(seqs: list[SequenceSpec], out_dir: str, prefix: str, opt: ShardOptions, workers: int = 1,
                  progress: bool = True, check_units: bool = True, unit_hint: str | None = "--factor",
-                 report: Callable[[str], None] | None = None) -> dict:
+                 report: Callable[[str], None] | None = None,
+                 plausible: tuple[float, float] = PLAUSIBLE_METRIC_DEPTH, plausible_for: str = "metric depth") -> dict:
     """Write `<out_dir>/<prefix>-NNNNNN.tar` (+ .index.json); returns a summary (shards written/skipped).
 
-    Before writing, metric depth with an implausible median is refused (`check_depth_units`) unless
-    check_units is False; after writing, `report` (default: stderr) gets one line per sequence with its depth
-    range and valid fraction, from the shard indexes (so a resumed run reports what all shards hold).
+    Before writing, metric depth with a median outside `plausible`, or depth without a valid pixel, is refused
+    (`check_depth_units`) unless check_units is False; after writing, `report` (default: stderr) gets one line
+    per sequence with its depth range and valid fraction, from the shard indexes (so a resumed run reports what
+    all shards hold). A shard that cannot be written (a full disk) is one OSError naming it; no staging file of
+    this run is left behind, and the shards finished before stay complete (a rerun resumes).
     """
     if check_units:
-        check_depth_units(seqs, unit_hint, progress=progress)
+        check_depth_units(seqs, unit_hint, plausible=plausible, progress=progress, plausible_for=plausible_for)
     jobs = plan_jobs(seqs, opt)
     if not jobs:
         raise ValueError(f"no samples: {len(seqs)} sequences are all shorter than a clip "
@@ -210,17 +249,20 @@ def write_shards(seqs: list[SequenceSpec], out_dir: str, prefix: str, opt: Shard
         else:
             todo.append((path, {si: seqs[si] for si, _ in group}, group, opt, spec))
     bar = tqdm(total=len(todo), desc=f"vda-shard {prefix}", unit="shard", disable=not progress)
-    if workers <= 1:
-        for args in todo:
-            _write_one(*args)
-            bar.update()
-    else:
-        # Workers die with this process, even on SIGKILL (io/processes.py): none is left writing, re-parented.
-        with ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
-            for fut in as_completed([pool.submit(_write_one, *args) for args in todo]):
-                fut.result()  # re-raises a worker's error (finished shards stay complete: a rerun resumes)
+    try:
+        if workers <= 1:
+            for args in todo:
+                _write_one(*args)
                 bar.update()
-    bar.close()
+        else:
+            _write_in_workers(todo, workers, bar)
+    except Exception:
+        # every writer has ended (its own abort removed its staging file unless the disk refused even that):
+        # what is still there of this run's shards is stale; finished shards stay complete, a rerun resumes
+        remove_stale_temporaries(out_dir, f"{prefix}-*")
+        raise
+    finally:
+        bar.close()
     per_sequence = sequence_report(paths)
     report = report or (lambda line: print(line, file=sys.stderr))
     for name in sorted(per_sequence):

@@ -4,7 +4,10 @@ A wrong unit is the mistake that goes unnoticed longest in this field (millimetr
 targets; a sky value of 655.35 m kept as depth poisons a whole dataset). So:
   * every shard index carries, per sequence, a mergeable `DepthStats` of what was written (`ShardWriter`);
   * converters check a few frames of every sequence BEFORE writing and refuse metric depth whose median lies
-    outside `PLAUSIBLE_METRIC_DEPTH`, with one line naming the sequence, the range found and the flag to change;
+    outside the plausible range (`PLAUSIBLE_METRIC_DEPTH` for user layouts; each training-dataset converter
+    states its dataset's own range beside its conventions, `Converter.plausible_depth`), and any depth whose
+    sampled frames hold no valid pixel at all, with one line naming the depth file, the sampled frames, the
+    range found and the flag to change;
   * `vda-shard inspect` prints the same statistics per dataset.
 Medians of written data come from a log-spaced histogram (1/32 decade, i.e. within 3.7 %); the pre-write check
 uses the exact median of its sampled frames.
@@ -82,11 +85,14 @@ class DepthStats:
 
     @classmethod
     def from_dict(cls, d: dict) -> DepthStats:
+        """From `as_dict()` output, as checked by `shards.index_schema()` (a shard index is read through it)."""
         s = cls(d.get("kind", "metric_depth"), d.get("units", "m"))
         s.pixels, s.valid = int(d["pixels"]), int(d["valid"])
-        if s.valid:
+        if s.valid and d.get("min") is not None and d.get("max") is not None:
             s.lo, s.hi = float(d["min"]), float(d["max"])
-        s.hist = Counter({int(b): int(n) for b, n in d.get("hist", {}).items()})
+        else:
+            s.valid = 0
+        s.hist = Counter({int(b): int(n) for b, n in d.get("hist", {}).items() if 0 <= int(b) < _NBINS})
         return s
 
     def summary(self) -> dict:
@@ -103,12 +109,14 @@ class DepthStats:
 
 
 def implausible_metric_depth(values: np.ndarray, units: str = "m",
-                             plausible: tuple[float, float] = PLAUSIBLE_METRIC_DEPTH) -> str | None:
-    """None if the median of these valid metric depths lies in the plausible range, else why not (no name)."""
+                             plausible: tuple[float, float] = PLAUSIBLE_METRIC_DEPTH,
+                             of: str = "metric depth") -> str | None:
+    """None if the median of these valid metric depths lies in the plausible range, else why not (no name);
+    `of` says whose range it is ("metric depth", "vkitti2")."""
     if units != "m" or values.size == 0:
         return None
     med, lo, hi = float(np.median(values)), float(values.min()), float(values.max())
     if plausible[0] <= med <= plausible[1]:
         return None
     return (f"median depth {med:.3g} m (range {lo:.3g}-{hi:.3g} m) is outside the plausible "
-            f"{plausible[0]:g}-{plausible[1]:g} m for metric depth")
+            f"{plausible[0]:g}-{plausible[1]:g} m for {of}")

@@ -2,10 +2,16 @@
 
 A shard `NAME.tar` is complete when `NAME.index.json` exists beside it and describes it (same byte size, and
 the same `spec_hash` when the writer was given one). Both files are written atomically (`vda_lightning.io`), tar
-first, so a crash never leaves a complete-looking but partial shard.
+first, so a crash never leaves a complete-looking but partial shard. A write that fails (a full disk) is one
+OSError naming the shard, and its staging file is removed.
+
+An index is read through the trust boundary (`trust.read_json`: regular file, size cap, standard JSON) and checked
+against `index_schema()` before any value is used; one that fails is treated as missing (the shard is rewritten
+by `vda shard`, and counted without an index by the readers), never trusted in part.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import json
@@ -16,6 +22,7 @@ from collections import Counter
 import braceexpand
 
 from ..io import AtomicWrite, write_bytes_atomic
+from ..trust import ReadError, is_remote, read_json
 from .depth_stats import DepthStats
 from .format import FORMAT_VERSION, ClipRecord, encode_record, sample_key
 
@@ -24,12 +31,51 @@ def index_path(shard: str) -> str:
     return (shard[:-4] if shard.endswith(".tar") else shard) + ".index.json"
 
 
+@functools.lru_cache(maxsize=1)
+def index_schema():
+    """The pydantic model of `NAME.index.json` as `ShardWriter.close` writes it (extra keys are kept; the keys
+    older writers did not write are optional)."""
+    from typing import Annotated
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    count = Annotated[int, Field(ge=0)]
+    finite = Annotated[float, Field(allow_inf_nan=False)]
+
+    class DepthStatsDoc(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        kind: str = "metric_depth"
+        units: str = "m"
+        pixels: count
+        valid: count
+        min: finite | None = None
+        max: finite | None = None
+        hist: dict[Annotated[str, Field(pattern=r"^-?[0-9]{1,6}$")], count] = {}
+
+    class ShardIndex(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        format_version: count | None = None
+        shard: str | None = None
+        num_samples: count
+        num_frames: count | None = None
+        sample_types: dict[str, count] = {}
+        datasets: dict[str, count] = {}
+        bytes: count
+        spec_hash: str = ""
+        keys: list[str] = []
+        depth_stats: dict[str, DepthStatsDoc] = {}
+
+    return ShardIndex
+
+
 def read_index(shard: str) -> dict | None:
-    """The shard's index, or None if it is missing or unreadable."""
+    """The shard's index (checked against `index_schema()`), or None if it is missing, unreadable or invalid."""
+    path = index_path(shard)
+    if not os.path.lexists(path):
+        return None
     try:
-        with open(index_path(shard)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        return read_json(path, "shard index", index_schema()).model_dump()
+    except ReadError:
         return None
 
 
@@ -50,7 +96,11 @@ class ShardWriter:
         self.encode_kw = dict(frame_format=frame_format, depth_encoding=depth_encoding,
                               depth_scale=depth_scale, jpeg_quality=jpeg_quality)
         self._target = AtomicWrite(path)
-        self._tar = tarfile.open(self._target.tmp, "w", format=tarfile.USTAR_FORMAT)
+        try:
+            self._tar = tarfile.open(self._target.tmp, "w", format=tarfile.USTAR_FORMAT)
+        except OSError as e:
+            self._target.abort()
+            raise self._cannot_write(e) from None
         self.keys: list[str] = []
         self.num_frames = 0
         self.types: Counter = Counter()
@@ -65,7 +115,10 @@ class ShardWriter:
         for ext in ["json"] + [e for e in members if e != "json"]:  # json first: readers learn the layout early
             info = tarfile.TarInfo(f"{key}.{ext}")
             info.size, info.mtime, info.mode = len(members[ext]), 0, 0o644  # mtime 0: reproducible bytes
-            self._tar.addfile(info, io.BytesIO(members[ext]))
+            try:
+                self._tar.addfile(info, io.BytesIO(members[ext]))
+            except OSError as e:
+                raise self._cannot_write(e) from None
         self.keys.append(key)
         self.num_frames += rec.num_frames
         self.types[rec.sample_type] += 1
@@ -75,20 +128,36 @@ class ShardWriter:
             self.depth_stats.setdefault(name, DepthStats(rec.depth_kind, rec.depth_units)).add(rec.depth, rec.mask)
         return key
 
+    def _cannot_write(self, e: OSError, what: str = "the shard", path: str | None = None) -> OSError:
+        """`e` (ENOSPC, EFBIG, EIO... raised by a write, which names no file) as an OSError naming the shard."""
+        return OSError(e.errno, f"cannot write {what} ({e.strerror or e})", path or self.path)
+
     def close(self) -> dict:
-        self._tar.close()
+        try:
+            self._tar.close()
+        except OSError as e:
+            self.abort()
+            raise self._cannot_write(e) from None
         self._target.commit()
         index = {"format_version": FORMAT_VERSION, "shard": os.path.basename(self.path),
                  "num_samples": len(self.keys), "num_frames": self.num_frames,
                  "sample_types": dict(self.types), "datasets": dict(self.datasets),
                  "bytes": os.path.getsize(self.path), "spec_hash": self.spec_hash, "keys": self.keys,
                  "depth_stats": {k: v.as_dict() for k, v in self.depth_stats.items()}}
-        write_bytes_atomic(index_path(self.path), json.dumps(index, indent=1).encode())
+        try:
+            write_bytes_atomic(index_path(self.path), json.dumps(index, indent=1).encode())
+        except OSError as e:  # the tar stays without an index: incomplete, a rerun rewrites it
+            raise self._cannot_write(e, "the shard index", index_path(self.path)) from None
         return index
 
     def abort(self) -> None:
-        self._tar.close()
-        self._target.abort()
+        """Drop the staging file, even when closing the tar fails again (the disk that failed is still full)."""
+        try:
+            self._tar.close()
+        except OSError:
+            pass
+        finally:
+            self._target.abort()
 
     def __enter__(self):
         return self
@@ -101,7 +170,8 @@ class ShardWriter:
 
 
 def _is_remote(url: str) -> bool:
-    return url.startswith(("pipe:", "http://", "https://", "gs://", "s3://"))
+    """Whether webdataset opens `url` by running a program (`trust.is_remote`: any scheme but file:)."""
+    return is_remote(url)
 
 
 def expand_shards(spec: str | list[str] | None, what: str = "shards") -> list[str]:

@@ -10,20 +10,91 @@ CUT3R `preprocess_dynamic_replica.py` converter:
     side; "ndc_norm_image_bounds": each by its own half size; +x left, +y up, +-1 at the image edges) and the
     PyTorch3D world-to-view `R`, `T` (row vectors X_view = X_world R + T; camera +X left, +Y up, +Z forward).
 One sequence per (sequence_name, camera_name), frames ordered by frame_number.
+
+The index is read through the trust boundary: at most ANNOTATION_BYTES decompressed (a gzip bomb stops there),
+standard JSON, every annotation checked against `annotation_schema()` before use, and every image/depth path
+confined to ROOT/<split>/ (`trust.confine`: no absolute path, no `..` out).
+
+Plausible depth (`PLAUSIBLE_DEPTH`, the unit check before writing): Dynamic Replica renders people and animals
+in the Replica indoor scans (rooms, apartments, offices), so the median valid depth of a few frames lies within
+0.2-20 m. The layout fixes the unit (float16 metres).
 """
 from __future__ import annotations
 
+import functools
 import gzip
-import json
 import os
+import zlib
 from collections import defaultdict
 
 import numpy as np
 
+from ...trust import ReadError, confine, display, max_json_bytes, parse_json, regular_file, validate
 from ..manifests import SequenceSpec
 from .base import Converter, keep
 from .geometry import ndc_to_pixel_intrinsics, pytorch3d_to_opencv_c2w
 from .readers import Float16PNGDepth
+
+PLAUSIBLE_DEPTH = (0.2, 20.0)   # metres, median of valid depth (see the module docstring)
+
+
+def annotation_bytes() -> int:
+    """Decompressed size allowed for one frame_annotations_<split>.jgz: 8 x VDA_MAX_JSON_BYTES (512 MiB by
+    default; the train split's list of ~290k annotations is a few hundred MB of JSON)."""
+    return 8 * max_json_bytes()
+
+
+@functools.lru_cache(maxsize=1)
+def annotation_schema():
+    """The pydantic model of the parts of an Implicitron FrameAnnotation we use (others are ignored)."""
+    from typing import Annotated, Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    finite = Annotated[float, Field(allow_inf_nan=False)]
+    row3 = Annotated[list[finite], Field(min_length=3, max_length=3)]
+
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+
+    class Image(Loose):
+        path: Annotated[str, Field(min_length=1)]
+        size: Annotated[list[Annotated[int, Field(ge=1, le=1 << 16)]], Field(min_length=2, max_length=2)]
+
+    class Depth(Loose):
+        path: Annotated[str, Field(min_length=1)]
+        scale_adjustment: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+    class Viewpoint(Loose):
+        R: Annotated[list[row3], Field(min_length=3, max_length=3)]
+        T: row3
+        focal_length: Annotated[list[Annotated[float, Field(gt=0, allow_inf_nan=False)]],
+                                Field(min_length=1, max_length=2)] | Annotated[float, Field(gt=0, allow_inf_nan=False)]
+        principal_point: Annotated[list[finite], Field(min_length=2, max_length=2)]
+        intrinsics_format: Literal["ndc_norm_image_bounds", "ndc_isotropic"] = "ndc_norm_image_bounds"
+
+    class FrameAnnotation(Loose):
+        sequence_name: Annotated[str, Field(min_length=1)]
+        frame_number: Annotated[int, Field(ge=0)]
+        camera_name: str | None = None
+        image: Image
+        depth: Depth
+        viewpoint: Viewpoint
+
+    return list[FrameAnnotation]
+
+
+def _gunzip_capped(path: str, cap: int) -> bytes:
+    regular_file(path, "annotation file")
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read(cap + 1)
+    except (OSError, EOFError, zlib.error) as exn:
+        raise ReadError(f"{display(path)}: not a gzipped annotation file ({' '.join(str(exn).split())[:120]})") \
+            from None
+    if len(raw) > cap:
+        raise ReadError(f"{display(path)}: more than {cap:,} bytes of JSON once decompressed (8 x VDA_MAX_JSON_BYTES)")
+    return raw
 
 
 def add_arguments(p) -> None:
@@ -33,19 +104,18 @@ def add_arguments(p) -> None:
     p.add_argument("--sequences", nargs="*", default=None, help="sequence_name values (default: all)")
 
 
-def load_annotations(root: str, split: str) -> tuple[list[dict], str]:
+def load_annotations(root: str, split: str) -> tuple[list, str]:
+    """The split's frame annotations (checked against `annotation_schema()`) and the file they come from."""
     for path in (os.path.join(root, split, f"frame_annotations_{split}.jgz"),
                  os.path.join(root, f"frame_annotations_{split}.jgz")):
         if os.path.isfile(path):
-            try:
-                with gzip.open(path, "rt", encoding="utf8") as f:
-                    doc = json.load(f)
-            except (OSError, ValueError, EOFError) as exn:
-                raise ValueError(f"{path}: not a gzipped JSON annotation list ({exn})") from None
+            cap = annotation_bytes()
+            doc = parse_json(_gunzip_capped(path, cap), display(path), max_bytes=cap)
             if not isinstance(doc, list):
-                raise ValueError(f"{path}: expected a JSON list of frame annotations")
-            return doc, path
-    raise ValueError(f"{root}: no frame_annotations_{split}.jgz in {root}/{split}/ or {root}/")
+                raise ReadError(f"{display(path)}: expected a JSON list of frame annotations")
+            return validate(annotation_schema(), doc, f"{display(path)}: annotation"), path
+    raise ReadError(f"{display(root)}: no frame_annotations_{split}.jgz in {display(root)}/{split}/ or "
+                    f"{display(root)}/")
 
 
 def read_sequences(a) -> list[SequenceSpec]:
@@ -54,32 +124,29 @@ def read_sequences(a) -> list[SequenceSpec]:
     for split in a.splits:
         annots, where = load_annotations(root, split)
         base = os.path.join(root, split)
-        groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        groups: dict[tuple[str, str], list] = defaultdict(list)
         for i, fa in enumerate(annots):
-            try:
-                groups[(fa["sequence_name"], fa.get("camera_name") or "left")].append(fa)
-            except (KeyError, TypeError):
-                raise ValueError(f"{where}: annotation {i} has no sequence_name") from None
+            groups[(fa.sequence_name, fa.camera_name or "left")].append((i, fa))
         for (seq, cam), fas in sorted(groups.items()):
             if cam not in a.cameras or not keep(seq, a.sequences):
                 continue
-            fas.sort(key=lambda fa: int(fa["frame_number"]))
-            try:
-                frames = [os.path.join(base, fa["image"]["path"]) for fa in fas]
-                depths = [os.path.join(base, fa["depth"]["path"]) for fa in fas]
-                scale = tuple(float(fa["depth"].get("scale_adjustment") or 1.0) for fa in fas)
-                K, poses = [], []
-                for fa in fas:
-                    vp, (h, w) = fa["viewpoint"], fa["image"]["size"]
-                    K.append(ndc_to_pixel_intrinsics(vp["focal_length"], vp["principal_point"], int(h), int(w),
-                                                     vp.get("intrinsics_format", "ndc_norm_image_bounds")))
-                    poses.append(pytorch3d_to_opencv_c2w(vp["R"], vp["T"]))
-            except (KeyError, TypeError, ValueError) as exn:
-                raise ValueError(f"{where}: sequence {seq} ({cam}): bad annotation ({exn!r})") from None
+            fas.sort(key=lambda item: item[1].frame_number)
+            source = f"{display(where)} ({seq}, {cam})"
+            frames = [str(confine(base, fa.image.path, f"{display(where)}: annotation {i}: image.path"))
+                      for i, fa in fas]
+            depths = [str(confine(base, fa.depth.path, f"{display(where)}: annotation {i}: depth.path"))
+                      for i, fa in fas]
+            scale = tuple(fa.depth.scale_adjustment or 1.0 for _, fa in fas)
+            K, poses = [], []
+            for _, fa in fas:
+                vp, (h, w) = fa.viewpoint, fa.image.size
+                K.append(ndc_to_pixel_intrinsics(vp.focal_length, vp.principal_point, h, w, vp.intrinsics_format))
+                poses.append(pytorch3d_to_opencv_c2w(vp.R, vp.T))
             out.append(SequenceSpec("dynamic_replica", f"{split}/{seq}/{cam}", frames, depths, K=np.stack(K),
-                                    poses=np.stack(poses), reader=Float16PNGDepth(scale)).check())
+                                    poses=np.stack(poses), reader=Float16PNGDepth(scale), K_source=source,
+                                    poses_source=source).check())
     if not out:
-        raise ValueError(f"{root}: no annotated sequences for splits {a.splits}, cameras {a.cameras}")
+        raise ReadError(f"{display(root)}: no annotated sequences for splits {a.splits}, cameras {a.cameras}")
     return out
 
 
@@ -88,4 +155,4 @@ CONVERTER = Converter(
     "ROOT/<split>/frame_annotations_<split>.jgz (or ROOT/frame_annotations_<split>.jgz) indexing\n"
     "ROOT/<split>/<seq>/{images,depths}/*.png: depth PNG bits are float16 metres, NDC (PyTorch3D) intrinsics\n"
     "and PyTorch3D world-to-view R, T converted to pixel K and OpenCV camera-to-world.",
-    add_arguments, read_sequences)
+    add_arguments, read_sequences, plausible_depth=PLAUSIBLE_DEPTH)

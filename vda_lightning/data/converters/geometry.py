@@ -3,10 +3,22 @@
 Our convention (data/README.md): K in pixels of the stored frame with pixel CENTRES at integer coordinates;
 poses camera-to-world with OpenCV camera axes (x right, y down, z forward); depth = z along the optical axis.
 Each function converts one published convention into ours; the converters cite where each comes from.
+
+The checks at the end (`intrinsics_problem`, `rotation_problem`, `check_camera`) are what every sequence's K and
+poses must pass before anything is written (`SequenceSpec.check` runs them for every converter, manifest and
+folder layout): finite numbers, positive focal lengths, rotations orthonormal with det +1 within
+`ROTATION_TOLERANCE`. A failure is one line naming the file, the frame and what is wrong.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+from ...trust import ReadError
+
+ROTATION_TOLERANCE = 1e-4   # max |R^T R - I| and |det R - 1| of a rotation we write (float32 storage: ~1e-7)
+QUATERNION_TOLERANCE = 1e-3  # |1 - norm| of a published unit quaternion (TartanAir prints 18 digits)
 
 # Columns: the OpenCV camera axes (x right, y down, z forward) written in another camera's body axes.
 NED_BODY_FROM_OPENCV = np.array([[0.0, 0, 1], [1, 0, 0], [0, 1, 0]])   # body x forward, y right, z down
@@ -35,12 +47,15 @@ def invert_rigid(T: np.ndarray) -> np.ndarray:
     return out
 
 
-def quaternion_to_matrix(qx: float, qy: float, qz: float, qw: float) -> np.ndarray:
-    """Rotation matrix of a (normalised) Hamilton quaternion x, y, z, w."""
+def quaternion_to_matrix(qx: float, qy: float, qz: float, qw: float, what: str = "quaternion",
+                         error: type[Exception] = ReadError) -> np.ndarray:
+    """Rotation matrix of a unit Hamilton quaternion x, y, z, w (renormalised); `error` naming `what` when its
+    norm is not 1 within QUATERNION_TOLERANCE (zero, or numbers from other columns: a 6- or 8-column line)."""
     q = np.array([qw, qx, qy, qz], np.float64)
-    n = np.linalg.norm(q)
-    if not n > 0:
-        raise ValueError(f"quaternion {q} has zero norm")
+    with np.errstate(all="ignore"):  # an overflowing norm is simply not 1
+        n = float(np.linalg.norm(q))
+    if not abs(n - 1.0) <= QUATERNION_TOLERANCE:
+        raise error(f"{what}: quaternion (qx qy qz qw) = ({qx:g} {qy:g} {qz:g} {qw:g}) has norm {n:.6g}, not 1")
     w, x, y, z = q / n
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -117,3 +132,65 @@ def disparity_to_depth(disparity: np.ndarray, focal_baseline: float) -> np.ndarr
     d = np.asarray(disparity, np.float64)
     ok = np.isfinite(d) & (d > 0)
     return np.where(ok, focal_baseline / np.where(ok, d, 1.0), 0.0).astype(np.float32)
+
+
+# -- checks of what a converter writes -------------------------------------------------------------------------
+
+def intrinsics_problem(K: np.ndarray) -> str | None:
+    """None if K is a pinhole matrix we can write: finite, fx and fy > 0, finite principal point, last row
+    (0, 0, 1) and no y skew; else what is wrong (one phrase)."""
+    K = np.asarray(K, np.float64)
+    if K.shape != (3, 3):
+        return f"K has shape {K.shape}, not (3, 3)"
+    if not np.isfinite(K).all():
+        return "K holds non-finite numbers"
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        return f"focal lengths fx {K[0, 0]:g}, fy {K[1, 1]:g} must be positive"
+    if K[1, 0] != 0 or K[2, 0] != 0 or K[2, 1] != 0 or K[2, 2] != 1:
+        return f"K is not a pinhole matrix (rows 2-3: {K[1].tolist()}, {K[2].tolist()})"
+    return None
+
+
+def rotation_problem(R: np.ndarray, tol: float = ROTATION_TOLERANCE) -> str | None:
+    """None if R is a finite rotation (R^T R = I and det R = +1, each within `tol`); else what is wrong."""
+    R = np.asarray(R, np.float64)
+    if R.shape != (3, 3):
+        return f"rotation has shape {R.shape}, not (3, 3)"
+    if not np.isfinite(R).all():
+        return "rotation holds non-finite numbers"
+    with np.errstate(all="ignore"):  # huge entries overflow to inf: not a rotation either
+        det = float(np.linalg.det(R))
+        off = float(np.abs(R.T @ R - np.eye(3)).max())
+    if off > tol or abs(det - 1.0) > tol:
+        kind = "a reflection" if det < 0 else "not orthonormal"
+        return f"rotation is {kind} (det {det:.6g}, max |R^T R - I| {off:.3g}; a rotation has det +1 within {tol:g})"
+    return None
+
+
+def pose_problem(T: np.ndarray, tol: float = ROTATION_TOLERANCE) -> str | None:
+    """None if T is a finite rigid 4x4 transform (rotation as `rotation_problem`, last row 0 0 0 1)."""
+    T = np.asarray(T, np.float64)
+    if T.shape != (4, 4):
+        return f"pose has shape {T.shape}, not (4, 4)"
+    if not np.isfinite(T).all():
+        return "pose holds non-finite numbers"
+    if not np.array_equal(T[3], [0.0, 0.0, 0.0, 1.0]):
+        return f"pose's last row is {T[3].tolist()}, not [0, 0, 0, 1]"
+    return rotation_problem(T[:3, :3], tol)
+
+
+def check_camera(K: np.ndarray | None, poses: np.ndarray | None, K_source: str, poses_source: str,
+                 frame: Callable[[int], str], error: type[Exception] = ReadError) -> None:
+    """`error` in one line `<source>: <frame>: <problem>` for the first K (one, or one per frame) or pose that
+    fails `intrinsics_problem` / `pose_problem`; `frame(i)` names frame i."""
+    if K is not None:
+        Ks = np.asarray(K, np.float64)
+        for i, Ki in enumerate(Ks[None] if Ks.ndim == 2 else Ks):
+            why = intrinsics_problem(Ki)
+            if why:
+                raise error(f"{K_source}: {'all frames' if Ks.ndim == 2 else frame(i)}: {why}")
+    if poses is not None:
+        for i, T in enumerate(np.asarray(poses, np.float64)):
+            why = pose_problem(T)
+            if why:
+                raise error(f"{poses_source}: {frame(i)}: {why}")

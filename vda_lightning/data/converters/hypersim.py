@@ -13,22 +13,29 @@ Conventions, from the official Hypersim README / `contrib/mikeroberts3000` notes
     (columns = camera axes in the world, OpenGL: x right, y up, z backward); metres = asset units *
     `meters_per_asset_unit` of `<scene>/_detail/metadata_scene.csv`.
 Frames become single-image samples by default (`--clips` for clips of consecutive keyframes).
+
+Plausible depth (`PLAUSIBLE_DEPTH`, the unit check before writing): Hypersim's 461 scenes are indoor
+(Evermotion Archinteriors rooms, halls and lobbies), so the median valid depth of a few frames lies within
+0.2-50 m. The layout fixes the unit (metres); the pose scale comes from metadata_scene.csv.
 """
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 
 import numpy as np
 
 from ...io import read_hdf5_array
+from ...trust import ReadError, display
 from ..manifests import SequenceSpec
-from .base import Converter, image_size, keep, numbered_files, subdirs
+from .base import Converter, image_size, keep, numbered_files, read_text, subdirs
 from .geometry import OPENGL_FROM_OPENCV, intrinsics, opengl_projection_to_intrinsics, rigid
 from .readers import RayDistanceDepth
 
 DEFAULT_HFOV_DEG = 60.0
+PLAUSIBLE_DEPTH = (0.2, 50.0)   # metres, median of valid depth (see the module docstring)
 
 
 def add_arguments(p) -> None:
@@ -40,21 +47,40 @@ def add_arguments(p) -> None:
                    help="clips of consecutive keyframes instead of single-image samples")
 
 
+def _csv_rows(path: str, key: str) -> list[dict[str, str]]:
+    """The rows of a small CSV file read through the trust boundary (size cap, UTF-8), each with column `key`."""
+    text = read_text(path, "CSV file")
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exn:
+        raise ReadError(f"{display(path)}: not a readable CSV file ({' '.join(str(exn).split())[:120]})") from None
+    if rows and key not in rows[0]:
+        raise ReadError(f"{display(path)}: no {key!r} column (has {list(rows[0])[:8]})")
+    return rows
+
+
 def _scene_csv(path: str) -> dict[str, str]:
     """metadata_scene.csv: rows of parameter_name, parameter_value."""
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: file does not exist")
-    with open(path, newline="") as f:
-        return {r["parameter_name"]: r["parameter_value"] for r in csv.DictReader(f)}
+    return {r["parameter_name"]: r.get("parameter_value") or "" for r in _csv_rows(path, "parameter_name")}
 
 
 def camera_parameters(path: str | None) -> dict[str, dict[str, str]]:
     if not path:
         return {}
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: file does not exist")
-    with open(path, newline="") as f:
-        return {r["scene_name"]: r for r in csv.DictReader(f)}
+    return {r["scene_name"]: r for r in _csv_rows(path, "scene_name")}
+
+
+def meters_per_asset_unit(path: str) -> float:
+    value = _scene_csv(path).get("meters_per_asset_unit")
+    if value is None:
+        raise ReadError(f"{display(path)}: no meters_per_asset_unit row")
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = float("nan")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ReadError(f"{display(path)}: meters_per_asset_unit {value[:40]!r} is not a positive number")
+    return scale
 
 
 def scene_K(params: dict[str, str] | None, height: int, width: int, where: str) -> np.ndarray:
@@ -64,11 +90,16 @@ def scene_K(params: dict[str, str] | None, height: int, width: int, where: str) 
     try:
         M = np.array([[float(params[f"M_proj_{i}{j}"]) for j in range(4)] for i in range(4)])
         w, h = int(float(params["settings_output_img_width"])), int(float(params["settings_output_img_height"]))
-    except (KeyError, ValueError) as exn:
-        raise ValueError(f"{where}: camera parameters lack or garble {exn}") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exn:
+        raise ReadError(f"{where}: camera parameters lack or garble {exn}") from None
     if (h, w) != (height, width):
-        raise ValueError(f"{where}: camera parameters are for {w}x{h} but frames are {width}x{height}")
-    return opengl_projection_to_intrinsics(M, width, height)
+        raise ReadError(f"{where}: camera parameters are for {w}x{h} but frames are {width}x{height}")
+    if not np.isfinite(M).all():
+        raise ReadError(f"{where}: M_proj holds non-finite numbers")
+    try:
+        return opengl_projection_to_intrinsics(M, width, height)
+    except ValueError as exn:
+        raise ReadError(f"{where}: {exn}") from None
 
 
 def read_sequences(a) -> list[SequenceSpec]:
@@ -83,9 +114,7 @@ def read_sequences(a) -> list[SequenceSpec]:
         if not keep(scene, a.scenes) or not os.path.isdir(os.path.join(root, scene, "images")):
             continue
         detail = os.path.join(root, scene, "_detail")
-        scale = _scene_csv(os.path.join(detail, "metadata_scene.csv")).get("meters_per_asset_unit")
-        if scale is None:
-            raise ValueError(f"{os.path.join(detail, 'metadata_scene.csv')}: no meters_per_asset_unit row")
+        scale = meters_per_asset_unit(os.path.join(detail, "metadata_scene.csv"))
         for cam in sorted(c for c in subdirs(detail) if c.startswith("cam_")):
             frames = numbered_files(os.path.join(root, scene, "images", f"scene_{cam}_final_preview"),
                                     r"frame\.(\d+)\.tonemap\.jpg")
@@ -94,24 +123,26 @@ def read_sequences(a) -> list[SequenceSpec]:
             ids = [n for n in frames if n in dists]
             if not ids:
                 continue
+            rot_path = os.path.join(detail, cam, "camera_keyframe_orientations.hdf5")
             pos = read_hdf5_array(os.path.join(detail, cam, "camera_keyframe_positions.hdf5"), "dataset")
-            rot = read_hdf5_array(os.path.join(detail, cam, "camera_keyframe_orientations.hdf5"), "dataset")
-            if pos.ndim != 2 or rot.ndim != 3 or max(ids) >= min(len(pos), len(rot)):
-                raise ValueError(f"{os.path.join(detail, cam)}: keyframe arrays {pos.shape} / {rot.shape} do not "
-                                 f"cover frame {max(ids)}")
+            rot = read_hdf5_array(rot_path, "dataset")
+            if pos.ndim != 2 or pos.shape[1] != 3 or rot.shape[1:] != (3, 3) or max(ids) >= min(len(pos), len(rot)):
+                raise ReadError(f"{display(os.path.join(detail, cam))}: keyframe arrays {pos.shape} / {rot.shape} "
+                                f"are not (N, 3) / (N, 3, 3) covering frame {max(ids)}")
             H, W = image_size(frames[ids[0]])
             try:
-                K = scene_K(params.get(scene) if params else None, H, W, f"{cam_csv} ({scene})")
-            except ValueError as exn:
+                K = scene_K(params.get(scene) if params else None, H, W, f"{display(cam_csv)} ({scene})")
+            except ReadError as exn:
                 print(f"hypersim/{scene}: skipped: {exn}", file=sys.stderr)
                 break
             poses = np.stack([rigid(rot[n].astype(np.float64) @ OPENGL_FROM_OPENCV,
                                     pos[n].astype(np.float64) * float(scale)) for n in ids])
             out.append(SequenceSpec("hypersim", f"{scene}/{cam}", [frames[n] for n in ids], [dists[n] for n in ids],
-                                    K=K, poses=poses, reader=RayDistanceDepth(K[0, 0], K[1, 1], K[0, 2],
-                                                                              K[1, 2])).check())
+                                    K=K, poses=poses, reader=RayDistanceDepth(K[0, 0], K[1, 1], K[0, 2], K[1, 2]),
+                                    K_source=f"{display(cam_csv)} ({scene})" if params else "the default camera",
+                                    poses_source=display(rot_path)).check())
     if not out:
-        raise ValueError(f"{root}: no <scene>/images/scene_cam_XX_final_preview/ frames with depth_meters.hdf5")
+        raise ReadError(f"{display(root)}: no <scene>/images/scene_cam_XX_final_preview/ frames with depth_meters.hdf5")
     return out
 
 
@@ -120,4 +151,4 @@ CONVERTER = Converter(
     "ROOT/<scene>/images/scene_cam_XX_{final_preview/frame.NNNN.tonemap.jpg, geometry_hdf5/frame.NNNN.\n"
     "depth_meters.hdf5 (ray distance, m -> planar z; NaN invalid)}, <scene>/_detail/ (camera keyframes, asset\n"
     "units * meters_per_asset_unit) and ROOT/metadata_camera_parameters.csv (per-scene M_proj). Image samples.",
-    add_arguments, read_sequences, defaults={"images": True, "prefix": "image"})
+    add_arguments, read_sequences, defaults={"images": True, "prefix": "image"}, plausible_depth=PLAUSIBLE_DEPTH)

@@ -9,15 +9,22 @@ focal 480 px and baseline 0.1 m for its 960x540 frames) and the CUT3R-style `pre
     non-positive or non-finite disparity is invalid; `--as disparity` stores the disparity itself
     (relative_disparity, no unit check);
   * no poses; K = (f, f, (W-1)/2, (H-1)/2) (IRS states no principal point: the image centre is assumed).
+
+Plausible depth (`PLAUSIBLE_DEPTH`, the unit check before writing): IRS renders indoor scenes (homes, offices,
+restaurants, stores; the paper's title), so the median valid depth of a few frames lies within 0.2-50 m; a wrong
+--focal or --baseline moves it out of that range.
 """
 from __future__ import annotations
 
 import os
 
+from ...trust import ReadError, display
 from ..manifests import SequenceSpec
-from .base import Converter, image_size, numbered_files
+from .base import Converter, image_size, numbered_files, positive_option
 from .geometry import intrinsics
 from .readers import DisparityDepth
+
+PLAUSIBLE_DEPTH = (0.2, 50.0)   # metres, median of valid depth (see the module docstring)
 
 
 def add_arguments(p) -> None:
@@ -30,6 +37,8 @@ def add_arguments(p) -> None:
 
 def read_sequences(a) -> list[SequenceSpec]:
     root = os.path.abspath(a.root)
+    positive_option(a.focal, "--focal")
+    positive_option(a.baseline, "--baseline")
     out = []
     for dirpath, dirnames, files in sorted(os.walk(root)):
         dirnames.sort()
@@ -41,7 +50,8 @@ def read_sequences(a) -> list[SequenceSpec]:
             continue
         missing = [n for n in frames if n not in disps]
         if missing:
-            raise ValueError(f"{dirpath}: no d_{missing[0]}.exr for l_{missing[0]}.png ({len(missing)} missing)")
+            raise ReadError(f"{display(dirpath)}: no d_{missing[0]}.exr for l_{missing[0]}.png "
+                            f"({len(missing)} missing)")
         H, W = image_size(next(iter(frames.values())))
         f = a.focal * W / 960.0
         as_depth = a.as_ == "depth"
@@ -50,9 +60,10 @@ def read_sequences(a) -> list[SequenceSpec]:
                                 depth_kind="metric_depth" if as_depth else "relative_disparity",
                                 units="m" if as_depth else "unitless",
                                 K=intrinsics(f, f, (W - 1) / 2, (H - 1) / 2),
-                                reader=DisparityDepth(f * a.baseline if as_depth else None)).check())
+                                reader=DisparityDepth(f * a.baseline if as_depth else None),
+                                K_source=f"--focal {a.focal:g} at {W}x{H}").check())
     if not out:
-        raise ValueError(f"{root}: no folder with l_N.png frames and d_N.exr disparities")
+        raise ReadError(f"{display(root)}: no folder with l_N.png frames and d_N.exr disparities")
     return out
 
 
@@ -60,4 +71,4 @@ CONVERTER = Converter(
     "irs", "IRS (<category>/<scene>/l_N.png + d_N.exr disparity; f 480 px, B 0.1 m)",
     "ROOT/<Home|Office|Restaurant|Store>/<scene>/{l_N.png, d_N.exr} (left frame, left disparity in px):\n"
     "depth = f*B/disparity with f = 480 px at 960 px width and B = 0.1 m, or --as disparity; no poses.",
-    add_arguments, read_sequences, unit_hint="--focal/--baseline")
+    add_arguments, read_sequences, unit_hint="--focal/--baseline", plausible_depth=PLAUSIBLE_DEPTH)

@@ -9,6 +9,11 @@ Conventions, from the official `tartanair_tools/data_type.md` and the CUT3R `pre
   * pose file: one line `tx ty tz qx qy qz qw` per frame, the camera's position and orientation in the world,
     in NED body axes (x forward, y right, z down) -> converted to OpenCV camera axes (x right, y down, z forward);
   * fixed intrinsics fx = fy = 320, cx = 320, cy = 240 for 640x480 frames, scaled to the frame size found.
+
+Plausible depth (`PLAUSIBLE_DEPTH`, the unit check before writing): TartanAir's environments are rooms, streets,
+factories, forests and coasts rendered in metres with the sky at ~1e4 m (data_type.md), so the median valid depth
+of a few frames lies within 0.2-250 m. Depth saved in millimetres is refused: most of it lies beyond
+--sky-depth (no valid pixel left) and what remains has a median of hundreds. The layout fixes the unit.
 """
 from __future__ import annotations
 
@@ -16,12 +21,14 @@ import os
 
 import numpy as np
 
+from ...trust import ReadError, display
 from ..manifests import SequenceSpec
-from .base import Converter, image_size, keep, numbered_files, read_table
+from .base import Converter, image_size, keep, numbered_files, positive_option, read_table_lines
 from .geometry import NED_BODY_FROM_OPENCV, change_camera_axes, intrinsics, quaternion_to_matrix, rigid
 from .readers import FarLimitedDepth
 
 K_640x480 = (320.0, 320.0, 320.0, 240.0)
+PLAUSIBLE_DEPTH = (0.2, 250.0)   # metres, median of valid depth (see the module docstring)
 
 
 def add_arguments(p) -> None:
@@ -48,18 +55,20 @@ def trajectories(root: str) -> list[str]:
 
 
 def poses_from_file(path: str) -> np.ndarray:
-    """(N, 4, 4) camera-to-world, OpenCV camera axes, from `tx ty tz qx qy qz qw` lines in NED body axes."""
-    rows = read_table(path, 7)
-    return np.stack([change_camera_axes(rigid(quaternion_to_matrix(*r[3:]), r[:3]), NED_BODY_FROM_OPENCV)
-                     for r in rows])
+    """(N, 4, 4) camera-to-world, OpenCV camera axes, from `tx ty tz qx qy qz qw` lines in NED body axes; a
+    quaternion that is not of unit norm is one line `<file>:<line>: ...`."""
+    rows, lines = read_table_lines(path, 7)
+    return np.stack([change_camera_axes(rigid(quaternion_to_matrix(*r[3:], what=f"{display(path)}:{line}"), r[:3]),
+                                        NED_BODY_FROM_OPENCV) for r, line in zip(rows, lines)])
 
 
 def read_sequences(a) -> list[SequenceSpec]:
     root = os.path.abspath(a.root)
+    positive_option(a.sky_depth, "--sky-depth")
     out = []
     trajs = trajectories(root)
     if not trajs:
-        raise ValueError(f"{root}: no <env>/<Easy|Hard>/Pxxx/ folders with image_left/ and pose_left.txt")
+        raise ReadError(f"{display(root)}: no <env>/<Easy|Hard>/Pxxx/ folders with image_left/ and pose_left.txt")
     for traj in trajs:
         parts = os.path.relpath(traj, root).split(os.sep)
         env = parts[0] if len(parts) >= 3 else os.path.basename(root)
@@ -74,19 +83,21 @@ def read_sequences(a) -> list[SequenceSpec]:
                 continue
             missing = [n for n in frames if n not in depths]
             if missing:
-                raise ValueError(f"{depth_dir}: no depth for frame {missing[0]:06d} (of {len(missing)} missing)")
+                raise ReadError(f"{display(depth_dir)}: no depth for frame {missing[0]:06d} "
+                                f"(of {len(missing)} missing)")
             pose_path = os.path.join(traj, f"pose_{cam}.txt")
             poses = poses_from_file(pose_path)
             if len(poses) != len(frames):
-                raise ValueError(f"{pose_path}: {len(poses)} poses for {len(frames)} frames")
+                raise ReadError(f"{display(pose_path)}: {len(poses)} poses for {len(frames)} frames")
             H, W = image_size(next(iter(frames.values())))
             fx, fy, cx, cy = K_640x480
             K = intrinsics(fx * W / 640, fy * H / 480, cx * W / 640, cy * H / 480)
             out.append(SequenceSpec("tartanair", f"{env}/{diff}/{name}/{cam}", list(frames.values()),
                                     [depths[n] for n in frames], K=K, poses=poses,
-                                    reader=FarLimitedDepth(a.sky_depth)).check())
+                                    reader=FarLimitedDepth(a.sky_depth), K_source=f"TartanAir's fixed K at {W}x{H}",
+                                    poses_source=display(pose_path)).check())
     if not out:
-        raise ValueError(f"{root}: no trajectory matches envs {a.envs}, difficulties {a.difficulties}, "
+        raise ReadError(f"{display(root)}: no trajectory matches envs {a.envs}, difficulties {a.difficulties}, "
                          f"cameras {a.cameras}")
     return out
 
@@ -96,4 +107,4 @@ CONVERTER = Converter(
     "ROOT/<env>/<Easy|Hard>/Pxxx/{image_left/NNNNNN_left.png, depth_left/NNNNNN_left_depth.npy (float32 m,\n"
     "sky ~1e4 -> invalid beyond --sky-depth), pose_left.txt (tx ty tz qx qy qz qw, NED body axes)};\n"
     "K = 320, 320, 320, 240 at 640x480. One sequence per trajectory and camera.",
-    add_arguments, read_sequences)
+    add_arguments, read_sequences, plausible_depth=PLAUSIBLE_DEPTH)

@@ -10,6 +10,11 @@ VGGT training loader's VKITTI source that reads the same files:
 The three archives may be extracted into one ROOT (they share the SceneXX/<variation> tree) or side by side as
 ROOT/vkitti_2.0.3_rgb/..., ROOT/vkitti_2.0.3_depth/..., ROOT/vkitti_2.0.3_textgt/...; both are found.
 One sequence per (scene, variation, camera).
+
+Plausible depth (`PLAUSIBLE_DEPTH`, the unit check before writing): VKITTI 2 clones KITTI's urban and rural drives
+(README: a car-mounted camera; everything up to the 655.35 m far plane is depth), where KITTI's own depth
+benchmark stops at 80 m: the median valid depth of a few frames lies within 1-100 m. Depth PNGs in millimetres
+(x10) or decimetres/metres (/10, /100) fall outside. The layout fixes the unit (no flag changes it).
 """
 from __future__ import annotations
 
@@ -17,12 +22,14 @@ import os
 
 import numpy as np
 
+from ...trust import ReadError, display
 from ..manifests import SequenceSpec
 from .base import Converter, keep, numbered_files, read_table, subdirs
 from .geometry import intrinsics, invert_rigid
 from .readers import ScaledPNGDepth
 
 SKY = 65535
+PLAUSIBLE_DEPTH = (1.0, 100.0)   # metres, median of valid depth (see the module docstring)
 ARCHIVES = ("", "vkitti_2.0.3_rgb", "vkitti_2.0.3_depth", "vkitti_2.0.3_textgt")
 
 
@@ -54,7 +61,7 @@ def read_sequences(a) -> list[SequenceSpec]:
         scenes += [s for s in subdirs(os.path.join(root, arch)) if s.startswith("Scene") and s not in scenes]
     scenes = [s for s in sorted(scenes) if keep(s, a.scenes)]
     if not scenes:
-        raise ValueError(f"{root}: no SceneXX folders (expected SceneXX/<variation>/frames/rgb/Camera_0/...)")
+        raise ReadError(f"{display(root)}: no SceneXX folders (expected SceneXX/<variation>/frames/rgb/Camera_0/...)")
     out = []
     for scene in scenes:
         for var in subdirs(_find(root, scene)):
@@ -73,17 +80,19 @@ def read_sequences(a) -> list[SequenceSpec]:
                     for what, table, where in (("depth", depths, depth_dir), ("intrinsic", Ks, "intrinsic.txt"),
                                                ("extrinsic", w2c, "extrinsic.txt")):
                         if n not in table:
-                            raise ValueError(f"{_find(root, scene, var, where)}: no {what} for frame {n} of "
-                                             f"Camera_{cam}")
+                            raise ReadError(f"{display(_find(root, scene, var, where))}: no {what} for frame {n} "
+                                            f"of Camera_{cam}")
                 ids = list(frames)
                 out.append(SequenceSpec(
                     "vkitti2", f"{scene}/{var}/Camera_{cam}", [frames[n] for n in ids], [depths[n] for n in ids],
                     depth_kind="metric_depth", units="m",
                     K=np.stack([intrinsics(*Ks[n]) for n in ids]),
                     poses=invert_rigid(np.stack([w2c[n].reshape(4, 4) for n in ids])),
-                    reader=ScaledPNGDepth(100.0, (SKY,))).check())
+                    reader=ScaledPNGDepth(100.0, (SKY,)),
+                    K_source=display(_find(root, scene, var, "intrinsic.txt")) + f" (Camera_{cam})",
+                    poses_source=display(_find(root, scene, var, "extrinsic.txt")) + f" (Camera_{cam})").check())
     if not out:
-        raise ValueError(f"{root}: no rgb_NNNNN.jpg frames for scenes {scenes}, variations {a.variations}, "
+        raise ReadError(f"{display(root)}: no rgb_NNNNN.jpg frames for scenes {scenes}, variations {a.variations}, "
                          f"cameras {a.cameras}")
     return out
 
@@ -93,4 +102,4 @@ CONVERTER = Converter(
     "ROOT/SceneXX/<variation>/frames/{rgb,depth}/Camera_{0,1}/{rgb_NNNNN.jpg,depth_NNNNN.png} (depth: uint16 cm,\n"
     "65535 = sky -> invalid) and ROOT/SceneXX/<variation>/{intrinsic,extrinsic}.txt (world-to-camera); one\n"
     "sequence per scene, variation and camera. The three official archives may be extracted into ROOT.",
-    add_arguments, read_sequences)
+    add_arguments, read_sequences, plausible_depth=PLAUSIBLE_DEPTH)
