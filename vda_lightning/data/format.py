@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..trust import ReadError, image_size, npy_header
+from ..trust import ReadError, image_size, npy_header, parse_json
 
 # OpenCV is imported inside the functions that code images: `vda shard --help` reads this module's vocabulary.
 FORMAT_VERSION = 1
@@ -320,10 +320,10 @@ def check_members(meta: dict, members: dict) -> None:
 def parse_meta(members: dict, max_side: int | None = MAX_SIDE) -> dict:
     """The sample's json, checked (`check_meta`, `check_members`) before any value of it is used."""
     raw = _need(members, "json")
-    try:
-        meta = json.loads(raw)
-    except Exception as exn:  # not UTF-8, not JSON
-        raise SampleError("bad_metadata", f"json does not parse ({type(exn).__name__}: {exn})") from None
+    try:  # size cap, UTF-8, no NaN tokens, bounded nesting (trust.parse_json); then META_SCHEMA below
+        meta = parse_json(raw, "json")
+    except ReadError as exn:
+        raise SampleError("bad_metadata", str(exn)) from None
     check_meta(meta, max_side)
     check_members(meta, members)
     return meta
