@@ -1,5 +1,8 @@
 """vda-prepare-benchmark on small generated replicas of each raw layout: files, JSONs, colour order, depth."""
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -11,6 +14,7 @@ from vda_lightning.evaluation.prepare import SINTEL_FACTOR, main
 from vda_lightning.io.depth import DPT_TAG as SINTEL_TAG
 
 RNG = np.random.default_rng(7)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _rgb(path, h, w, reddish=False):
@@ -171,3 +175,95 @@ def test_sintel_dpt_and_cam(tmp_path):
 def test_missing_raw_folder_is_named(tmp_path, capsys):
     assert main(["bonn", "--raw", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert str(tmp_path / "nowhere") in capsys.readouterr().err
+
+
+# -- the trust boundary (issue 24): names, raw files and cameras from the dataset ---------------------------------
+
+def _prepare_cli(*args) -> subprocess.CompletedProcess:
+    """`vda prepare-benchmark ARGS` in a child: a crash in a native decoder would be a signal here, not pytest's."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run(["timeout", "-s", "KILL", "120", sys.executable, "-m", "vda_lightning", "prepare-benchmark",
+                           *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def _one_error(proc, *names) -> str:
+    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert all(name in lines[0] for name in names), lines
+    return lines[0]
+
+
+def test_a_frame_name_that_is_not_utf8_is_one_line_and_nothing_is_written(tmp_path):
+    raw, out = tmp_path / "bonn_raw", tmp_path / "out"
+    for i in range(2):
+        _rgb(raw / "seq" / "rgb" / f"{i:05d}.png", 9, 13)
+        _depth(raw / "seq" / "depth" / f"{i:05d}.png", 9, 13, 5000)
+    bad = raw / "seq" / "rgb" / os.fsdecode(b"00001\xff.png")  # OpenCV segfaults on such a name
+    os.rename(raw / "seq" / "rgb" / "00001.png", bad)
+    line = _one_error(_prepare_cli("bonn", "--raw", raw, "--out", out), "00001\\xff.png", "not valid UTF-8")
+    assert "rename it" in line and not (out.exists() and any(p.is_file() for p in out.rglob("*")))
+
+
+def test_sintel_cameras_are_checked_before_they_are_written(tmp_path, capsys):
+    K = np.array([[50.0, 0, 4], [0, 50.0, 3], [0, 0, 1]])
+    c, s = np.cos(0.3), np.sin(0.3)
+    rot = np.array([[c, 0, s, 1], [0, 1, 0, 2], [-s, 0, c, 3], [0, 0, 0, 1]])
+    stretched = rot.copy()
+    stretched[:3, :3] *= 5  # det 125, the vkitti2 attack of issue 24 on a Sintel camera
+    zero_fx = K.copy()
+    zero_fx[0, 0] = 0
+    cases = [("truncated", K, rot, 100, "not a Sintel .cam file (100 bytes, expected 172"),
+             ("x5", K, stretched, None, "pose is not a rigid camera transform (rotation det 125"),
+             ("fx0", zero_fx, rot, None, "K's focal lengths must be positive, got fx 0")]
+    for name, k, w2c, cut, says in cases:
+        raw, out = tmp_path / name / "training", tmp_path / name / "out"
+        _rgb(raw / "clean/alley_1/frame_0001.png", 6, 8)
+        _write_dpt(raw / "depth/alley_1/frame_0001.dpt", np.full((6, 8), 5.0, np.float32))
+        cam = raw / "camdata_left/alley_1/frame_0001.cam"
+        _write_cam(cam, k, w2c)
+        if cut:
+            cam.write_bytes(cam.read_bytes()[:cut])
+        code = main(["sintel", "--raw", str(raw), "--out", str(out)])
+        _one_error(subprocess.CompletedProcess([], code, "", capsys.readouterr().err), str(cam), says)
+        assert not (out / "sintel" / "sintel_video.json").exists()
+
+
+@pytest.fixture
+def scannet_raw(tmp_path):
+    raw = tmp_path / "scannet_raw"
+    K = np.array([[30.0, 0, 14.5, 0], [0, 30.0, 11.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    seq = raw / "scene0000_00"
+    for i in range(6):
+        _rgb(seq / "color" / f"{i}.jpg", 24, 30)
+        _depth(seq / "depth" / f"{i}.png", 24, 30, 1000)
+        pose = np.eye(4)
+        pose[0, 3] = 0.01 * i
+        (seq / "pose").mkdir(exist_ok=True)
+        np.savetxt(seq / "pose" / f"{i}.txt", pose)
+    (seq / "intrinsic").mkdir()
+    np.savetxt(seq / "intrinsic/intrinsic_depth.txt", K)
+    return raw
+
+
+def test_scannet_text_files_that_are_not_matrices_are_one_line(scannet_raw, tmp_path, capsys):
+    pose = scannet_raw / "scene0000_00" / "pose" / "3.txt"
+    for content, says in (("1 2 abc\n", "pose is not a table of numbers"), ("1 2 3\n4 5 6\n", "pose is 2x3"),
+                          ("2 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n", "pose is not a rigid camera transform")):
+        pose.write_text(content)
+        assert main(["scannet", "--raw", str(scannet_raw), "--out", str(tmp_path / "out")]) == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert len(lines) == 1 and str(pose) in lines[0] and says in lines[0], lines
+
+
+def test_scannet_untracked_poses_are_null_and_a_fifo_is_refused_not_waited_on(scannet_raw, tmp_path, capsys):
+    (scannet_raw / "scene0000_00" / "pose" / "2.txt").write_text("-inf -inf -inf -inf\n" * 4)  # ScanNet's mark
+    out = tmp_path / "out"
+    assert main(["scannet", "--raw", str(scannet_raw), "--out", str(out)]) == 0
+    assert "1 frame(s) without a tracked pose" in capsys.readouterr().err
+    frames = _index(out, "scannet", "scannet_video_500.json")[0]["scene0000_00"]
+    assert frames[2]["pose"] is None and frames[3]["pose"][0][3] == pytest.approx(0.03)
+    depth = scannet_raw / "scene0000_00" / "depth" / "4.png"
+    depth.unlink()
+    os.mkfifo(depth)
+    proc = _prepare_cli("scannet", "--raw", scannet_raw, "--out", tmp_path / "out2")
+    _one_error(proc, str(depth), "is a FIFO, not a regular file")

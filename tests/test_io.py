@@ -54,8 +54,8 @@ def test_depth_readers(tmp_path):
 
 @pytest.mark.parametrize("name, content, cause", [
     ("bad.dpt", b"\x00" * 20, "not a Sintel .dpt file"),
-    ("bad.npy", b"not numpy", "is not a readable .npy file"),
-    ("bad.png", b"\x89PNG garbage", "not a readable image"),
+    ("bad.npy", b"not numpy", "not a readable .npy header"),  # trust.load_npy's words
+    ("bad.png", b"\x89PNG garbage", "unreadable image"),  # trust.read_image: no header, nothing decoded
     ("bad.pfm", b"Pf\nseven six\n-1\n", "PFM header"),
     ("d.jpg", b"x", "unknown depth format '.jpg'"),
 ])
@@ -133,7 +133,14 @@ def test_benchmark_index_one_parser_two_views(tmp_path):
     ({"kitti": [{"s": [{"image": "a.png", "factor": 1}]}]}, False, "sequence 's' frame 0 lacks gt_depth"),
     ({"kitti": [{"s": [{"image": "a", "gt_depth": "b", "factor": 1}]}]}, True, "lacks K, pose (needed for TAE)"),
     ({"kitti": [{"s": []}, {"s": []}]}, False, "duplicate sequence names"),
-    ({"kitti": [{"s": [{"image": "a", "gt_depth": "b", "factor": "x"}]}]}, False, "factor 'x' is not a number"),
+    ({"kitti": [{"s": [{"image": "a", "gt_depth": "b", "factor": "x"}]}]}, False,
+     "sequence 's' frame 0: factor: Input should be a valid number (got 'x')"),
+    ({"kitti": [{"s": [{"image": "../a.png", "gt_depth": "b", "factor": 1}]}]}, False,
+     "sequence 's' frame 0: image '../a.png' leaves its folder"),
+    ({"kitti": [{"s": [{"image": "a", "gt_depth": "b", "factor": 1, "K": [[1, 0], [0, 1]]}]}]}, False,
+     "frame 0: K: Value error, K must be 3x3 or 4x4"),
+    ({"kitti": [{"s": [{"image": "a", "gt_depth": "b", "factor": 1, "K": [[1, 0, 0]] * 3, "pose": None}]}]}, True,
+     "frame 0 lacks pose (needed for TAE)"),  # vda prepare-benchmark writes null for ScanNet's untracked frames
     ({"kitti": []}, False, "no sequences under key 'kitti'"),
 ])
 def test_benchmark_index_errors(tmp_path, doc, need_pose, cause):

@@ -12,6 +12,12 @@ disparity per sequence); scale = one median scale per sequence on metric depth; 
 predicted. Saved predictions are read as disparity under scale_shift and as metric depth under scale / none
 unless --prediction-kind says otherwise; a checkpoint's predictions are what the model predicts (metric depth for
 a metric model: --metric / --relative override what the file says).
+
+Units: `--alignment none` scores predictions as metres. A checkpoint whose kind is relative (its metadata, its
+name, --relative, or a probe that could not tell) is refused under it in one line (its disparity would be scored
+as metres) unless --prediction-kind says what its output holds. Saved predictions whose scale is implausible for
+metres get a one-line warning per sequence naming the likely unit (`sequences.unit_warning`: median predicted /
+true depth outside [1/20, 20]).
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from ..cli.options import (
     resolve_device,
 )
 from ..io import rank_world
+from ..trust import display
 from .alignment import ALIGNMENTS, PREDICTION_KINDS
 from .benchmarks import BENCHMARKS, BenchmarkError
 from .report import load_results, markdown_table, skipped_frames_note, write_results
@@ -106,9 +113,21 @@ def _source(args):
     model, kind_line = resolve_kind(model.to(device), device)
     if rank == 0:
         log.info("%s: %s", args.checkpoint, kind_line)
+    check_units(args.checkpoint, args.alignment, bool(model.config.metric), kind_line, args.prediction_kind)
     kind = args.prediction_kind or ("depth" if model.config.metric else "disparity")
     return ModelPredictions(model, input_size=args.input_size, device=device, precision=args.precision,
                             save_dir=args.save_predictions, checkpoint=args.checkpoint), kind
+
+
+def check_units(checkpoint, alignment: str, metric: bool, kind_line: str, prediction_kind: str | None = None) -> None:
+    """`--alignment none` scores metres: a relative model's output (disparity of unknown scale and shift) is
+    refused under it, in one line that says where its kind came from and what to do. An explicit
+    `--prediction-kind` is the user saying what the output holds (e.g. a relative model's disparity inverted and
+    scored as metres on purpose, as a baseline): then it runs."""
+    if alignment == "none" and not metric and prediction_kind is None:
+        raise BenchmarkError(f"{display(checkpoint)}: {kind_line}; --alignment none would score its relative "
+                             "disparity as metres: use --alignment scale_shift (the published protocol), --metric if "
+                             "it predicts metres, or --prediction-kind disparity to score its inverse as metres anyway")
 
 
 def run(args) -> dict:

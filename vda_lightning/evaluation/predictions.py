@@ -10,31 +10,53 @@ The folder's `manifest.json` says what made them (checkpoint sha256, encoder, in
 version, `prediction_manifest`). It is written before the first prediction and compared before any is reused: a
 folder made by another checkpoint or other settings (or holding predictions but no manifest) is refused with one
 line, so one model's numbers are never reported as another's.
+
+Trust (docs/reliability.md): a prediction path is derived from the index's image path (already confined to the
+JSON's folder) and confined again to the predictions folder: `trust.confine` where it is read (`--predictions`,
+resume), `trust.confine_output` where it is written (also refusing a symlinked folder that leads out). The
+manifest is read with `trust.read_json` and checked against `SavedManifest`; a prediction `.npy` through
+`io.read_npy` (header checked against its length and VDA_MAX_ARRAY_BYTES before anything is allocated).
 """
 from __future__ import annotations
 
-import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from ..io import read_frames, read_npy, save_npy_atomic, write_json_atomic
 from ..io.benchmark_json import BenchmarkError, Sequence
+from ..trust import ReadError, confine, confine_output, display, read_json
 from .sequences import prediction_relpath
 
 log = logging.getLogger(__name__)
 
 
 def read_prediction(path: Path) -> np.ndarray:
-    pred = read_npy(path, "prediction").astype(np.float32)
-    if pred.ndim != 2:
-        raise BenchmarkError(f"{path}: prediction must be an (H,W) array, got shape {pred.shape}")
+    """One saved prediction: a non-empty (H, W) array of finite real numbers, as float32; anything else is one
+    line naming the file (`ReadError` from the reader, `BenchmarkError` for the content)."""
+    raw = read_npy(path, "prediction")
+    if raw.dtype.kind not in "fiu":
+        raise BenchmarkError(f"{display(path)}: prediction holds {raw.dtype}, not real numbers")
+    if raw.ndim != 2 or raw.size == 0:
+        raise BenchmarkError(f"{display(path)}: prediction must be a non-empty (H,W) array, got shape {raw.shape}")
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf: refused below, naming the file
+        pred = raw.astype(np.float32)
     if not np.isfinite(pred).all():
-        raise BenchmarkError(f"{path}: prediction contains NaN or inf")
+        cause = "values beyond the float32 range" if np.isfinite(raw).all() else "NaN or inf"
+        raise BenchmarkError(f"{display(path)}: prediction contains {cause}")
     return pred
+
+
+def prediction_path(root: Path, sequence: Sequence, index: int, write: bool = False) -> Path:
+    """Where frame `index`'s prediction lives under `root`, confined to it (`confine_output` when `write`)."""
+    relative = prediction_relpath(sequence.dataset, sequence.frames[index].image).as_posix()
+    what = f"{display(sequence.json_path)}: sequence {sequence.name!r} frame {index}: prediction path"
+    return (confine_output if write else confine)(root, relative, what, BenchmarkError)
 
 
 class PredictionSource(Protocol):
@@ -51,8 +73,10 @@ class NpyPredictions:
             raise BenchmarkError(f"{self.root}: predictions directory not found")
 
     def frame(self, sequence: Sequence, index: int) -> np.ndarray | None:
-        path = self.root / prediction_relpath(sequence.dataset, sequence.frames[index].image)
-        return read_prediction(path) if path.is_file() else None
+        path = prediction_path(self.root, sequence, index)
+        # published: a frame without a prediction file is skipped; anything else there (a folder, a FIFO, a
+        # dangling link) is read and refused in one line rather than silently skipped or blocking
+        return read_prediction(path) if os.path.lexists(path) else None
 
 
 def _focal_lengths(sequence: Sequence) -> list[float]:
@@ -74,6 +98,17 @@ MANIFEST = "manifest.json"
 MANIFEST_KEYS = ("checkpoint_sha256", "encoder", "input_size", "precision", "version")
 
 
+class SavedManifest(TypedDict, total=False):
+    """What a saved manifest may hold (every key optional: an older file's missing key shows as a difference)."""
+    format: int
+    checkpoint: str | None
+    checkpoint_sha256: str | None
+    encoder: str
+    input_size: int
+    precision: str
+    version: str
+
+
 def prediction_manifest(checkpoint: str | Path | None, encoder: str, input_size: int, precision: str) -> dict:
     """What determines the saved predictions: the checkpoint's bytes (sha256), the model and inference settings
     and the code version (a new version may change the numbers)."""
@@ -89,12 +124,11 @@ def check_saved_predictions(save_dir: Path, manifest: dict) -> None:
     """Write `manifest` into a new predictions folder, or refuse (BenchmarkError) one made differently."""
     save_dir = Path(save_dir)
     path = save_dir / MANIFEST
-    if path.is_file():
+    if os.path.lexists(path):  # whatever is there is read through trust: a FIFO or a folder is refused, not replaced
         try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise BenchmarkError(f"{path}: unreadable prediction manifest ({e}); use another --save-predictions "
-                                 "folder") from None
+            saved = read_json(path, "prediction manifest", SavedManifest, error=BenchmarkError)
+        except ReadError as e:
+            raise BenchmarkError(f"{e}; use another --save-predictions folder") from None
         diff = [k for k in MANIFEST_KEYS if saved.get(k) != manifest.get(k)]
         if diff:
             said = ", ".join(f"{k} {saved.get(k)!r} (now {manifest.get(k)!r})" for k in diff)
@@ -134,11 +168,11 @@ class ModelPredictions:
     def _saved_paths(self, sequence: Sequence) -> list[Path] | None:
         if self.save_dir is None:
             return None
-        return [self.save_dir / prediction_relpath(sequence.dataset, f.image) for f in sequence.frames]
+        return [prediction_path(self.save_dir, sequence, i, write=True) for i in range(len(sequence.frames))]
 
     def _predict(self, sequence: Sequence) -> list[np.ndarray]:
         paths = self._saved_paths(sequence)
-        if paths and all(p.is_file() for p in paths):
+        if paths and all(os.path.lexists(p) for p in paths):
             self.resumed += 1
             log.info("%s/%s: resumed from %d saved predictions", sequence.dataset, sequence.name, len(paths))
             return [read_prediction(p) for p in paths]

@@ -18,12 +18,23 @@ Same file names, crops, frame ranges and JSON entries as the published extractor
   `<seq>/depth` where its own JSON generator looks.
 * Sequences are processed in sorted order and written to the JSON sorted (published: file-system order).
 Frames are paired by natural sort order (Bonn's RGB and depth time stamps differ, as in the published pairing).
+
+Trust (docs/reliability.md): raw files are read by Python through `vda_lightning.trust` (regular files only, sizes
+from headers checked against the caps, OpenCV never sees a file name: it crashes on names that are not UTF-8);
+images are encoded with `cv2.imencode` and written atomically; a raw name that is not valid UTF-8 or holds a
+control character is refused before anything of its sequence is written (it would become an output name and a
+JSON entry). Cameras are checked before they are written: K finite with positive focal lengths, a pose finite
+with an orthonormal rotation of determinant +1 (within 1e-4). ScanNet marks untracked frames with a pose of
+-inf: such a frame is written with `"pose": null` (counted in a note), which the accuracy evaluation ignores and
+the TAE refuses in one line.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +42,18 @@ from tqdm import tqdm
 
 from ..cli import errors
 from ..cli.options import HelpFormatter
-from ..io import ReadError, list_files, read_depth, write_json_atomic
+from ..io import ReadError, atomic_path, list_files, read_depth, write_bytes_atomic, write_json_atomic
 from ..io.depth import DPT_TAG
+from ..trust import (
+    check_image_bytes,
+    check_name,
+    display,
+    max_array_bytes,
+    max_json_bytes,
+    read_bytes,
+    read_image,
+    regular_file,
+)
 from .benchmarks import BENCHMARKS, TAE_SETTINGS, BenchmarkError
 
 PROG = "vda-prepare-benchmark"
@@ -40,46 +61,99 @@ PROG = "vda-prepare-benchmark"
 SINTEL_FACTOR = 65535 / 650
 
 
+def _named(paths: list[Path], kind: str) -> list[Path]:
+    """`paths` after every name passed `trust.check_name` (names become output names and JSON entries)."""
+    for path in paths:
+        check_name(path, kind, BenchmarkError)
+    return paths
+
+
 def _listing(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     if not folder.is_dir():
-        raise BenchmarkError(f"{folder}: expected folder not found")
+        raise BenchmarkError(f"{display(folder)}: expected folder not found")
     files = list_files(folder, suffixes)
     if not files:
-        raise BenchmarkError(f"{folder}: no {'/'.join(suffixes)} files")
-    return files
+        raise BenchmarkError(f"{display(folder)}: no {'/'.join(suffixes)} files")
+    return _named(files, "frame file")
 
 
 def _subdirs(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        raise BenchmarkError(f"{folder}: raw dataset folder not found")
+        raise BenchmarkError(f"{display(folder)}: raw dataset folder not found")
     dirs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
     if not dirs:
-        raise BenchmarkError(f"{folder}: no sequence folders")
-    return dirs
+        raise BenchmarkError(f"{display(folder)}: no sequence folders")
+    return _named(dirs, "sequence folder")
 
 
 def _read_color(path: Path) -> np.ndarray:
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR in memory; cv2.imwrite below expects BGR: colours kept
-    if img is None:
-        raise BenchmarkError(f"{path}: image missing or unreadable")
-    return img
+    # BGR in memory; the encoder below expects BGR: colours kept
+    return read_image(path, cv2.IMREAD_COLOR, "image", error=BenchmarkError)
 
 
 def _write_image(path: Path, img: np.ndarray) -> None:
+    """`img` encoded by its file suffix (`cv2.imencode`, as `cv2.imwrite` would) and written atomically."""
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img):
-        raise BenchmarkError(f"{path}: could not write image")
+    ok, buf = cv2.imencode(path.suffix, img)
+    if not ok:
+        raise BenchmarkError(f"{display(path)}: could not encode the image as {path.suffix}")
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def _copy(src: Path, dst: Path) -> None:
-    if not src.is_file():
-        raise BenchmarkError(f"{src}: file not found")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
+    """A byte copy of a regular file (a FIFO or a folder is refused, not waited on), written atomically."""
+    regular_file(src, "file", error=BenchmarkError)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from an image file's header, None if there is no file; nothing is decoded."""
+    if not path.exists():
+        return None
+    return check_image_bytes(read_bytes(path, "depth image", max_array_bytes(), BenchmarkError), display(path),
+                             BenchmarkError)
+
+
+def read_matrix(path: Path, shape: tuple[int, int], what: str) -> np.ndarray:
+    """A whitespace-separated table of numbers (ScanNet's pose and intrinsics .txt) of exactly `shape`."""
+    raw = read_bytes(path, what, max_json_bytes(), BenchmarkError)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's "no data" warning: an empty file is refused below
+            m = np.loadtxt(io.StringIO(raw.decode("utf-8")), dtype=np.float64, ndmin=2)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BenchmarkError(f"{display(path)}: {what} is not a table of numbers "
+                             f"({' '.join(str(e).split())[:100]})") from None
+    if m.shape != shape:
+        raise BenchmarkError(f"{display(path)}: {what} is {m.shape[0]}x{m.shape[1] if m.ndim > 1 else 0}, "
+                             f"expected {shape[0]}x{shape[1]}")
+    return m
+
+
+def check_intrinsics(K: np.ndarray, where: str) -> np.ndarray:
+    """K (3x3 or 4x4) finite with positive focal lengths, else one line naming `where`."""
+    if not np.isfinite(K).all():
+        raise BenchmarkError(f"{where}: K holds NaN/Inf")
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise BenchmarkError(f"{where}: K's focal lengths must be positive, got fx {K[0, 0]:g}, fy {K[1, 1]:g}")
+    return K
+
+
+def check_pose(pose: np.ndarray, where: str, tol: float = 1e-4) -> np.ndarray:
+    """A 4x4 rigid transform: finite, last row (0, 0, 0, 1), rotation orthonormal with det +1 within `tol`."""
+    if not np.isfinite(pose).all():
+        raise BenchmarkError(f"{where}: pose holds NaN/Inf")
+    R = pose[:3, :3]
+    det = float(np.linalg.det(R))
+    if (np.abs(R.T @ R - np.eye(3)).max() > tol or abs(det - 1) > tol
+            or np.abs(pose[3] - (0, 0, 0, 1)).max() > tol):
+        raise BenchmarkError(f"{where}: pose is not a rigid camera transform (rotation det {det:.4g}, "
+                             "expected an orthonormal rotation with det +1 and a last row 0 0 0 1)")
+    return pose
 
 
 def _even_crop(img: np.ndarray) -> np.ndarray:
@@ -97,7 +171,7 @@ def write_index(dataset_dir: Path, dataset: str, json_name: str, frames: tuple, 
         if len(images) != len(depths):
             raise BenchmarkError(f"{seq}: {len(images)} images but {len(depths)} depth maps")
         entries = []
-        for image, depth in zip(images, depths):
+        for image, depth in zip(images, depths):  # names were checked by _listing (trust.check_name)
             entry = {"image": image.relative_to(dataset_dir).as_posix(),
                      "gt_depth": depth.relative_to(dataset_dir).as_posix(), "factor": factor}
             if extras is not None:
@@ -106,6 +180,10 @@ def write_index(dataset_dir: Path, dataset: str, json_name: str, frames: tuple, 
         data.append({seq.name: entries})
     path = dataset_dir / json_name
     write_json_atomic(path, {dataset: data})
+    untracked = sum(1 for seq in data for entries in seq.values() for e in entries if e.get("pose", 0) is None)
+    if untracked:
+        print(f"note: {display(path)}: {untracked} frame(s) without a tracked pose (-inf in the dataset) are written "
+              'with "pose": null; the TAE refuses them', file=sys.stderr)
     return path
 
 
@@ -141,30 +219,33 @@ def prepare_bonn(raw: Path, out: Path) -> list[Path]:
 
 
 def _scannet_extras(seq: Path, image: Path) -> dict:
-    K = np.loadtxt(seq / "intrinsic" / "intrinsic_depth.txt")
-    pose = np.loadtxt(seq / "pose" / (image.stem + ".txt"))
-    return {"K": K.tolist(), "pose": pose.tolist()}
+    """K and pose of one ScanNet frame; a pose of -inf (ScanNet's mark of an untracked frame) becomes None."""
+    k_path, pose_path = seq / "intrinsic" / "intrinsic_depth.txt", seq / "pose" / (image.stem + ".txt")
+    K = check_intrinsics(read_matrix(k_path, (4, 4), "intrinsics"), display(k_path))
+    pose = read_matrix(pose_path, (4, 4), "pose")
+    if np.isinf(pose).any() and not np.isnan(pose).any():
+        return {"K": K.tolist(), "pose": None}
+    return {"K": K.tolist(), "pose": check_pose(pose, display(pose_path)).tolist()}
 
 
 def prepare_scannet(raw: Path, out: Path, max_scenes: int = 100, max_frames: int = 510) -> list[Path]:
-    import cv2
-
     """ScanNet export (`<scene>/color/<n>.jpg` at 640x480, `depth/<n>.png`, `pose/<n>.txt`,
     `intrinsic/intrinsic_depth.txt`): first 100 scenes, first 510 frames; `color/` cropped [8:-8, 11:-11],
     `color_origin/` uncropped (for TAE); every JSON entry carries K and pose, like the published one."""
     dst = out / "scannet"
     for seq in tqdm(_subdirs(raw)[:max_scenes], desc="scannet", unit="seq"):
-        images = sorted(_listing(seq / "color", (".jpg",)), key=lambda p: int(p.stem))[:max_frames]
+        images = _listing(seq / "color", (".jpg",))[:max_frames]  # natural order: 9.jpg before 10.jpg
         for image in images:
             img = _read_color(image)
             depth = seq / "depth" / (image.stem + ".png")
-            depth_shape = cv2.imread(str(depth), cv2.IMREAD_UNCHANGED).shape if depth.is_file() else None
+            depth_shape = _image_size(depth)
             if depth_shape is not None and img.shape[:2] != depth_shape:
-                raise BenchmarkError(f"{image}: colour is {img.shape[1]}x{img.shape[0]} but depth is "
+                raise BenchmarkError(f"{display(image)}: colour is {img.shape[1]}x{img.shape[0]} but depth is "
                                      f"{depth_shape[1]}x{depth_shape[0]}; export colour at depth resolution")
             _write_image(dst / seq.name / "color" / image.name, img[8:-8, 11:-11])
             _copy(image, dst / seq.name / "color_origin" / image.name)  # byte copy: no JPEG re-encode
             _copy(depth, dst / seq.name / "depth" / depth.name)
+            _scannet_extras(seq, image)  # the raw camera checked, errors naming the raw file, before its copy
             _copy(seq / "pose" / (image.stem + ".txt"), dst / seq.name / "pose" / (image.stem + ".txt"))
         _copy(seq / "intrinsic" / "intrinsic_depth.txt", dst / seq.name / "intrinsic" / "intrinsic_depth.txt")
     paths = [write_index(dst, "scannet", name, frames, "color", 1000.0, _scannet_extras)
@@ -180,21 +261,28 @@ def prepare_nyuv2(raw: Path, out: Path) -> list[Path]:
     rgb cropped [45:471, 41:601]; depth copied uncropped (the GT crop happens at evaluation)."""
     dst = out / "nyuv2"
     for seq in tqdm(_subdirs(raw), desc="nyuv2", unit="seq"):
-        for image in sorted(_listing(seq / "rgb", (".jpg",)), key=lambda p: int(p.stem)):
+        for image in _listing(seq / "rgb", (".jpg",)):
             _write_image(dst / seq.name / "rgb" / image.name, _read_color(image)[45:471, 41:601])
             _copy(seq / "depth" / (image.stem + ".png"), dst / seq.name / "depth" / (image.stem + ".png"))
     return [write_index(dst, "nyuv2", name, frames, "rgb", 6000.0) for name, frames in _indices_for("nyuv2")]
 
 
+SINTEL_CAM_BYTES = 4 + 9 * 8 + 12 * 8  # float32 tag, K 3x3 float64, world-to-camera 3x4 float64 (Sintel SDK)
+
+
 def read_sintel_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(K 3x3, camera-to-world 4x4) from a Sintel .cam file (world-to-camera 3x4 stored)."""
-    with open(path, "rb") as f:
-        tag = np.fromfile(f, np.float32, 1)
-        if tag.size != 1 or tag[0] != np.float32(DPT_TAG):
-            raise BenchmarkError(f"{path}: not a Sintel .cam file (bad tag)")
-        K = np.fromfile(f, np.float64, 9).reshape(3, 3)
-        extrinsic = np.eye(4)
-        extrinsic[:3] = np.fromfile(f, np.float64, 12).reshape(3, 4)
+    """(K 3x3, camera-to-world 4x4) from a Sintel .cam file (world-to-camera 3x4 stored, as the Sintel SDK's
+    `cam_read` reads it). Read whole by Python, its length and tag checked before any number is taken from it;
+    K and the pose are checked (`check_intrinsics`, `check_pose`) before they are written anywhere."""
+    raw = read_bytes(path, "camera file", SINTEL_CAM_BYTES, BenchmarkError)
+    if len(raw) != SINTEL_CAM_BYTES or np.frombuffer(raw[:4], "<f4")[0] != np.float32(DPT_TAG):
+        raise BenchmarkError(f"{display(path)}: not a Sintel .cam file ({len(raw)} bytes, expected "
+                             f"{SINTEL_CAM_BYTES} starting with the tag {DPT_TAG})")
+    K = np.frombuffer(raw[4:76], "<f8").reshape(3, 3).copy()
+    extrinsic = np.eye(4)
+    extrinsic[:3] = np.frombuffer(raw[76:], "<f8").reshape(3, 4)
+    check_intrinsics(K, display(path))
+    check_pose(extrinsic, display(path))
     return K, np.linalg.inv(extrinsic)
 
 
@@ -209,7 +297,7 @@ def prepare_sintel(raw: Path, out: Path) -> list[Path]:
             raw16 = np.clip(np.round(depth.astype(np.float64) * SINTEL_FACTOR), 0, 65535).astype(np.uint16)
             _write_image(dst / seq.name / "depth" / (image.stem + ".png"), raw16)
             cam = raw / "camdata_left" / seq.name / (image.stem + ".cam")
-            if cam.is_file():
+            if cam.exists():  # read_sintel_cam refuses anything but a regular file
                 K, pose = read_sintel_cam(cam)
                 cams[(seq.name, image.stem)] = {"K": K.tolist(), "pose": pose.tolist()}
     spec = BENCHMARKS["sintel"]

@@ -4,9 +4,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
+from typing import Literal
+
+from typing_extensions import Required, TypedDict  # pydantic needs these on Python < 3.12
 
 from ..io import write_text_atomic
+from ..trust import ReadError, display, read_json, validate
 
 _TITLES = {"kitti": "KITTI", "scannet": "ScanNet", "bonn": "Bonn", "nyuv2": "NYUv2", "sintel": "Sintel"}
 
@@ -114,14 +119,35 @@ def write_results(results: dict, output: Path, label: str) -> list[Path]:
     return paths
 
 
+class _Scores(TypedDict):
+    abs_relative_difference: float
+    delta1_acc: float
+
+
+class _TAEScores(TypedDict):
+    mean: float
+
+
+class _Meta(TypedDict, total=False):
+    label: str | None
+
+
+class _Results(TypedDict, total=False):
+    """What `markdown_table` and `--compare` read of a results file; other keys are kept as they are."""
+    depth: Required[dict[str, _Scores]]
+    tae: dict[str, _TAEScores]
+    alignment: Literal["scale_shift", "scale", "none"]
+    meta: _Meta | None
+
+
 def load_results(path: Path) -> dict:
+    """A results file written by `write_results`, read through the trust boundary (`trust.read_json`: regular
+    file, size cap, no NaN tokens) and checked against what the table reads (`_Results`), in one line if not."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: results file not found") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not os.path.lexists(path):
+        raise ReadError(f"{display(path)}: results file not found")
+    data = read_json(path, "results file")
     if not isinstance(data, dict) or "depth" not in data:
-        raise ValueError(f"{path}: not a vda-eval results file (no 'depth' key)")
+        raise ReadError(f"{display(path)}: not a vda-eval results file (no 'depth' key)")
+    validate(_Results, data, f"{display(path)}: not a vda-eval results file")
     return data

@@ -6,10 +6,14 @@ Results (identical on every rank) follow the shape of the published numbers / `e
  "tae": {"scannet": {"mean", "per_scene", "scenes", "missing_predictions", "sequences", "settings"}},
  "alignment": "scale_shift" | "scale" | "none", "prediction_kind": "disparity" | "depth"}
 Each benchmark's "settings" also carry the alignment and prediction kind they were scored with.
+Under `--alignment none` each sequence's prediction scale is checked (`sequences.unit_warning`): predictions that
+look like millimetres or centimetres, or not depth at all, are scored anyway with a one-line warning naming the
+sequence and the likely unit.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import torch
@@ -21,7 +25,9 @@ from .benchmarks import TAE_SETTINGS, BenchmarkSpec, TAESpec, get_benchmark, loa
 from .distributed import device_for_rank, gather_objects, shard_indices
 from .metrics import DepthMetrics, TAEMetric
 from .predictions import PredictionSource
-from .sequences import accuracy_arrays, tae_arrays
+from .sequences import accuracy_arrays, tae_arrays, unit_warning
+
+log = logging.getLogger(__name__)
 
 
 def _rows_in_order(local_rows: list[dict]) -> list[dict]:
@@ -52,6 +58,9 @@ def evaluate_depth(root: Path, spec: BenchmarkSpec, source: PredictionSource, pr
                       disable=not progress or rank != 0, unit="seq"):
         seq = sequences[index]
         arrays = accuracy_arrays(seq, spec, source)
+        warning = unit_warning(seq, arrays, spec.max_depth, kind) if alignment == "none" else None
+        if warning:
+            log.warning("%s", warning)
         metric.update(torch.from_numpy(arrays.pred).to(device), torch.from_numpy(arrays.gt).to(device))
         scores = metric.last[0]
         local.append({"index": index, "scene": seq.name, "scores": scores, "missing": arrays.missing})

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..io import read_depth
 from ..io.benchmark_json import BenchmarkError, Frame, Sequence
+from ..trust import display
 from .benchmarks import BenchmarkSpec, TAESpec
 
 if TYPE_CHECKING:
@@ -75,14 +76,15 @@ def _load_frames(sequence: Sequence, indices: range, source: PredictionSource, c
         if shape0 is None:
             shape0, first = gt.shape, gt_path
         elif gt.shape != shape0:
-            raise BenchmarkError(f"{gt_path}: depth is {gt.shape[0]}x{gt.shape[1]} but {first} (first frame of "
-                                 f"sequence {sequence.name!r}) is {shape0[0]}x{shape0[1]}")
+            raise BenchmarkError(f"{display(gt_path)}: depth is {gt.shape[0]}x{gt.shape[1]} but {display(first)} "
+                                 f"(first frame of sequence {sequence.name!r}) is {shape0[0]}x{shape0[1]}")
         pred, gt = protocol_frame(pred, gt, crop, zero_value, crop_prediction)
         preds.append(pred)
         gts.append(gt)
         kept.append(i)
     if not kept:
-        raise BenchmarkError(f"{sequence.json_path}: sequence {sequence.name!r} has no prediction for any of its "
+        raise BenchmarkError(f"{display(sequence.json_path)}: sequence {sequence.name!r} has no prediction for any "
+                             f"of its "
                              f"{len(indices)} {what} frames (first expected: {missing[0] if missing else '-'})")
     if missing:
         log.warning("%s/%s: %d prediction file(s) missing, frames skipped (published behaviour): %s",
@@ -103,11 +105,15 @@ def tae_arrays(sequence: Sequence, spec: TAESpec, source: PredictionSource) -> S
     indices = range(len(sequence.frames))[start:stop]
     arrays = _load_frames(sequence, indices, source, spec.crop_slices(), zero_value=0.0, crop_prediction=True,
                           what="TAE")
-    arrays.K = np.array([sequence.frames[i].K for i in arrays.frames], dtype=np.float64)
+    Ks = [np.asarray(sequence.frames[i].K, dtype=np.float64) for i in arrays.frames]
+    if len({K.shape for K in Ks}) > 1:  # the index's schema allows 3x3 or 4x4, but one sequence keeps one
+        raise BenchmarkError(f"{display(sequence.json_path)}: sequence {sequence.name!r}: its frames' K mix shapes "
+                             f"{sorted({K.shape for K in Ks})}; give every frame the same")
+    arrays.K = np.stack(Ks)
     arrays.poses = np.array([sequence.frames[i].pose for i in arrays.frames], dtype=np.float64)
     if arrays.K.shape[1:] not in ((3, 3), (4, 4)) or arrays.poses.shape[1:] != (4, 4):
-        raise BenchmarkError(f"{sequence.json_path}: sequence {sequence.name!r}: K must be 3x3 or 4x4 and pose 4x4, "
-                             f"got {arrays.K.shape[1:]} and {arrays.poses.shape[1:]}")
+        raise BenchmarkError(f"{display(sequence.json_path)}: sequence {sequence.name!r}: K must be 3x3 or 4x4 and "
+                             f"pose 4x4, got {arrays.K.shape[1:]} and {arrays.poses.shape[1:]}")
     _check_geometry(sequence, arrays)
     return arrays
 
@@ -116,7 +122,7 @@ def _check_geometry(sequence: Sequence, arrays: SequenceArrays) -> None:
     """TAE inverts every pose and divides by fx, fy: a NaN/Inf, a singular pose or a zero focal length is one line
     naming the JSON, the sequence and the frame, before any metric is computed."""
     for j, i in enumerate(arrays.frames):
-        where = f"{sequence.json_path}: sequence {sequence.name!r}, frame {i} ({sequence.frames[i].image})"
+        where = f"{display(sequence.json_path)}: sequence {sequence.name!r}, frame {i} ({sequence.frames[i].image})"
         pose, K = arrays.poses[j], arrays.K[j]
         if not (np.isfinite(pose).all() and np.isfinite(K).all()):
             raise BenchmarkError(f"{where}: K or pose holds NaN/Inf")
@@ -124,3 +130,48 @@ def _check_geometry(sequence: Sequence, arrays: SequenceArrays) -> None:
             raise BenchmarkError(f"{where}: the pose is singular (not invertible); TAE needs camera-to-world poses")
         if K[0, 0] == 0 or K[1, 1] == 0:
             raise BenchmarkError(f"{where}: K has a zero focal length")
+
+
+# -- units under --alignment none ---------------------------------------------------------------------------------
+
+UNIT_RATIO_LIMIT = 20.0        # a metric model off by more than x20 from the ground truth is not in metres
+UNITS = (("centimetres", 100.0), ("millimetres", 1000.0))
+_MEDIAN_SAMPLE = 1 << 20       # valid pixels the median is taken over (every k-th one beyond that)
+
+
+def prediction_scale(arrays: SequenceArrays, max_depth: float, prediction_kind: str) -> float | None:
+    """The median over the sequence's valid ground-truth pixels (the protocol's (1e-3, max_depth)) of predicted
+    depth / ground-truth depth; a disparity prediction is inverted first as the protocol does (1 / max(d, 1e-3)),
+    a depth one floored at 1e-3. None when no pixel is valid (the metrics refuse that sequence themselves)."""
+    valid = (arrays.gt > 1e-3) & (arrays.gt < max_depth)
+    if not valid.any():
+        return None
+    pred = np.maximum(arrays.pred[valid].astype(np.float64), 1e-3)
+    gt = arrays.gt[valid]
+    step = max(1, pred.size // _MEDIAN_SAMPLE)
+    depth = 1.0 / pred[::step] if prediction_kind == "disparity" else pred[::step]
+    return float(np.median(depth / gt[::step]))
+
+
+def unit_warning(sequence: Sequence, arrays: SequenceArrays, max_depth: float, prediction_kind: str) -> str | None:
+    """One line when predictions scored as metres (`--alignment none`) are implausibly scaled, else None.
+
+    The rule: r = `prediction_scale` (median of predicted / true depth over the sequence's valid pixels). A metric
+    model in metres gives r near 1 (a poor one within a few times); r outside [1/20, 20] is a unit error, not a
+    model error. r >= 20 names the likely unit by the nearest factor on a log scale: r < 316 (the geometric middle
+    of 100 and 1000) centimetres, else millimetres. r <= 1/20 says "not depth in metres" (disparity scored as
+    depth, a normalised or inverse depth). The scores are still computed: only the line warns that they assume
+    metres. Not checked under `scale` / `scale_shift`, whose fit removes the unit.
+    """
+    r = prediction_scale(arrays, max_depth, prediction_kind)
+    if r is None or 1 / UNIT_RATIO_LIMIT < r < UNIT_RATIO_LIMIT:
+        return None
+    where = f"{display(sequence.json_path)}: sequence {sequence.name!r}"
+    said = f"predictions are a median {r:.3g}x the ground-truth depth under --alignment none (scored as metres)"
+    if r >= UNIT_RATIO_LIMIT:
+        unit, factor = UNITS[0] if r < np.sqrt(UNITS[0][1] * UNITS[1][1]) else UNITS[1]
+        cause = f"likely {unit}, not metres (divide by {factor:g}, or use --alignment scale)"
+    else:
+        cause = ("likely not depth in metres (disparity, inverse or normalised depth? check --prediction-kind, or "
+                 "use --alignment scale_shift)")
+    return f"warning: {where}: {said}: {cause}"
