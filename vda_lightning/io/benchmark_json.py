@@ -142,7 +142,13 @@ def read_benchmark_index(path: str | os.PathLike, datasets: list[str] | None = N
     path = Path(path)
     if not os.path.lexists(path):
         raise BenchmarkError(f"{display(path)}: benchmark index not found")
-    data = read_json(path, "benchmark index", error=BenchmarkError)
+    try:
+        data = read_json(path, "benchmark index", error=BenchmarkError)
+    except BenchmarkError as e:
+        if "Infinity is not a JSON number" not in str(e):
+            raise
+        raise BenchmarkError(f"{e}; ScanNet's untracked frames were written so by the published extractor and older "
+                             "vda prepare-benchmark: re-run vda prepare-benchmark (it writes them as null)") from None
     keys = _datasets(path, data, datasets)
     sequences = []
     for dataset in keys:
