@@ -1,6 +1,10 @@
 """vda fit faults of the fault-injection pass: SIGTERM (and SIGUSR1 without the requeue callback) saves a checkpoint
 at the next step boundary and exits non-zero; a truncated last.ckpt, a pickle payload, a full disk and values that
-cannot train are one line each; staging files a killed run left are removed when the run starts again."""
+cannot train are one line each; staging files a killed run left are removed when the run starts again.
+
+Run folders (issue 24): a metric recipe resumed into a folder given on the command line leaves the recipe's own
+folder alone (its checkpoint folder follows the final run folder); Ctrl-C during the first validation leaves a
+folder that a fresh run may start in again, and `--ckpt_path last` there is one line."""
 from __future__ import annotations
 
 import os
@@ -14,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT = [sys.executable, "-m", "vda_lightning", "fit"]
@@ -56,9 +61,13 @@ def env() -> dict:
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
 
-def fit(*args, preexec_fn=None, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(["timeout", "-s", "KILL", str(timeout), *FIT, *args], cwd=ROOT, env=env(),
+def fit(*args, preexec_fn=None, timeout=300, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(["timeout", "-s", "KILL", str(timeout), *FIT, *args], cwd=cwd, env=env(),
                           capture_output=True, text=True, preexec_fn=preexec_fn)
+
+
+def error_lines(res: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in res.stderr.splitlines() if "error:" in line]
 
 
 def step_of(ckpt: Path) -> int:
@@ -183,3 +192,85 @@ def test_values_that_cannot_train_are_one_line_at_start_up(shards, tmp_path, cap
     err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert e.value.code == 2 and len(err) == 1 and says in err[0], err
     assert not (tmp_path / "run").exists()  # nothing was read, built or written
+
+
+# -- run folders (issue 24) -------------------------------------------------------------------------------------------
+def cpu_metric(shards: Path) -> list[str]:
+    """conf/paper/metric_base.yaml + metric_vits.yaml shrunk to a few CPU steps of vitt on the synthetic shards; the
+    run folder stays the recipe's own (`runs/metric_vits`, relative to the working folder)."""
+    paper = ROOT / "conf" / "paper"
+    return ["--config", str(paper / "metric_base.yaml"), "--config", str(paper / "metric_vits.yaml"),
+            "--model.encoder", "vitt", "--model.init_checkpoint", "null", "--model.gradient_checkpointing", "false",
+            "--data.init_args.train_shards", str(shards / "train-*.tar"), "--data.init_args.val_shards", "null",
+            "--data.init_args.clip_len", "2", "--data.init_args.crop_size", "28", "--data.init_args.batch_size", "1",
+            "--data.init_args.num_workers", "0", "--data.init_args.epoch_length", "5",
+            "--data.init_args.shuffle_buffer", "1", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+            "--trainer.strategy", "auto", "--trainer.precision", "32", "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--checkpoint.every_n_train_steps", "2"]
+
+
+def test_a_metric_recipe_resumed_into_a_new_folder_leaves_the_recipes_folder_alone(shards, tmp_path):
+    """The metric recipes write `checkpoint.dirpath: ${trainer.default_root_dir}/checkpoints`; it was resolved from
+    the recipe's folder before `--trainer.default_root_dir` applied, so resuming into a new folder overwrote the
+    recipe folder's last.ckpt and deleted its periodic checkpoint."""
+    first = fit(*cpu_metric(shards), "--trainer.max_steps", "2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    recipe_folder = tmp_path / "runs" / "metric_vits" / "checkpoints"
+    before = {p.name: p.read_bytes() for p in recipe_folder.iterdir()}
+    assert set(before) == {"last.ckpt", "epoch=0-step=2.ckpt"}
+
+    new = tmp_path / "elsewhere"
+    res = fit(*cpu_metric(shards), "--trainer.max_steps", "4", "--trainer.default_root_dir", str(new),
+              "--ckpt_path", str(recipe_folder / "last.ckpt"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert {p.name: p.read_bytes() for p in recipe_folder.iterdir()} == before  # untouched
+    assert step_of(new / "checkpoints" / "last.ckpt") == 4
+    assert yaml.safe_load((new / "config.yaml").read_text())["checkpoint"]["dirpath"] == str(new / "checkpoints")
+
+
+class HoldInValidation(Callback):
+    """Test callback: writes `path` when the first validation starts, then holds it there (until the test's Ctrl-C),
+    so that the signal lands in the validation whatever the machine's load."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.path.write_text("validating")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def test_ctrl_c_in_the_first_validation_leaves_a_folder_a_fresh_run_may_start_in(shards, tmp_path):
+    run = tmp_path / "run"
+    marker = tmp_path / "validating"
+    cfg = recipe(shards, run, max_steps=2, every=1, val_shards=str(shards / "val-*.tar"), val_size=28,
+                 val_num_workers=0)
+    cfg["trainer"].update(limit_val_batches=1, num_sanity_val_steps=1)
+    cfg["trainer"]["callbacks"] = [{"class_path": "tests.test_reliability_training.HoldInValidation",
+                                    "init_args": {"path": str(marker)}}]
+    proc = subprocess.Popen([*FIT, "--config", config(tmp_path, cfg, "hold.yaml")], cwd=ROOT, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not marker.exists():  # a state, not a time: the sanity validation has started
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"vda fit never reached its first validation: {proc.communicate()[1][-3000:]}")
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert proc.returncode == 130 and len(errors) == 1 and "interrupted (Ctrl-C)" in errors[0], err[-3000:]
+    assert "Traceback" not in err
+    assert (run / "config.yaml").is_file() and not list(run.rglob("*.ckpt"))  # what an interrupted start leaves
+
+    cfg["trainer"]["callbacks"] = []
+    plain = config(tmp_path, cfg, "plain.yaml")
+    res = fit("--config", plain, "--ckpt_path", "last")  # nothing to resume: one line that says what to do
+    assert res.returncode == 2 and len(error_lines(res)) == 1, res.stderr[-3000:]
+    assert f"--ckpt_path last: {run / 'checkpoints'} holds no checkpoint" in error_lines(res)[0]
+    assert "start it afresh without --ckpt_path" in error_lines(res)[0] and "Traceback" not in res.stderr
+    res = fit("--config", plain)  # a fresh run starts in the folder again
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert step_of(run / "checkpoints" / "last.ckpt") == 2  # (now it holds a run: test_train_validation's refusal)

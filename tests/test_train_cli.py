@@ -77,6 +77,24 @@ def test_print_config_resolves_interpolation(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("order, expected", [
+    ("root after the recipes", "{new}/checkpoints"),
+    ("root before the recipes", "runs/metric_vits/checkpoints"),   # the recipes' own root comes later and wins
+    ("explicit dirpath last", "{new}/ckpts"),
+])
+def test_the_metric_recipes_checkpoint_folder_follows_the_final_run_folder(tmp_path, capsys, order, expected):
+    """conf/paper/metric_*.yaml: `checkpoint.dirpath: ${trainer.default_root_dir}/checkpoints` was resolved from the
+    recipe's own run folder, before a command-line --trainer.default_root_dir (issue 24)."""
+    paper = Path(__file__).resolve().parents[1] / "conf" / "paper"
+    recipes = ["--config", str(paper / "metric_base.yaml"), "--config", str(paper / "metric_vits.yaml")]
+    root = ["--trainer.default_root_dir", str(tmp_path / "new")]
+    args = {"root after the recipes": recipes + root, "root before the recipes": root + recipes,
+            "explicit dirpath last": recipes + root + [f"--checkpoint.dirpath={tmp_path / 'new'}/ckpts"]}[order]
+    code, out, _ = fit_in_process(capsys, *args, "--print_config")
+    assert code == 0
+    assert yaml.safe_load(out)["checkpoint"]["dirpath"] == expected.format(new=tmp_path / "new")
+
+
 def _uninterrupted(tmp_path: Path, shards: Path, steps: int) -> dict:
     root = tmp_path / "ref"
     res = run_fit("--config", str(write_config(tmp_path / "ref.yaml", tiny_recipe(shards, root, steps, 3))),

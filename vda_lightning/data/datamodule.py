@@ -9,6 +9,14 @@ The training stream resumes exactly: `state_dict()` (saved by Lightning in every
 (rank, worker) reader, where it stands after the last step the training loop took; `load_state_dict()` (on
 `--ckpt_path` and on a SLURM requeue) makes the readers continue from there. data/README.md §2 says when that
 is exact and when it cannot be.
+
+That saved position is read from a file, so it crosses the trust boundary (`vda_lightning.trust`): it is checked
+against the `DataState` schema (`check_state`) when it is loaded and, before any reader uses it, every shard URL in
+it must be one of the URLs the current config expands to (`check_position`). A state that breaks the schema or
+names a shard (or a `pipe:` command) the config does not is refused as `DataStateError`: one line naming the
+checkpoint and the place in the state, exit 2 from `vda fit`, nothing trained. A well-formed state saved with other
+data settings, another world size or worker count, or another state version is no attack: the stream starts the
+epoch afresh with a warning, and none of its URLs is used.
 """
 from __future__ import annotations
 
@@ -18,21 +26,158 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import lightning as L
 import torch
+from annotated_types import Ge, Le, Len, Lt
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from pydantic import StringConstraints
+from typing_extensions import TypedDict
 
+from .. import trust
 from ..io import rank_world
 from ..models.input_contract import DEFAULT_CONTRACT
-from .datasets import TrainStream, ValStream
+from .datasets import ReaderState, TrainStream, ValStream
 from .format import MAX_SIDE
-from .shards import _is_remote, count_samples, expand_shards
+from .shards import count_samples, expand_shards
+from .streams import MAX_COUNT, STRICT, Count, DataStateError, check_source_state
 from .synthetic_scenes import generate_synthetic_shards
 from .transforms import AugmentConfig
 
 log = logging.getLogger("vda_lightning.data")
 STATE_VERSION = 1
+MAX_RANKS, MAX_WORKERS = 65536, 1024  # bounds of a saved world size / worker count
+__all__ = ["DataStateError", "StreamLayout", "SyntheticConfig", "VideoDepthDataModule", "check_position",
+           "check_state", "resume_plan"]
+
+
+class RankState(TypedDict):
+    """One rank's position: its epoch, the steps of it the training loop took, each of its readers' states."""
+
+    __pydantic_config__ = STRICT
+    epoch: Count
+    consumed: Count
+    readers: dict[Annotated[int, Ge(0), Lt(MAX_WORKERS)], ReaderState]
+
+
+class DataState(TypedDict):
+    """`VideoDepthDataModule.state_dict()` (version 1), as a checkpoint holds it."""
+
+    __pydantic_config__ = STRICT
+    version: Literal[1]
+    fingerprint: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+    world_size: Annotated[int, Ge(1), Le(MAX_RANKS)]
+    num_workers: Annotated[int, Ge(1), Le(MAX_WORKERS)]
+    epoch_length: Annotated[int, Ge(1), Le(MAX_COUNT)]
+    ranks: Annotated[list[RankState], Len(1, MAX_RANKS)]
+
+
+class _Versioned(TypedDict):
+    """The first look at a saved state: which layout it claims (other keys are read only for this version)."""
+
+    version: Annotated[int, Ge(1)]
+
+
+def check_state(state, what: str) -> dict | None:
+    """A checkpoint's saved DataModule state, checked before any value of it is used: the validated copy, None for
+    an empty state (a checkpoint written before the stream started), `{"version": v}` for another state version
+    (never read further), or `DataStateError` in one line starting with `what` (the checkpoint) and the place."""
+    if state is None or (isinstance(state, dict) and not state):
+        return None
+    version = trust.validate(_Versioned, state, what, error=DataStateError)["version"]
+    if version != STATE_VERSION:
+        return {"version": version}
+    checked = trust.validate(DataState, state, what, error=DataStateError)
+    if len(checked["ranks"]) != checked["world_size"]:
+        raise DataStateError(f"{what}: ranks: {len(checked['ranks'])} rank position(s) for world_size "
+                             f"{checked['world_size']}")
+    for r, rank in enumerate(checked["ranks"]):
+        if rank["consumed"] > checked["epoch_length"]:
+            raise DataStateError(f"{what}: ranks.{r}.consumed: {rank['consumed']} steps taken of an epoch of "
+                                 f"{checked['epoch_length']}")
+        for reader in rank["readers"]:
+            if reader >= checked["num_workers"]:
+                raise DataStateError(f"{what}: ranks.{r}.readers.{reader}: no such reader with num_workers "
+                                     f"{checked['num_workers']}")
+    return checked
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """What the current config makes of a saved position: what it must match to continue the same stream, and the
+    shards each source of a reader may name (`video_sources`: none when batch_size is 0; `image_urls`: None when a
+    reader has no image source)."""
+
+    fingerprint: str
+    world_size: int
+    num_workers: int
+    epoch_length: int
+    video_sources: tuple[tuple[str, ...], ...]
+    image_urls: tuple[str, ...] | None
+    shuffle_buffer: int
+    image_shuffle_buffer: int
+
+
+def mismatches(state: dict, layout: StreamLayout) -> list[str]:
+    """Why a checked state cannot continue under `layout` (legitimate changes: the epoch then starts afresh)."""
+    if state["version"] != STATE_VERSION:
+        return [f"state version {state['version']} (this code writes {STATE_VERSION})"]
+    problems = []
+    if state["fingerprint"] != layout.fingerprint:
+        problems.append("the data settings or shard files changed since the checkpoint")
+    if (state["world_size"], state["num_workers"]) != (layout.world_size, layout.num_workers):
+        problems.append(f"saved with {state['world_size']} rank(s) x {state['num_workers']} worker(s), "
+                        f"now {layout.world_size} x {layout.num_workers}")
+    return problems
+
+
+def check_position(state: dict, layout: StreamLayout, what: str) -> None:
+    """A checked state that matches `layout`, against the configured shards: every reader restores exactly the
+    configured sources, and every shard URL it names (cursors, shuffle buffers) is one of that source's URLs.
+    Run before any reader opens anything; `DataStateError` names the checkpoint and the place."""
+    for r, rank in enumerate(state["ranks"]):
+        for k, reader in rank["readers"].items():
+            place = f"{what}: ranks.{r}.readers.{k}"
+            if len(reader["video"]) != len(layout.video_sources):
+                raise DataStateError(f"{place}.video: {len(reader['video'])} video source state(s), the config "
+                                     f"has {len(layout.video_sources)}")
+            for i, (source, urls) in enumerate(zip(reader["video"], layout.video_sources)):
+                check_source_state(source, list(urls), layout.shuffle_buffer, f"{place}.video.{i}")
+            if reader["image"] is not None:
+                check_source_state(reader["image"], list(layout.image_urls or ()), layout.image_shuffle_buffer,
+                                   f"{place}.image")
+
+
+def resume_plan(state: dict, layout: StreamLayout, rank: int, epoch: int, what: str) -> tuple[int, dict | None]:
+    """(epoch to start, plan for the readers or None = start it afresh) from a `check_state`-checked state.
+
+    A mismatch with the layout is a warning and a fresh epoch; a position that names unconfigured shards is
+    `DataStateError`. The plan holds only values that passed both checks.
+    """
+    problems = mismatches(state, layout)
+    if problems:
+        log.warning("data resume: cannot continue the saved sample stream (%s); epoch %d starts afresh, so "
+                    "the samples differ from the uninterrupted run", "; ".join(problems), epoch)
+        return epoch, None
+    check_position(state, layout, what)
+    mine = state["ranks"][rank]
+    saved_epoch, consumed = mine["epoch"], mine["consumed"]
+    if consumed >= layout.epoch_length:  # saved at the very end of an epoch: the next one starts fresh
+        saved_epoch, consumed = saved_epoch + 1, 0
+    if saved_epoch < epoch or consumed == 0:
+        rank_zero_info(f"data resume: epoch {max(epoch, saved_epoch)} starts at its beginning, as in the "
+                       "uninterrupted run")
+        return max(epoch, saved_epoch), None
+    remote = [u for src in layout.video_sources + (layout.image_urls or (),) for u in src if trust.is_remote(u)]
+    if remote:
+        log.warning("data resume: %d remote shard URL(s) (e.g. %s) are read again to restore the position; "
+                    "the samples equal the uninterrupted run's only if those streams return the same bytes",
+                    len(remote), remote[0])
+    rank_zero_info(f"data resume: epoch {saved_epoch} continues after {consumed} of {layout.epoch_length} steps "
+                   f"({len(mine['readers'])} reader(s) per rank restored, {layout.world_size} rank(s) x "
+                   f"{layout.num_workers} worker(s)): the same samples as the uninterrupted run")
+    return saved_epoch, {"epoch": saved_epoch, "consumed": consumed, "readers": dict(mine["readers"])}
 
 
 def _hw(size: int | list[int], name: str = "crop_size") -> tuple[int, int]:
@@ -274,7 +419,7 @@ class VideoDepthDataModule(L.LightningDataModule):
         """What must not change for a saved position to mean the same samples: shards (and local sizes), mixing,
         sampling, augmentation, seed, epoch length."""
         ds = self.train_ds
-        shards = [[(u, None if _is_remote(u) else os.path.getsize(u) if os.path.exists(u) else -1) for u in src]
+        shards = [[(u, None if trust.is_remote(u) else os.path.getsize(u) if os.path.exists(u) else -1) for u in src]
                   for src in ds.video_sources + [ds.image_urls]]
         desc = [shards, ds.weights.tolist(), ds.clip_len, ds.batch_size, ds.image_batch_size,
                 dataclasses.asdict(ds.aug), list(ds.out_hw), ds.min_depth, ds.max_depth, ds.shuffle_buffer,
@@ -297,7 +442,29 @@ class VideoDepthDataModule(L.LightningDataModule):
                 "ranks": _gather(local)}
 
     def load_state_dict(self, state: dict) -> None:
-        self._resume = dict(state) if state else None
+        """Keep a checkpoint's saved position for the next epoch start, checked first (`check_state`; with the
+        training config known, as under `vda fit`, also `check_position`): a malformed state or one naming
+        unconfigured shards is `DataStateError` here, before anything trains."""
+        what = self._state_what()
+        self._resume = check_state(state, what)
+        if self._resume is not None and self.train_ds is not None:
+            layout = self._layout()
+            if not mismatches(self._resume, layout):
+                check_position(self._resume, layout, what)
+
+    def _state_what(self) -> str:
+        trainer = self._trainer_or_none()
+        ckpt = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+        return f"{trust.display(ckpt) if ckpt else 'checkpoint'}: VideoDepthDataModule state"
+
+    def _layout(self) -> StreamLayout:
+        ds = self.train_ds
+        return StreamLayout(
+            fingerprint=self._fingerprint(), world_size=self._rank_world()[1], num_workers=max(1, self.hp.num_workers),
+            epoch_length=self.epoch_length,
+            video_sources=tuple(tuple(src) for src in ds.video_sources) if ds.batch_size else (),
+            image_urls=tuple(ds.image_urls) if ds.image_batch_size and ds.image_urls else None,
+            shuffle_buffer=ds.shuffle_buffer, image_shuffle_buffer=ds.image_shuffle_buffer)
 
     def _begin_epoch(self, epoch: int) -> tuple[int, int]:
         """Set the stream up for `epoch`: (epoch actually started, steps of it already taken)."""
@@ -309,48 +476,12 @@ class VideoDepthDataModule(L.LightningDataModule):
                         "stream starts epoch %d afresh (samples differ from the uninterrupted run)",
                         trainer.ckpt_path, epoch)
         elif state is not None:
-            epoch, plan = self._plan(state, epoch)
+            epoch, plan = resume_plan(state, self._layout(), self._rank_world()[0], epoch, self._state_what())
             consumed = 0 if plan is None else plan["consumed"]
         self.train_ds.resume = plan
         self.train_ds.epoch[0] = epoch
         self._position = {"epoch": epoch, "consumed": consumed, "readers": dict(plan["readers"]) if plan else {}}
         return epoch, consumed
-
-    def _plan(self, state: dict, epoch: int) -> tuple[int, dict | None]:
-        rank, world = self._rank_world()
-        workers = max(1, self.hp.num_workers)
-        problems = []
-        if state.get("version") != STATE_VERSION:
-            problems.append(f"state version {state.get('version')} (this code writes {STATE_VERSION})")
-        else:
-            if state["fingerprint"] != self._fingerprint():
-                problems.append("the data settings or shard files changed since the checkpoint")
-            if (state["world_size"], state["num_workers"]) != (world, workers):
-                problems.append(f"saved with {state['world_size']} rank(s) x {state['num_workers']} worker(s), "
-                                f"now {world} x {workers}")
-        if problems:
-            log.warning("data resume: cannot continue the saved sample stream (%s); epoch %d starts afresh, so "
-                        "the samples differ from the uninterrupted run", "; ".join(problems), epoch)
-            return epoch, None
-        mine = state["ranks"][rank]
-        saved_epoch, consumed = int(mine["epoch"]), int(mine["consumed"])
-        if consumed >= self.epoch_length:  # saved at the very end of an epoch: the next one starts fresh
-            saved_epoch, consumed = saved_epoch + 1, 0
-        if saved_epoch < epoch or consumed == 0:
-            rank_zero_info(f"data resume: epoch {max(epoch, saved_epoch)} starts at its beginning, as in the "
-                           "uninterrupted run")
-            return max(epoch, saved_epoch), None
-        remote = [u for src in self.train_ds.video_sources + [self.train_ds.image_urls] for u in src
-                  if _is_remote(u)]
-        if remote:
-            log.warning("data resume: %d remote shard URL(s) (e.g. %s) are read again to restore the position; "
-                        "the samples equal the uninterrupted run's only if those streams return the same bytes",
-                        len(remote), remote[0])
-        rank_zero_info(f"data resume: epoch {saved_epoch} continues after {consumed} of {self.epoch_length} steps "
-                       f"({len(mine['readers'])} reader(s) per rank restored, {world} rank(s) x {workers} "
-                       "worker(s)): the same samples as the uninterrupted run")
-        return saved_epoch, {"epoch": saved_epoch, "consumed": consumed,
-                             "readers": {int(k): v for k, v in mine["readers"].items()}}
 
     # -- reporting ----------------------------------------------------------------------------------------------
     def skip_counts(self) -> dict[str, dict[str, int]]:

@@ -5,13 +5,53 @@ one whole step: {"video": VideoBatch | None, "image": ImageBatch | None} for tra
 """
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 import torch
+from annotated_types import Ge, Le, Lt
 from torch.utils.data import IterableDataset
+from typing_extensions import TypedDict
 
 from .format import MAX_SIDE, SampleError, decode_members, parse_meta
-from .streams import SkipCounters, SourceReader, decode_stream, iter_tar_samples, ordered_assignment, reader_slot
+from .streams import (
+    STRICT,
+    Count,
+    SkipCounters,
+    SourceReader,
+    SourceState,
+    decode_stream,
+    iter_tar_samples,
+    ordered_assignment,
+    reader_slot,
+)
 from .transforms import AugmentConfig, apply_geometry, augment, center_crop_box, collate, finish_frames, to_tensors
+
+
+class PCG64Words(TypedDict):
+    __pydantic_config__ = STRICT
+    state: Annotated[int, Ge(0), Lt(2**128)]
+    inc: Annotated[int, Ge(0), Lt(2**128)]
+
+
+class RngState(TypedDict):
+    """`numpy.random.default_rng(...).bit_generator.state` (PCG64), as a reader saves it."""
+
+    __pydantic_config__ = STRICT
+    bit_generator: Literal["PCG64"]
+    state: PCG64Words
+    has_uint32: Annotated[int, Ge(0), Le(1)]
+    uinteger: Annotated[int, Ge(0), Lt(2**32)]
+
+
+class ReaderState(TypedDict):
+    """What one training reader saves after each step (`TrainStream.__iter__`'s `_reader.state`)."""
+
+    __pydantic_config__ = STRICT
+    steps: Count
+    rng: RngState
+    video: list[SourceState]
+    image: SourceState | None
 
 
 def _describe(s: dict, rec, raw: dict) -> dict:

@@ -9,7 +9,9 @@ with fewer shards than readers), nothing is split by webdataset's node splitter,
 `epoch_length` steps (equal step counts on every rank), and the first ceil(n/S) shards a reader takes cover all
 n shards across readers. A reader's position (`SourceReader.state`: shards started, samples taken from the
 current shard, the identities of the buffered samples) is small and restorable: that is how a resumed run
-continues the very sample stream it interrupted.
+continues the very sample stream it interrupted. A saved position comes from a checkpoint, a file: it is checked
+against `SourceState` and the configured shards (`check_source_state`) before any reader restores it, so that it can
+never make a reader open a shard, or a `pipe:` command, that the config does not name.
 
 Validation: each sample exactly once over all readers, no padding: shard j goes to reader j % S when there are at
 least S shards; otherwise every reader reads all shards and keeps samples i with i % S == slot.
@@ -20,16 +22,75 @@ import logging
 import re
 import tarfile
 from collections.abc import Iterator
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from annotated_types import Ge, Le, Len
+from pydantic import ConfigDict
+from typing_extensions import TypedDict  # pydantic needs this one's TypedDict before Python 3.12
 from webdataset.gopen import gopen
 
+from .. import trust
 from .format import SKIP_REASONS, SampleError
 
 log = logging.getLogger("vda_lightning.data")
 COUNTER_NAMES = ("ok",) + SKIP_REASONS
 _NAME = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's key/extension split: key ends at the first dot
+
+
+MAX_COUNT = 2**62      # any saved counter (shards started, samples taken, steps) lies below
+MAX_NAME = 65536       # characters of a saved shard URL or sample key
+Count = Annotated[int, Ge(0), Le(MAX_COUNT)]
+SavedText = Annotated[str, Len(1, MAX_NAME)]
+STRICT = ConfigDict(extra="forbid")
+
+
+class DataStateError(trust.ReadError):
+    """A saved loader position (from a checkpoint) that is malformed or names a shard the config does not: one line
+    naming the checkpoint and the place in the state; `vda fit` exits 2 and trains nothing."""
+
+
+class CursorState(TypedDict):
+    """`ShardCursor.state()`."""
+
+    __pydantic_config__ = STRICT
+    started: Count
+    url: SavedText | None
+    offset: Count
+    open: bool
+    empty: Count
+
+
+class SourceState(TypedDict):
+    """`SourceReader.state()`: the cursor, the (shard, key) of each buffered sample, failure and sample counts."""
+
+    __pydantic_config__ = STRICT
+    cursor: CursorState
+    buffer: list[Annotated[list[SavedText], Len(2, 2)]]
+    failures: Count
+    taken: dict[Literal[COUNTER_NAMES], Count]
+
+
+def check_source_state(state: dict, urls: list[str], buffer: int, what: str) -> None:
+    """A schema-checked `SourceState` against the source it is to restore: the cursor's shard and every buffered
+    sample's shard must be among this source's configured `urls` (`trust.check_url_from_file`), an open cursor
+    names its shard, and the buffer holds no more than `buffer` samples. `what` names the checkpoint and the place.
+    """
+    allowed = frozenset(urls)
+    cursor = state["cursor"]
+    if cursor["open"] and cursor["url"] is None:
+        raise DataStateError(f"{what}.cursor: an open shard without a url")
+    if cursor["url"] is not None:
+        if cursor["started"] < 1:
+            raise DataStateError(f"{what}.cursor: a url with 0 shards started")
+        trust.check_url_from_file(cursor["url"], allowed, f"{what}.cursor.url", error=DataStateError)
+    capacity = buffer if buffer > 1 else 0
+    if len(state["buffer"]) > capacity:
+        raise DataStateError(f"{what}.buffer: {len(state['buffer'])} buffered samples, the shuffle buffer holds "
+                             f"{capacity}")
+    for i, (url, _key) in enumerate(state["buffer"]):
+        trust.check_url_from_file(url, allowed, f"{what}.buffer.{i}", error=DataStateError)
 
 
 def reader_slot(rank: int, world_size: int) -> tuple[int, int, int]:
@@ -177,6 +238,10 @@ class ShardCursor:
                 "empty": self.empty}
 
     def restore(self, state: dict) -> None:
+        """Continue from `state`, already checked by `check_source_state` (the url is re-checked here: a reader
+        never opens a shard that is not one of its own)."""
+        if state["url"] is not None:
+            trust.check_url_from_file(state["url"], frozenset(self.urls), "saved cursor", error=DataStateError)
         self.started, self.url = int(state["started"]), state["url"]
         self.offset, self.empty = int(state["offset"]), int(state["empty"])
         self._it = None
@@ -214,9 +279,11 @@ class ShuffleBuffer:
     def state(self) -> list[list[str]]:
         return [[raw["__url__"], raw["__key__"]] for raw in self.pool]
 
-    def restore(self, ids: list[list[str]]) -> None:
+    def restore(self, ids: list[list[str]], urls: list[str]) -> None:
+        """Read the buffered samples `ids` back from their shards, each of which must be one of `urls`."""
         wanted: dict[str, set[str]] = {}
         for url, key in ids:
+            trust.check_url_from_file(url, frozenset(urls), "saved shuffle buffer", error=DataStateError)
             wanted.setdefault(url, set()).add(key)
         found = {}
         for url, keys in wanted.items():
@@ -271,7 +338,7 @@ class SourceReader:
 
     def restore(self, state: dict) -> None:
         self.cursor.restore(state["cursor"])
-        self.buffer.restore(state["buffer"])
+        self.buffer.restore(state["buffer"], self.cursor.urls)
         self.failures = int(state["failures"])
         self.taken.update(state["taken"])
 

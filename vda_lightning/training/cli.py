@@ -9,8 +9,12 @@
 
 One run folder per experiment: `trainer.default_root_dir` (the run folder) holds the saved `config.yaml`,
 `checkpoints/` (unless `checkpoint.dirpath` says otherwise), the logger's files (loggers whose `save_dir` is
-not set) and `final_validation.json`. A fresh run refuses a folder that already holds a run: resume it with
-`--ckpt_path last` (a SLURM requeue resumes by itself) or choose another folder.
+not set) and `final_validation.json`. A checkpoint folder written as `${trainer.default_root_dir}/...` follows the
+final run folder, also one set after it (a later `--config` or `--trainer.default_root_dir` on the command line).
+A fresh run refuses a folder that already holds a run (a checkpoint or results): resume it with `--ckpt_path last`
+(a SLURM requeue resumes by itself) or choose another folder. A folder that holds only what an interrupted start
+wrote (Ctrl-C during the first validation: `config.yaml`, logger files) holds nothing to resume: a fresh run may
+start there again.
 
 The config is checked completely before any model, data or trainer is built: unknown keys, wrong types, renamed
 keys, paths that do not exist (shards, init checkpoint, teacher, ckpt_path) and the run folder; each problem is
@@ -31,10 +35,16 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from . import config_checks
 from .callbacks import SaveRunConfig
-from .checkpoint_io import AtomicCheckpointIO, RemoveStaleStaging, ResumeError, resolve_resume_path
+from .checkpoint_io import (
+    AtomicCheckpointIO,
+    ConfineSavedCheckpointPaths,
+    RemoveStaleStaging,
+    ResumeError,
+    resolve_resume_path,
+)
 from .module import VideoDepthModule
 from .results import format_results_table, write_results
-from .signals import SaveOnSignal, SignalExit
+from .signals import SaveOnSignal, SignalExit, interrupted_by_ctrl_c
 
 PROG = "vda-fit"
 
@@ -76,9 +86,20 @@ class VDACLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         argv = sys.argv[1:] if args is None else args
         if isinstance(argv, list | tuple):
-            problem = config_checks.renamed_key_problem([str(a) for a in argv])
+            argv = [str(a) for a in argv]
+            problem = config_checks.renamed_key_problem(argv)
             if problem:
                 fail(problem, prog=self.prog)
+            # omegaconf resolves `${trainer.default_root_dir}` inside each config file, before a later run folder
+            # applies: the checkpoint folder is set again from the final one (issue 24: a resume into a new folder
+            # wrote into, and deleted checkpoints of, the recipe's default run).
+            dirpath = config_checks.checkpoint_dirpath_for_final_root(argv)
+            if dirpath is not None:
+                argv.append(f"--checkpoint.dirpath={dirpath}")
+                if args is None:  # as LightningCLI parses sys.argv, without its warning about given args
+                    self.config = parser.parse_args(argv)
+                    return
+                args = argv
         super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
@@ -120,7 +141,8 @@ class VDACLI(LightningCLI):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         # Every run: SIGTERM (and SIGUSR1 without the requeue callback) saves at the next step and exits 128+n;
         # staging files a killed run left in the checkpoint folder are removed at the start.
-        trainer.callbacks[:0] = [SaveOnSignal(), RemoveStaleStaging()]
+        # A resumed checkpoint's ModelCheckpoint paths are confined before Lightning deletes any of them.
+        trainer.callbacks[:0] = [SaveOnSignal(), RemoveStaleStaging(), ConfineSavedCheckpointPaths()]
         return trainer
 
 
@@ -201,22 +223,32 @@ def _instantiation_problem(e: BaseException) -> str:
 def main(args: list[str] | None = None) -> None:
     """Console entry point: returns None so that `sys.exit(main())` exits 0 after a good run.
 
-    Known failures end in one line: a checkpoint that cannot be resumed from or read (exit 2), a file that cannot
-    be written (a full disk: the line names the file, exit 2); a stop by SIGTERM/SIGUSR1 exits 128 + the signal
-    (after saving at the next step boundary when one runs, `training/signals.py`).
+    Known failures end in one line: a checkpoint that cannot be resumed from or read, or whose saved state is
+    malformed or names shards the config does not (the DataModule's `DataStateError`; exit 2, nothing trained), a
+    file that cannot be written (a full disk: the line names the file, exit 2); a stop by SIGTERM/SIGUSR1 exits
+    128 + the signal (after saving at the next step boundary when one runs, `training/signals.py`); Ctrl-C exits
+    130 without saving.
     """
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from ..checkpoints import CheckpointError
+    from ..data.streams import DataStateError
 
     try:
         run(args)
     except SignalExit:
         raise
+    except SystemExit as e:  # Lightning ends a Ctrl-C inside fit/validate with sys.exit(1)
+        if e.code == 1 and interrupted_by_ctrl_c():
+            fail("interrupted (Ctrl-C): stopped without saving; resume from the newest checkpoint with --ckpt_path "
+                 "last (a run folder that holds none may be started afresh)", 130)
+        raise
+    except KeyboardInterrupt:  # outside Lightning's loops (start-up)
+        fail("interrupted (Ctrl-C) before training: nothing was saved", 130)
     except SIGTERMException:  # Lightning stopped outside a training step (validation, start-up): nothing new saved
         fail("SIGTERM while no training step ran (validation or start-up): stopped without saving; resume from "
               "the newest checkpoint (--ckpt_path last)", 128 + signal.SIGTERM)
-    except (ResumeError, CheckpointError) as e:
+    except (ResumeError, CheckpointError, DataStateError) as e:
         fail(str(e))
     except OSError as e:
         fail(str(e) if e.filename else f"{e.strerror or e} (errno {e.errno})")
@@ -245,7 +277,13 @@ def validate_main(args: list[str] | None = None) -> int:
         return errors.fail(prog, f"{ckpt}: no such checkpoint file")
     if not (cli.datamodule and _has_val(cli.datamodule)):
         return errors.fail(prog, "the recipe's data has no validation set")
-    trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)
+    from ..checkpoints import CheckpointError
+    from ..data.streams import DataStateError
+
+    try:
+        trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, verbose=False)
+    except (ResumeError, CheckpointError, DataStateError) as e:
+        return errors.fail(prog, str(e))
     if trainer.is_global_zero:
         step = _checkpoint_step(ckpt)
         print(f"\nValidation of {ckpt or 'the initial weights'}" + (f" (step {step})" if step is not None else "")

@@ -3,7 +3,9 @@
 - renamed DataModule keys (the flat `synthetic_*` and augmentation options became the `synthetic:` and
   `augment:` sections): the old key is named with its new place;
 - paths that do not exist (shards, init checkpoint, teacher checkpoint, `ckpt_path`), placeholders said so;
-- the run folder: a fresh run never writes into a folder that already holds a run (`existing_run`).
+- the run folder: a fresh run never writes into a folder that already holds a run (`existing_run`), and a checkpoint
+  folder written as `${trainer.default_root_dir}/...` follows the final run folder
+  (`checkpoint_dirpath_for_final_root`).
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from ..cluster.resume import existing_run
-
-__all__ = ["existing_run", "renamed_key_problem", "path_problems", "launcher_rank", "is_requeued_restart"]
+__all__ = ["existing_run", "renamed_key_problem", "path_problems", "launcher_rank", "is_requeued_restart",
+           "checkpoint_dirpath_for_final_root"]
+ROOT_REFERENCE = "${trainer.default_root_dir}"
 PLACEHOLDER = "/path/to/"
 RENAMED_DATA_KEYS = {
     "synthetic_dir": "synthetic.dir", "synthetic_train_clips": "synthetic.train_clips",
@@ -52,6 +54,73 @@ def _config_files(args: list[str]) -> list[str]:
         elif arg.startswith("--config="):
             files.append(arg.split("=", 1)[1])
     return files
+
+
+def _option_value(args: list[str], i: int, name: str) -> tuple[bool, str | None]:
+    """(whether args[i] is option `name`, its value: `--name value` or `--name=value`)."""
+    arg = args[i]
+    if arg == name:
+        return True, args[i + 1] if i + 1 < len(args) else None
+    if arg.startswith(name + "="):
+        return True, arg.split("=", 1)[1]
+    return False, None
+
+
+def _yaml_get(doc, section: str, key: str):
+    """(found, value) of doc[section][key] in a config file's YAML."""
+    part = doc.get(section) if isinstance(doc, dict) else None
+    return (True, part[key]) if isinstance(part, dict) and key in part else (False, None)
+
+
+def checkpoint_dirpath_for_final_root(args: list[str]) -> str | None:
+    """The checkpoint folder re-resolved against the final run folder, when its last setting (config files and
+    options, in command-line order) is written `${trainer.default_root_dir}/...`; else None (nothing to redo).
+
+    jsonargparse's omegaconf mode resolves the reference inside each config file, from that file's run folder: a
+    `--trainer.default_root_dir` given later left the checkpoints in the recipe's default folder (the metric
+    recipes: a resume into a new folder overwrote and deleted another run's checkpoints).
+    """
+    root = dirpath = None
+    for i in range(len(args)):
+        is_config, path = _option_value(args, i, "--config")
+        if is_config and path:
+            try:
+                doc = yaml.safe_load(Path(path).read_text())
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                continue  # the parser reports unreadable files itself
+            found, value = _yaml_get(doc, "trainer", "default_root_dir")
+            root = value if found else root
+            found, value = _yaml_get(doc, "checkpoint", "dirpath")
+            dirpath = value if found else dirpath
+            continue
+        is_root, value = _option_value(args, i, "--trainer.default_root_dir")
+        root = value if is_root else root
+        is_dirpath, value = _option_value(args, i, "--checkpoint.dirpath")
+        dirpath = value if is_dirpath else dirpath
+    if not (isinstance(dirpath, str) and ROOT_REFERENCE in dirpath and isinstance(root, str) and root):
+        return None
+    if "${" in root or root.lower() in ("null", "none"):
+        return None
+    return dirpath.replace(ROOT_REFERENCE, root)
+
+
+def existing_run(run_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None) -> Path | None:
+    """A file showing that `run_dir` already holds a run: its results (`final_validation.json`) or a checkpoint (in
+    `<run_dir>/checkpoints` or `checkpoint_dir`; staging files excluded), or None.
+
+    A folder holding only what an interrupted start wrote (its `config.yaml`, logger files: Ctrl-C during the first
+    validation) does not count: it holds nothing to resume, and a fresh run there rewrites its config.
+    """
+    root = Path(run_dir)
+    if (root / "final_validation.json").is_file():
+        return root / "final_validation.json"
+    folders = [root / "checkpoints"] + ([Path(checkpoint_dir)] if checkpoint_dir else [])
+    for folder in dict.fromkeys(folders):
+        if folder.is_dir():
+            found = sorted(p for p in folder.glob("*.ckpt") if not p.name.startswith("."))
+            if found:
+                return found[0]
+    return None
 
 
 def renamed_key_problem(args: list[str]) -> str | None:

@@ -9,6 +9,9 @@ all ranks stop at the same step), the checkpoint is saved collectively (rank 0 w
 atomically, so `--ckpt_path last` and `vda submit --find-checkpoint` both resume from it), and `SignalExit` ends
 the run. A signal that lands while no step runs (validation, start-up) still stops the run with status 128 + n,
 without a new checkpoint: `main` reports the newest one.
+
+Ctrl-C (SIGINT) is Lightning's: it ends fit/validate with `sys.exit(1)` after telling the callbacks; `SaveOnSignal`
+notes it (`interrupted_by_ctrl_c`) so that `main` exits 130 with one line, as every vda command does.
 """
 from __future__ import annotations
 
@@ -22,6 +25,12 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.ckpt"
+_CTRL_C = {"seen": False}
+
+
+def interrupted_by_ctrl_c() -> bool:
+    """Whether Lightning stopped a fit/validate of this process on Ctrl-C (KeyboardInterrupt)."""
+    return _CTRL_C["seen"]
 
 
 class SignalExit(SystemExit):
@@ -65,6 +74,10 @@ class SaveOnSignal(Callback):
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous = {}
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            _CTRL_C["seen"] = True
 
     def _received(self, trainer: Trainer) -> int:
         if self.pending:
