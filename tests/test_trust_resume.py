@@ -303,8 +303,6 @@ def test_mutated_states_are_refused_in_one_line_or_name_only_configured_shards(m
         assert set(_restore_readers(plan)) <= CONFIGURED
 
 
-@pytest.mark.xfail(strict=True, reason="trust.schema._preview calls repr() on the offending value: an int of more "
-                                       "than 4300 digits makes repr raise ValueError (a fix for the trust module)")
 def test_an_int_too_long_to_print_is_one_line():
     state = mutate([("set", at("ranks", 0, "consumed"), 10**5000)])
     with pytest.raises(DataStateError, match="ranks.0.consumed"):

@@ -22,7 +22,12 @@ MAX_DEPTH = 64  # JSON nesting we accept (ours is at most ~6 deep; Python's pars
 
 
 def _preview(value: Any, n: int = 60) -> str:
-    text = " ".join(repr(value).split())
+    if isinstance(value, int) and value.bit_length() > 256:  # repr of a 4300-digit int raises
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = " ".join(repr(value).split())
+    except Exception:  # a value whose repr fails is shown by its type
+        text = f"a {type(value).__name__}"
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
