@@ -142,3 +142,26 @@ def test_values_with_spaces_are_quoted_in_sbatch_lines(capsys):
     assert directives["--comment"] == 'my run #1 "best"'
     assert directives["--output"] == "runs/my run/slurm/%x-%j.out"
     assert "RUN_DIR='runs/my run'" in text.splitlines()
+
+
+def test_job_names_that_switch_lightning_slurm_detection_off_are_refused(tmp_path, capsys, monkeypatch):
+    """docs/cluster.md: a job named bash/interactive would run without SLURM detection (no ranks, no requeue)."""
+    from lightning.fabric.plugins.environments import slurm
+
+    from vda_lightning.cluster.submit import INTERACTIVE_JOB_NAMES
+
+    for name in INTERACTIVE_JOB_NAMES:  # the names are Lightning's own: each switches its detection off
+        monkeypatch.setenv("SLURM_JOB_NAME", name)
+        assert slurm._is_slurm_interactive_mode(), name
+    monkeypatch.setenv("SLURM_JOB_NAME", "bash2")
+    assert not slurm._is_slurm_interactive_mode()
+    for args in (["--job-name", "bash"], ["--job-name", "interactive"], ["--sbatch=--job-name=bash"],
+                 ["--sbatch=-J", "--sbatch=--job=interactive"], ["--sbatch=J=bash"]):
+        code = main(["--config", sys.argv[0], "--run-dir", str(tmp_path / "run"), "--gpus-per-node", "0", *args])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "job name" in err.replace("job-name", "job name"), \
+            (args, err)
+    assert not (tmp_path / "run").exists()  # nothing written, nothing submitted
+    assert main(["--dry-run", "--config", "c.yaml", "--run-dir", "r", "--gpus-per-node", "0", "--job-name",
+                 "bash-run"]) == 0
+    assert "#SBATCH --job-name=bash-run" in capsys.readouterr().out

@@ -63,8 +63,10 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
     """
     from contextlib import nullcontext
 
-    from .checkpoints import load_model, read_checkpoint
+    from .checkpoints import CheckpointError, load_model, read_checkpoint
+    from .checkpoints.metadata import ema_state
     from .training.ema import CHECKPOINT_KEY, HeadEMA
+    from .trust import display
 
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -73,15 +75,11 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
     swap = nullcontext()
     if use_ema:
         obj, _ = read_checkpoint(ckpt)
-        state = obj.get(CHECKPOINT_KEY) if isinstance(obj, dict) else None
-        if not state:
-            raise ValueError(f"{ckpt}: holds no EMA weights (train with model.ema_decay set)")
-        if not isinstance(state, dict) or not {"decay", "shadow"} <= set(state):
-            raise ValueError(f"{ckpt}: its {CHECKPOINT_KEY!r} entry is not an EMA state {{decay, shadow}}")
-        try:
-            swap = HeadEMA.from_state(model.head, state).swapped_in(model.head)
-        except ValueError as e:
-            raise ValueError(f"{ckpt}: {e}") from None
+        if obj.get(CHECKPOINT_KEY) is None:
+            raise CheckpointError(f"{display(ckpt)}: holds no EMA weights (train with model.ema_decay set)")
+        # schema first: a decay in (0, 1), names of this head only, finite tensors of their parameters' shapes
+        state = ema_state(obj[CHECKPOINT_KEY], ckpt, dict(model.head.named_parameters()), CheckpointError)
+        swap = HeadEMA.from_state(model.head, state).swapped_in(model.head)
     spec = FORMATS[fmt]
     stem = ckpt.stem + (".ema" if use_ema else "")
     if output is None:  # beside the checkpoint; several files in a folder of their own

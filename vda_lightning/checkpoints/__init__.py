@@ -36,31 +36,31 @@ says nothing loads as relative with `model.kind_source == "none"`, and `kind.res
 sigmoid × max_depth output) loads as a metric video model with its last convolution folded for the ReLU head
 (`adapt.sigmoid_head_to_relu`).
 
-Modules: `sniff` (what a file is), `read` (file → tensors + metadata), `adapt` (named key adapters between
-layouts), `build` (config, strict build, grouped errors), `save` (the published layout, atomically), `kind`
-(relative vs metric); `load_model` composes them.
-"""
-from .adapt import (
-    dataparallel_prefix,
-    dav2_to_video,
-    is_image_state_dict,
-    lightning_checkpoint,
-    published_vda,
-    sigmoid_head_to_relu,
-    video_to_image,
-)
-from .build import build_model, check_state_dict, dav2_metric_max_depth, infer_encoder, kind_from_file, model_config
-from .kind import probe_kind, resolve_kind, set_kind
-from .load import load_image_model, load_model
-from .read import CheckpointError, RawCheckpoint, file_sha256, read, read_checkpoint
-from .save import published_state_dict, save_model
+Every piece of metadata is checked against its schema before use (`metadata.py`, through `vda_lightning.trust`):
+a stored model config must be its encoder's registry architecture, a referenced encoder an absolute path with a
+sha256 that the file must match before it is opened. A file that does not fit is one `CheckpointError` whose
+first line names the file, the missing / unexpected module patterns (`head.motion_modules.*`) and the first shape
+mismatch.
 
-__all__ = [
-    "CheckpointError", "RawCheckpoint", "file_sha256", "read", "read_checkpoint",
-    "dataparallel_prefix", "dav2_to_video", "is_image_state_dict", "lightning_checkpoint", "published_vda",
-    "video_to_image", "sigmoid_head_to_relu",
-    "build_model", "check_state_dict", "infer_encoder", "model_config", "kind_from_file", "dav2_metric_max_depth",
-    "probe_kind", "resolve_kind", "set_kind",
-    "load_image_model", "load_model",
-    "published_state_dict", "save_model",
-]
+Modules: `sniff` (what a file is), `read` (file → tensors + checked metadata), `metadata` (the schemas), `adapt`
+(named key adapters between layouts), `build` (config, strict build, grouped errors), `save` (the published
+layout, atomically), `kind` (relative vs metric); `load_model` composes them.
+"""
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "CheckpointError": "read", "RawCheckpoint": "read", "file_sha256": "read", "read": "read",
+    "read_checkpoint": "read",
+    "dataparallel_prefix": "adapt", "dav2_to_video": "adapt", "is_image_state_dict": "adapt",
+    "lightning_checkpoint": "adapt", "published_vda": "adapt", "video_to_image": "adapt",
+    "sigmoid_head_to_relu": "adapt",
+    "build_model": "build", "check_state_dict": "build", "infer_encoder": "build", "model_config": "build",
+    "kind_from_file": "build", "dav2_metric_max_depth": "build",
+    "probe_kind": "kind", "resolve_kind": "kind", "set_kind": "kind",
+    "load_image_model": "load", "load_model": "load",
+    "published_state_dict": "save", "save_model": "save",
+}
+__all__ = list(_EXPORTS)
+# Names resolve on first use (vda_lightning/lazy.py): `CheckpointError`, `file_sha256` and the metadata schemas
+# (`metadata.py`, read by the export sidecars too) do not import torch.
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

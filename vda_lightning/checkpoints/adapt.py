@@ -9,25 +9,31 @@ from pathlib import Path
 
 import torch
 
+from ..trust import display
 from .read import CheckpointError
 
 IMAGE_HEAD, VIDEO_HEAD = "depth_head.", "head."
 TEMPORAL = ".motion_modules."  # the spatio-temporal head's temporal layers (head.motion_modules.{0..3}.*)
 
 
-def lightning_checkpoint(obj: dict, path: Path) -> tuple[dict, dict]:
-    """A `vda-fit` Lightning checkpoint → (model state dict without the module prefix, its "vda" info)."""
-    info = obj.get("vda") or {}
+def lightning_checkpoint(obj: dict, path: Path, info: dict | None = None) -> tuple[dict, dict]:
+    """A `vda-fit` Lightning checkpoint → (model state dict without the module prefix, its "vda" info).
+
+    `info`: the "vda" entry as `read` checked it (metadata.LightningInfo); when None it is checked here."""
+    if info is None:
+        from .metadata import lightning_info
+
+        info = lightning_info(obj["vda"], path, CheckpointError) if obj.get("vda") is not None else {}
     prefix = info.get("prefix", "model.")
-    sd = {k[len(prefix):]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)}
+    sd = {k[len(prefix):]: v for k, v in obj["state_dict"].items() if isinstance(k, str) and k.startswith(prefix)}
     if not sd:
-        raise CheckpointError(f"{path}: Lightning checkpoint without model weights under {prefix!r}")
+        raise CheckpointError(f"{display(path)}: Lightning checkpoint without model weights under {prefix!r}")
     return sd, info
 
 
 def dataparallel_prefix(sd: dict) -> dict:
     """Drop the `module.` prefix that `DataParallel` / DDP wrappers add to every key."""
-    if not any(k.startswith("module.") for k in sd):
+    if not any(isinstance(k, str) and k.startswith("module.") for k in sd):
         return sd
     return {k.removeprefix("module."): v for k, v in sd.items()}
 

@@ -1,6 +1,7 @@
 """Build: the model config of a checkpoint, and a strict build whose errors say what does not fit."""
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from ..models import MODEL_CONFIGS, DepthAnythingV2, ModelConfig, get_config
+from ..trust import display
 from .adapt import IMAGE_HEAD
 from .read import CheckpointError, RawCheckpoint
 
@@ -17,9 +19,9 @@ def infer_encoder(sd: dict) -> str | None:
     pos = sd.get("pretrained.pos_embed")
     if pos is None:
         head_proj = sd.get("head.projects.0.weight", sd.get("depth_head.projects.0.weight"))
-        width = None if head_proj is None else head_proj.shape[1]
+        width = None if head_proj is None or head_proj.dim() < 2 else head_proj.shape[1]
     else:
-        width = pos.shape[-1]
+        width = pos.shape[-1] if pos.dim() else None
     for name, cfg in MODEL_CONFIGS.items():
         if cfg.embed_dim == width:
             return name
@@ -68,7 +70,7 @@ def model_config(raw: RawCheckpoint, sd: dict, encoder: str | None = None, metri
         return config if metric is None else ModelConfig(**{**config.to_dict(), "metric": bool(metric)})
     name = encoder or raw.metadata.get("encoder") or infer_encoder(sd)
     if name is None:
-        raise CheckpointError(f"{raw.path}: cannot tell the encoder size from its tensors; pass encoder=")
+        raise CheckpointError(f"{display(raw.path)}: cannot tell the encoder size from its tensors; pass encoder=")
     return get_config(name, bool(kind_from_file(raw, metric)[0]))
 
 
@@ -87,6 +89,34 @@ def _grouped(keys) -> str:
     return "\n".join(lines)
 
 
+def module_patterns(keys, universe) -> list[str]:
+    """`keys` (a subset of `universe`) summarised by the largest modules they fill entirely: every key of the model
+    under `head.motion_modules.` missing gives `head.motion_modules.*`, one module `head.motion_modules.3.*`, a
+    lone key itself. Sorted, for the first line of an error."""
+    keys = set(keys)
+    total: dict[str, int] = defaultdict(int)
+    inside: dict[str, int] = defaultdict(int)
+    for key in universe:
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            total[".".join(parts[:i])] += 1
+            inside[".".join(parts[:i])] += key in keys
+    out = set()
+    for key in keys:
+        parts = key.split(".")
+        whole = next((".".join(parts[:i]) for i in range(1, len(parts))
+                      if inside[".".join(parts[:i])] == total[".".join(parts[:i])]), None)
+        out.add(key if whole is None or total[whole] == 1 else whole + ".*")
+    return sorted(out, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p)])
+
+
+def _summary(label: str, keys: list, universe) -> str:
+    patterns = module_patterns(keys, universe)
+    shown = ", ".join(display(p)[:80] for p in patterns[:4]) + (f" and {len(patterns) - 4} more" if len(patterns) > 4
+                                                                else "")
+    return f"{label} {len(keys)} keys ({shown})"
+
+
 def check_state_dict(model: nn.Module | dict, sd: dict, path: Path, expected: str) -> None:
     """Raise a CheckpointError listing missing/unexpected keys and shape mismatches, grouped by pattern.
 
@@ -98,7 +128,11 @@ def check_state_dict(model: nn.Module | dict, sd: dict, path: Path, expected: st
     shapes = [(k, tuple(sd[k].shape), tuple(v)) for k, v in ours.items() if k in sd and sd[k].shape != v]
     if not (missing or unexpected or shapes):
         return
-    parts = [f"{path}: does not fit {expected}"]
+    first = [_summary("missing", missing, ours)] if missing else []
+    first += [_summary("unexpected", unexpected, sd)] if unexpected else []
+    first += [f"{len(shapes)} shape mismatches ({display(shapes[0][0])}: checkpoint {shapes[0][1]} vs model "
+              f"{shapes[0][2]}{', ...' if len(shapes) > 1 else ''})"] if shapes else []
+    parts = [f"{display(path)}: does not fit {expected}: {'; '.join(first)}"]
     if missing:
         parts.append(f"  missing {len(missing)} keys:\n{_grouped(missing)}")
     if unexpected:
@@ -122,10 +156,20 @@ def describe(cls: type, config: ModelConfig) -> str:
     return f"a Video Depth Anything {config.encoder} model"
 
 
+@functools.lru_cache(maxsize=16)
+def expected_state(cls: type, config: ModelConfig) -> dict:
+    """The state dict `cls(config)` would have, as meta tensors (shapes without storage): what a file is checked
+    against before the model is allocated, so a file that does not fit costs no model (vitl: 1.3 GB)."""
+    import torch
+
+    with torch.device("meta"):
+        return dict(cls(config).state_dict())
+
+
 def build_model(cls: type, config: ModelConfig, sd: dict, path: Path, model: nn.Module | None = None) -> nn.Module:
     """`cls(config)` (or the given, already built `model`) with `sd` loaded strictly, in eval mode; a file that
-    does not fit raises the grouped report of `check_state_dict`."""
+    does not fit raises the grouped report of `check_state_dict`, before the model is built."""
+    check_state_dict(expected_state(cls, config) if model is None else model, sd, path, describe(cls, config))
     model = cls(config) if model is None else model
-    check_state_dict(model, sd, path, describe(cls, config))
     model.load_state_dict(sd, strict=True)
     return model.eval()

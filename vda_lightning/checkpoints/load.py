@@ -7,40 +7,60 @@ from pathlib import Path
 import torch.nn as nn
 
 from ..models import DepthAnythingV2, VideoDepthAnything
+from ..trust import display, regular_file
 from . import adapt
-from .build import build_model, check_state_dict, dav2_metric_max_depth, describe, kind_from_file, model_config
+from .build import (
+    build_model,
+    check_state_dict,
+    dav2_metric_max_depth,
+    describe,
+    expected_state,
+    kind_from_file,
+    model_config,
+)
 from .read import CheckpointError, RawCheckpoint, file_sha256, read
 
 
-def _published_layout(raw: RawCheckpoint) -> dict:
-    """Any file's model tensors in the published layout, float32, the referenced encoder filled in."""
+def _published_layout(raw: RawCheckpoint, follow_reference: bool = True) -> dict:
+    """Any file's model tensors in the published layout, float32, the referenced encoder filled in (only from the
+    checkpoint the user named: a referenced encoder file's own reference is not followed)."""
     obj = raw.obj
     if isinstance(obj.get("state_dict"), dict):  # Lightning checkpoint
-        sd, info = adapt.lightning_checkpoint(obj, raw.path)
+        sd, info = adapt.lightning_checkpoint(obj, raw.path, raw.info or {})
     else:
         sd, info = obj, {}
     sd = adapt.published_vda(adapt.dataparallel_prefix(sd))
     if not sd:
-        raise CheckpointError(f"{raw.path}: holds no tensors")
+        raise CheckpointError(f"{display(raw.path)}: holds no tensors")
     if not any(k.startswith(("pretrained.", "head.", "depth_head.")) for k in sd):
-        keys = ", ".join(list(sd)[:3])
-        raise CheckpointError(f"{raw.path}: holds {len(sd)} tensors, none of a (Video) Depth Anything model "
+        keys = ", ".join(display(k)[:60] for k in list(sd)[:3])
+        raise CheckpointError(f"{display(raw.path)}: holds {len(sd)} tensors, none of a (Video) Depth Anything model "
                               f"(keys like {keys})")
-    if info.get("encoder_source") and not any(k.startswith("pretrained.") for k in sd):
+    if follow_reference and info.get("encoder_source") and not any(k.startswith("pretrained.") for k in sd):
         sd.update(_referenced_encoder(info["encoder_source"], raw.path))
     return sd
 
 
 def _referenced_encoder(source: dict, ckpt: Path) -> dict:
+    """The `pretrained.*` tensors of the file a checkpoint references (`checkpoint["vda"]["encoder_source"]`,
+    schema-checked by `read`: an absolute path and a sha256). The path comes from inside a file, so it is opened
+    only when it is a regular file whose bytes have that sha256: the checkpoint cannot make us read (or quote in
+    an error) any file but the one it was trained from."""
     enc_path = Path(source["path"])
-    if not enc_path.is_file():
+    if not os.path.lexists(enc_path):
         raise CheckpointError(
-            f"{ckpt}: its frozen encoder comes from {enc_path}, which is missing; restore that file or train "
-            "with the encoder embedded"
+            f"{display(ckpt)}: its frozen encoder comes from {display(enc_path)}, which is missing; restore that file "
+            "or train with the encoder embedded"
         )
-    if source.get("sha256") and file_sha256(enc_path) != source["sha256"]:
-        raise CheckpointError(f"{ckpt}: the referenced encoder file {enc_path} changed (sha256 mismatch)")
-    return {k: v for k, v in _published_layout(read(enc_path)).items() if k.startswith("pretrained.")}
+    try:
+        regular_file(enc_path, "file", error=CheckpointError)
+    except CheckpointError as e:
+        raise CheckpointError(f"{display(ckpt)}: its frozen encoder reference {e}") from None
+    if file_sha256(enc_path) != source["sha256"]:
+        raise CheckpointError(f"{display(ckpt)}: the referenced encoder file {display(enc_path)} changed (sha256 "
+                              "mismatch)")
+    sd = _published_layout(read(enc_path), follow_reference=False)
+    return {k: v for k, v in sd.items() if k.startswith("pretrained.")}
 
 
 def check_finite_weights(sd: dict, path: Path) -> None:
@@ -52,8 +72,8 @@ def check_finite_weights(sd: dict, path: Path) -> None:
            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         total = sum(n for _, n in bad)
-        raise CheckpointError(f"{path}: {total} NaN/Inf weight values in {len(bad)} tensor(s), first {bad[0][0]} "
-                              "(a diverged run or a damaged file)")
+        raise CheckpointError(f"{display(path)}: {total} NaN/Inf weight values in {len(bad)} tensor(s), first "
+                              f"{bad[0][0]} (a diverged run or a damaged file)")
 
 
 def load_model(
@@ -97,12 +117,12 @@ def _build(raw: RawCheckpoint, sd: dict, config, image_file: bool, expect: str, 
         return build_model(DepthAnythingV2, config, sd if image_file else adapt.video_to_image(sd), raw.path)
     if not image_file:
         return build_model(VideoDepthAnything, config, sd, raw.path)
-    video = VideoDepthAnything(config)
+    expected = expected_state(VideoDepthAnything, config)  # checked before anything is allocated
     if expect == "video":  # the report names the temporal modules the file lacks
-        check_state_dict(video, sd, raw.path, describe(VideoDepthAnything, config))
-    fresh = video.state_dict()
-    check_state_dict(adapt.video_to_image(fresh), sd, raw.path, describe(DepthAnythingV2, config))
-    sd = adapt.dav2_to_video(sd, fresh)
+        check_state_dict(expected, sd, raw.path, describe(VideoDepthAnything, config))
+    check_state_dict(adapt.video_to_image(expected), sd, raw.path, describe(DepthAnythingV2, config))
+    video = VideoDepthAnything(config)
+    sd = adapt.dav2_to_video(sd, video.state_dict())
     if sigmoid_max and config.metric:
         sd = adapt.sigmoid_head_to_relu(sd, sigmoid_max)
     return build_model(VideoDepthAnything, config, sd, raw.path, video)

@@ -1,12 +1,15 @@
-"""Read: a checkpoint file → its tensors (or Lightning checkpoint object) and metadata. No code is unpickled."""
+"""Read: a checkpoint file → its tensors (or Lightning checkpoint object) and metadata. No code is unpickled, and
+no value the file states is used before its schema is checked (`metadata.py`): the safetensors metadata, the
+`<file>.json` config sidecar, the Lightning `checkpoint["vda"]` entry, and the state dict's keys (strings)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..trust import display, regular_file
 
 
 class CheckpointError(ValueError):
@@ -14,6 +17,10 @@ class CheckpointError(ValueError):
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """The sha256 of a file's bytes; an existing path that is not a regular file (a FIFO would block for ever, a
+    device never end) is a CheckpointError, a missing one the usual FileNotFoundError."""
+    if os.path.exists(path):
+        regular_file(path, "file", error=CheckpointError)
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
@@ -31,11 +38,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     from .sniff import sniff
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    if not os.path.lexists(path):
+        raise CheckpointError(f"{display(path)}: no such checkpoint file")
+    regular_file(path, "checkpoint", error=CheckpointError)
     found = sniff(path)
     if not found.loadable:
-        raise CheckpointError(found.refusal(path))
+        raise CheckpointError(found.refusal(display(path)))
     if found.kind == "safetensors":
         from safetensors import SafetensorError, safe_open
 
@@ -44,7 +52,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
                 meta = f.metadata() or {}
                 return {k: f.get_tensor(k) for k in f.keys()}, meta
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+            detail = " ".join(str(e).split())[:200]
+            raise CheckpointError(f"{display(path)}: not a readable safetensors file ({detail})") from None
     import torch
 
     try:
@@ -52,48 +61,61 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported pickle content"
         raise CheckpointError(
-            f"{path}: refused to load — the pickle needs code to run (weights_only=True): {first[:300]}. "
+            f"{display(path)}: refused to load — the pickle needs code to run (weights_only=True): {first[:300]}. "
             "Only plain tensor checkpoints are accepted; convert it with safetensors if you trust its source."
         ) from None
     except Exception as e:  # the weights-only unpickler raises many types on garbage
         detail = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise CheckpointError(f"{path}: {found.detail} that cannot be read ({type(e).__name__}: {detail})"
+        raise CheckpointError(f"{display(path)}: {found.detail} that cannot be read ({type(e).__name__}: {detail})"
                               ) from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
+        raise CheckpointError(f"{display(path)}: expected a state dict, found {type(obj).__name__}")
     return obj, {}
+
+
+def check_keys(sd: dict, path: Path, where: str) -> None:
+    """Every key of a state dict is a string (the weights-only unpickler also builds dicts with other keys)."""
+    for bad in (k for k in sd if not isinstance(k, str)):
+        raise CheckpointError(f"{display(path)}: {where} holds a key {str(bad)[:40]!r} of type {type(bad).__name__}; "
+                              "state dict keys are parameter names (strings)")
 
 
 @dataclass
 class RawCheckpoint:
-    """What one file holds, before any key is changed."""
+    """What one file holds, before any key is changed; everything but the tensors schema-checked (`read`)."""
 
     path: Path
     obj: dict                                   # a state dict, or a Lightning checkpoint ("state_dict", "vda", ...)
     metadata: dict = field(default_factory=dict)  # safetensors metadata ({} for .pth)
     sidecar: dict | None = None                 # `<file>.json` beside a .pth written by `save_model`
+    info: dict | None = None                    # `checkpoint["vda"]` of a Lightning checkpoint
+    metadata_config: dict | None = None         # the safetensors metadata's "config", parsed
 
     @property
     def saved_config(self) -> dict | None:
         """The `ModelConfig` dict our writers stored (Lightning "vda" info, safetensors metadata, sidecar)."""
-        info = self.obj.get("vda") if isinstance(self.obj.get("vda"), dict) else {}
-        if "config" in info:
-            return info["config"]
-        if "config" in self.metadata:
-            return json.loads(self.metadata["config"])
+        if self.info and "config" in self.info:
+            return self.info["config"]
+        if self.metadata_config is not None:
+            return self.metadata_config
         return self.sidecar
 
 
 def read(path: str | os.PathLike) -> RawCheckpoint:
-    """The file's object and metadata, plus the `save_model` sidecar when there is one."""
+    """The file's object and metadata, plus the `save_model` sidecar when there is one; every piece of metadata
+    checked against its schema (`metadata.py`), state dict keys checked to be strings."""
+    from . import metadata
+
     path = Path(path)
     obj, meta = read_checkpoint(path)
+    meta, meta_config = metadata.safetensors_metadata(meta, path, CheckpointError) if meta else ({}, None)
+    info = None
+    if "vda" in obj:
+        info = metadata.lightning_info(obj["vda"], path, CheckpointError)
+    if "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        check_keys(obj["state_dict"], path, "its state_dict")
+    else:
+        check_keys(obj, path, "its state dict")
     sidecar_path = path.with_name(path.name + ".json")
-    sidecar = None
-    if sidecar_path.is_file():
-        try:
-            sidecar = json.loads(sidecar_path.read_text())
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{sidecar_path}: the config sidecar of {path.name} is not readable JSON ({e})"
-                                  ) from None
-    return RawCheckpoint(path, obj, meta, sidecar)
+    sidecar = metadata.config_sidecar(sidecar_path, CheckpointError) if os.path.exists(sidecar_path) else None
+    return RawCheckpoint(path, obj, meta, sidecar, info, meta_config)

@@ -43,6 +43,11 @@ JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SBATCH_PLAIN = re.compile(r"[A-Za-z0-9_.,:@%+=/-]*")
 SBATCH_OPTION = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*")
 
+# Job names with which Lightning's SLURMEnvironment switches itself off (lightning/fabric/plugins/environments/
+# slurm.py, `_is_slurm_interactive_mode`: SLURM_JOB_NAME "bash" or "interactive", compared exactly): such a job
+# would run without SLURM rank detection or requeue (docs/cluster.md).
+INTERACTIVE_JOB_NAMES = ("bash", "interactive")
+
 REQUEUE_CALLBACK = "vda_lightning.cluster.requeue.RequeueOnSignal"
 SCALE_CALLBACK = "vda_lightning.cluster.ddp_report.DDPScaleReport"
 
@@ -96,6 +101,10 @@ class SubmitOptions:
         if not JOB_NAME.fullmatch(self.job_name):
             raise ValueError(f"--job-name {self.job_name!r}: use letters, digits, '.', '_' and '-' (starting with a "
                              "letter or digit, at most 128); it also names the script file in <run-dir>/slurm/")
+        if self.job_name in INTERACTIVE_JOB_NAMES:
+            raise ValueError(f"--job-name {self.job_name}: Lightning treats a SLURM job of that name as an interactive "
+                             "shell and switches its SLURM detection off (no ranks from SLURM, no requeue); choose "
+                             "another name")
         if not self.run_dir.strip() or not self.config.strip():
             raise ValueError("--config and --run-dir must not be empty")
         for extra in self.sbatch_extra:
@@ -103,6 +112,9 @@ class SubmitOptions:
             if not SBATCH_OPTION.fullmatch(option.split("=", 1)[0]):
                 raise ValueError(f"--sbatch {extra!r}: expected an sbatch option like --exclusive or "
                                  "--constraint=a100")
+            if sets_job_name(option):
+                raise ValueError(f"--sbatch {extra!r}: set the job name with --job-name (it is checked there and "
+                                 "names the script)")
 
     @property
     def devices(self) -> int:
@@ -112,6 +124,16 @@ class SubmitOptions:
     @property
     def accelerator(self) -> str:
         return "gpu" if self.gpus_per_node else "cpu"
+
+
+def sets_job_name(option: str) -> bool:
+    """Whether an extra sbatch option sets the job name: `--job-name`, an abbreviation sbatch's getopt_long accepts
+    (`--job`, `--job-n`), or `-J` (also written `J`, which becomes `--J`)."""
+    name = option.split("=", 1)[0]
+    if name.startswith("--"):
+        long = name[2:]
+        return long.startswith("J") or (len(long) >= 2 and "job-name".startswith(long))
+    return name[1:].startswith("J")
 
 
 def sbatch_quote(value: str) -> str:

@@ -243,21 +243,29 @@ def export_onnx(model, output: str | os.PathLike, *, parts: bool = False, stream
             _finish(tmp, kind, model.config, {"vda_graph": kind, "vda_precision": precision,
                                               "vda_encoder": model.config.encoder})
             checks = check_graph(tmp, model, kind, precision, name=path) if check else []
-        inputs, outputs = graph_io(kind, model.config)
-        write_sidecar(path, {
-            "graph": kind, "precision": precision, "model_config": model.config.to_dict(),
-            "input_contract": input_contract(model.config),
-            "inputs": {k: {"dtype": "float32", "shape": v} for k, v in inputs.items()},
-            "outputs": {k: {"dtype": "float32", "shape": v} for k, v in outputs.items()},
-            "dynamic_axes": _axis_ranges(exporter, graph_symbols(kind, model.config)),
-            "opset": opset, "exporter": exporter, "versions": package_versions(),
-            "source_checkpoint": source_info, "export_seconds": round(seconds, 2),
-            "export_check": checks, "traced_at": TRACE_SIZES,
-        })
+        write_sidecar(path, sidecar_info(kind, model.config, precision, exporter, opset, source_info, seconds,
+                                         checks))
         worst = max((c["max_rel_diff"] for c in checks), default=math.nan)
         log(f"vda-export: wrote {path} in {seconds:.1f} s (max relative difference to PyTorch {worst:.1e})")
         written.append(path)
     return written
+
+
+def sidecar_info(kind: str, config, precision: str = "fp32", exporter: str = "torchscript", opset: int = 17,
+                 source: dict | None = None, seconds: float = 0.0, checks: list | None = None) -> dict:
+    """What the sidecar of a `kind` graph of a `config` model says (`sidecar.write_sidecar` adds format, version,
+    file name and sha256); `deploy/schema.py` is its schema."""
+    inputs, outputs = graph_io(kind, config)
+    return {
+        "graph": kind, "precision": precision, "model_config": config.to_dict(),
+        "input_contract": input_contract(config),
+        "inputs": {k: {"dtype": "float32", "shape": v} for k, v in inputs.items()},
+        "outputs": {k: {"dtype": "float32", "shape": v} for k, v in outputs.items()},
+        "dynamic_axes": _axis_ranges(exporter, graph_symbols(kind, config)),
+        "opset": opset, "exporter": exporter, "versions": package_versions(),
+        "source_checkpoint": source, "export_seconds": round(seconds, 2),
+        "export_check": checks or [], "traced_at": TRACE_SIZES,
+    }
 
 
 def _axis_ranges(exporter: str, symbols: list[str]) -> dict:

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ..models.input_contract import is_multiple_size
+from ..trust import display
+from .schema import ROLE
 from .sidecar import SidecarError, read_sidecar
-from .signatures import CACHE_NAMES, FILE_NAMES, PATCH, dim_value, graph_io
+from .signatures import CACHE_NAMES, FILE_NAMES, PATCH, dim_value, graph_io, kind_of, static_dims_differ
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 MODE_GRAPHS = {"offline": ("encoder", "head"), "streaming": ("stream",), "video": ("video",)}
@@ -70,7 +72,24 @@ def make_session(path: str | os.PathLike, device: str = "auto", threads: int = 0
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as e:  # onnxruntime raises its own types (Fail, InvalidGraph, ...) on a bad file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise OnnxBackendError(f"{path}: onnxruntime cannot load it ({first})") from None
+        raise OnnxBackendError(f"{display(path)}: onnxruntime cannot load it ({first})") from None
+
+
+def check_session(session, kind: str, config, path) -> None:
+    """What the loaded file really is, from its input and output names (`signatures.kind_of`) and fixed sizes: the
+    `kind` graph of a model of `config`, or OnnxBackendError in one line naming the file and what it is."""
+    inputs = {i.name: list(i.shape) for i in session.get_inputs()}
+    outputs = {o.name: list(o.shape) for o in session.get_outputs()}
+    found = kind_of(list(inputs), list(outputs), config)
+    if found != kind:
+        what = f"the {ROLE[found]} ({FILE_NAMES[found]})" if found else (
+            f"no graph of a vda-lightning export (inputs {', '.join(list(inputs)[:4])[:120]})")
+        raise OnnxBackendError(f"{display(path)}: is {what}, not the {ROLE[kind]} its name and sidecar say; "
+                               "re-export with vda export --format onnx")
+    problem = static_dims_differ(kind, config, inputs, outputs)
+    if problem:
+        raise OnnxBackendError(f"{display(path)}: {problem} (the graph is not the {config.encoder} model its sidecar "
+                               "describes; re-export)")
 
 
 class OnnxRuntimeModel:
@@ -87,7 +106,7 @@ class OnnxRuntimeModel:
         if mode not in MODE_GRAPHS:
             raise ValueError(f"mode must be one of {sorted(MODE_GRAPHS)}, got {mode!r}")
         if not (self.folder.is_dir() or (mode == "video" and self.folder.suffix == ".onnx")):
-            raise OnnxBackendError(f"{self.folder}: no such folder of exported ONNX files")
+            raise OnnxBackendError(f"{display(self.folder)}: no such folder of exported ONNX files")
         self.mode = mode
         self.sidecars, self.sessions, self.paths = {}, {}, {}
         for kind in MODE_GRAPHS[mode]:
@@ -95,29 +114,27 @@ class OnnxRuntimeModel:
             if kind == "video" and self.folder.suffix == ".onnx":  # the whole model may have any name
                 path, self.folder = self.folder, self.folder.parent
             self.paths[kind] = path
-            if not path.is_file():
+            if not os.path.lexists(path):
                 flag = {"encoder": "--parts", "head": "--parts", "stream": "--streaming", "video": ""}[kind]
-                raise OnnxBackendError(f"{path}: missing; {mode} mode needs it (export with vda-export --format onnx "
-                                       f"{flag})".replace(" )", ")"))
-            try:
-                self.sidecars[kind] = read_sidecar(path)
+                raise OnnxBackendError(f"{display(path)}: missing; {mode} mode needs it (export with vda-export "
+                                       f"--format onnx {flag})".replace(" )", ")"))
+            try:  # schema-checked, and describing the `kind` graph under its own name (deploy/schema.py)
+                self.sidecars[kind] = read_sidecar(path, kind=kind)
             except SidecarError as e:
                 raise OnnxBackendError(str(e)) from None
         first = next(iter(self.sidecars.values()))
         for kind, side in self.sidecars.items():
-            if side.get("graph") != kind:
-                raise OnnxBackendError(f"{self.paths[kind]}: its sidecar describes a {side.get('graph')} "
-                                       f"graph, not {kind}")
-            if (side.get("source_checkpoint"), side.get("precision"), side.get("model_config")) != (
-                    first.get("source_checkpoint"), first.get("precision"), first.get("model_config")):
-                raise OnnxBackendError(f"{self.folder}: {FILE_NAMES[kind]} and {first['file']} come from different "
-                                       "exports (checkpoint, precision or config differ)")
+            if (side.get("source_checkpoint"), side["precision"], side["model_config"]) != (
+                    first.get("source_checkpoint"), first["precision"], first["model_config"]):
+                raise OnnxBackendError(f"{display(self.folder)}: {FILE_NAMES[kind]} and {first['file']} come from "
+                                       "different exports (checkpoint, precision or config differ)")
         self.config = ModelConfig.from_dict(first["model_config"])
         self.precision = first["precision"]
         self.contract = first["input_contract"]
         for kind in self.sidecars:
-            self.sessions[kind] = make_session(self.paths[kind], device, threads,
-                                               fp16=self.precision == "fp16")
+            session = make_session(self.paths[kind], device, threads, fp16=self.precision == "fp16")
+            check_session(session, kind, self.config, self.paths[kind])
+            self.sessions[kind] = session
         self.providers = self.sessions[next(iter(self.sessions))].get_providers()
 
     # -- the nn.Module surface the runners touch
@@ -133,7 +150,12 @@ class OnnxRuntimeModel:
                                    f"must be multiples of {PATCH} (see the sidecar's input_contract)")
 
     def _run(self, kind: str, feeds: dict) -> list[np.ndarray]:
-        return self.sessions[kind].run(None, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()})
+        feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
+        try:
+            return self.sessions[kind].run(None, feeds)
+        except Exception as e:  # onnxruntime's own types (InvalidArgument, Fail, ...): one line naming the file
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise OnnxBackendError(f"{display(self.paths[kind])}: onnxruntime failed to run it ({first})") from None
 
     def forward_features(self, x):
         """(N, 3, H, W) -> four (tokens (N, h*w, D), cls (N, D)) pairs, as torch tensors."""
@@ -192,15 +214,16 @@ def open_backend(folder, mode: str, device: str = "auto", threads: int = 0, chec
     (--encoder, --precision, and --checkpoint: the export must come from that file)."""
     model = OnnxRuntimeModel(folder, mode=mode, device=device, threads=threads)
     if encoder not in (None, "auto") and model.config.encoder != encoder:
-        raise OnnxBackendError(f"{folder}: holds a {model.config.encoder} export, not --encoder {encoder}")
+        raise OnnxBackendError(f"{display(folder)}: holds a {model.config.encoder} export, not --encoder {encoder}")
     if precision is not None and precision != model.precision:
-        raise OnnxBackendError(f"{folder}: holds an {model.precision} export; --precision {precision} needs an export "
-                               f"in that precision (vda export --fp16 for fp16)")
+        raise OnnxBackendError(f"{display(folder)}: holds an {model.precision} export; --precision {precision} needs "
+                               f"an export in that precision (vda export --fp16 for fp16)")
     if checkpoint is not None:
         from .sidecar import file_sha256
 
         source = next(iter(model.sidecars.values())).get("source_checkpoint") or {}
         if source.get("sha256") != file_sha256(checkpoint):
-            raise OnnxBackendError(f"{folder}: exported from {source.get('path', 'an unrecorded checkpoint')}, not "
-                                   f"from --checkpoint {checkpoint}")
+            origin = display(source.get("path", "an unrecorded checkpoint"))
+            raise OnnxBackendError(f"{display(folder)}: exported from {origin}, not from --checkpoint "
+                                   f"{display(checkpoint)}")
     return model

@@ -4,19 +4,21 @@ A graph alone does not say how to feed it: the sidecar holds the model config, t
 patch, resize rule), every input and output with its symbolic shape, the dynamic axes and their ranges, opset,
 precision, exporter and package versions, the source checkpoint's sha256 and the graph file's own sha256 (so a
 sidecar never silently describes another file), plus the parity check run at export time.
+
+A sidecar is read through the trust boundary (`vda_lightning.trust.read_json`: size cap, strict JSON) and checked
+against its schema (`schema.py`) before any value of it is used: every reader (the onnxruntime backend, the
+TensorRT builder, `vda infer --backend onnxruntime`) gets one line naming the file, never a traceback.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-FORMAT = "vda-lightning-export"
-VERSION = 1
+from ..trust import display
+from .schema import FORMAT, VERSION, SidecarError, check_role, check_sidecar
 
-
-class SidecarError(ValueError):
-    """A missing, unreadable or mismatched sidecar; the message is one line naming the file."""
+__all__ = ["FORMAT", "VERSION", "SidecarError", "file_sha256", "input_contract", "package_versions", "read_sidecar",
+           "sidecar_path", "write_sidecar"]
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -82,27 +84,24 @@ def write_sidecar(graph_path: str | os.PathLike, info: dict) -> Path:
     return out
 
 
-def read_sidecar(graph_path: str | os.PathLike, check_hash: bool = True) -> dict:
-    """The sidecar of an exported graph; SidecarError (one line) when it is missing, unreadable, of another format
-    or describes a different file."""
+def read_sidecar(graph_path: str | os.PathLike, check_hash: bool = True, kind: str | None = None) -> dict:
+    """The sidecar of an exported graph, checked (`schema.check_sidecar`) before any value is used; SidecarError
+    (one line naming the file) when it is missing, unreadable, of another format or version, does not fit its
+    schema, describes a different file, or (with `kind`) describes another graph than the `kind` one."""
+    from ..trust import read_json, regular_file
+
     graph_path = Path(graph_path)
     side = sidecar_path(graph_path)
-    if not graph_path.is_file():
-        raise SidecarError(f"{graph_path}: no such exported file")
-    if not side.is_file():
-        raise SidecarError(f"{graph_path}: its sidecar {side.name} is missing (it holds the input contract; "
-                           "re-export with vda-export)")
-    try:
-        data = json.loads(side.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SidecarError(f"{side}: not a readable JSON sidecar ({type(e).__name__}: {e})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise SidecarError(f"{side}: not a vda-lightning export sidecar (format {data.get('format')!r})"
-                           if isinstance(data, dict) else f"{side}: not a vda-lightning export sidecar")
-    if data.get("version", 0) > VERSION:
-        raise SidecarError(f"{side}: sidecar version {data['version']} is newer than this vda-lightning reads "
-                           f"({VERSION})")
-    if check_hash and data.get("sha256") != file_sha256(graph_path):
-        raise SidecarError(f"{side}: describes another file (sha256 differs from {graph_path.name}); re-export both "
-                           "together")
+    if not os.path.lexists(graph_path):
+        raise SidecarError(f"{display(graph_path)}: no such exported file")
+    regular_file(graph_path, "exported file", error=SidecarError)
+    if not os.path.lexists(side):
+        raise SidecarError(f"{display(graph_path)}: its sidecar {display(side.name)} is missing (it holds the input "
+                           "contract; re-export with vda-export)")
+    doc = read_json(side, "export sidecar", error=SidecarError)
+    data = check_sidecar(doc, side)
+    if check_hash and data["sha256"] != file_sha256(graph_path):
+        raise SidecarError(f"{display(side)}: describes another file (sha256 differs from {display(graph_path.name)}); "
+                           "re-export both together")
+    check_role(data, graph_path, kind)
     return data

@@ -75,3 +75,29 @@ def graph_symbols(kind: str, config) -> list[str]:
     inputs, _ = graph_io(kind, config)
     used = {sym for dims in inputs.values() for d in dims if isinstance(d, str) for _, sym, _ in _factors(d)}
     return [s for s in SYMBOLS if s in used]
+
+
+def kind_of(input_names, output_names, config) -> str | None:
+    """The graph kind (video, encoder, head, stream) whose input and output names, in order, these are; None for
+    none (what a file really holds, whatever its name and sidecar say)."""
+    for kind in FILE_NAMES:
+        inputs, outputs = graph_io(kind, config)
+        if list(inputs) == list(input_names) and list(outputs) == list(output_names):
+            return kind
+    return None
+
+
+def static_dims_differ(kind: str, config, inputs: dict, outputs: dict) -> str | None:
+    """The first input/output whose fixed (integer) sizes in a loaded graph (`name -> [int | str | None]`, as
+    onnxruntime reports them) differ from `graph_io(kind, config)`, as "name axis i: got vs want"; None if all agree.
+    Catches a sidecar whose model config is not the graph's (a vits sidecar on a vitb graph)."""
+    want_in, want_out = graph_io(kind, config)
+    for got, want in ((inputs, want_in), (outputs, want_out)):
+        for name, dims in want.items():
+            shape = list(got.get(name) or [])
+            if len(shape) != len(dims):
+                return f"{name} has {len(shape)} axes, not {len(dims)}"
+            for axis, (g, w) in enumerate(zip(shape, dims)):
+                if isinstance(w, int) and isinstance(g, int) and g != w:
+                    return f"{name} axis {axis} is {g}, not {w}"
+    return None
