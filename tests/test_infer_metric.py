@@ -145,3 +145,33 @@ def test_a_canonical_camera_model_gives_metres_for_the_camera_at_hand(neutral, t
     np.testing.assert_allclose(depths, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
     code, err = run_cli([neutral["folder"], "--checkpoint", ckpt, "--save", "npz", "--output-dir", out], capsys)
     assert code == 2 and "canonical camera" in err and "--intrinsics" in err
+
+
+@pytest.mark.parametrize("saved, flag", [("video", "--metric"), ("metric", "--relative")])
+def test_a_flag_that_contradicts_the_checkpoints_metadata_is_refused(tiny_checkpoints, neutral, tmp_path, capsys,
+                                                                     saved, flag):
+    """Issue 24: `--metric` on a checkpoint whose own metadata says relative ran without a word. The metadata
+    (our config in the safetensors header) wins over the flag: one line naming the file and what it says."""
+    ckpt = tiny_checkpoints[saved]
+    out = tmp_path / "out"
+    code, err = run_cli([neutral["folder"], "--checkpoint", ckpt, flag, "--input-size", H, "--output-dir", out],
+                        capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("vda-infer: error")]
+    says = "a relative disparity" if saved == "video" else "a metric depth"
+    assert code == 2 and lines == [f"vda-infer: error: {ckpt}: its metadata says it is {says} model; {flag} cannot "
+                                   "override what the file records (it stands in only for a file that does not "
+                                   f"say): drop {flag}"]
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".vda-write-test")] == []
+
+
+def test_a_flag_that_agrees_with_the_metadata_or_overrides_a_file_name_is_taken(tiny_checkpoints, neutral, tmp_path):
+    from vda_lightning.cli.options import load_model_kind
+
+    model = load_model_kind(tiny_checkpoints["metric"], None, True)
+    assert model.config.metric and model.kind_source == "argument"
+    named = tmp_path / "metric_video_depth_anything_vitt.pth"  # no metadata: the published name says metric
+    named.write_bytes(neutral["ckpt"].read_bytes())
+    model = load_model_kind(named, None, None)
+    assert model.config.metric and model.kind_source == "name"
+    model = load_model_kind(named, None, False)
+    assert not model.config.metric and model.kind_source == "argument"

@@ -59,3 +59,37 @@ def test_datamodule_refuses_values_that_cannot_train(kwargs, says, tmp_path):
     with pytest.raises(ValueError) as e:
         VideoDepthDataModule(train_shards=str(tmp_path / "none-*.tar"), **kwargs)
     assert says in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("flag", ["--focal-length-x", "--focal-length-y"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1.5", "abc"])
+def test_focal_lengths_must_be_finite_and_positive(flag, value, capsys):
+    """Issue 24: `--focal-length-x nan|inf` wrote all-NaN point clouds with exit 0."""
+    module, args = COMMANDS["infer"]
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main([*args, "--save", "ply", f"{flag}={value}"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("usage: ")
+    assert err.splitlines()[-1] == f"vda-infer: error: argument {flag}: expected a finite number > 0, got {value!r}"
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "1.5", "x"])
+def test_max_len_takes_a_frame_count_or_minus_one(value, capsys):
+    """Issue 24: `--max-len 0` ran and blamed the input ("contains no frames"); 0 is refused at the door."""
+    module, args = COMMANDS["infer"]
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main([*args, f"--max-len={value}"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == ("vda-infer: error: argument --max-len: expected a number of "
+                                                        f"frames >= 1 (or -1: all), got {value!r}")
+    from vda_lightning.cli.options import frame_count
+
+    assert frame_count("-1") == -1 and frame_count("3") == 3
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e300"])
+def test_target_fps_must_be_a_finite_rate(value, capsys):
+    module, args = COMMANDS["infer"]
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main([*args, f"--target-fps={value}"])
+    assert e.value.code == 2 and "argument --target-fps: expected a frame rate" in capsys.readouterr().err

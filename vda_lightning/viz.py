@@ -60,7 +60,8 @@ class VideoWriter:
     """Streaming H.264 mp4 writer (PyAV). Frames: uint8 RGB, any size (padded to even sides for yuv420p).
 
     Writes to a temporary name and renames on close() (`io.AtomicWrite`), so an interrupted run leaves no
-    complete-looking file.
+    complete-looking file. FFmpeg writes to a Python file object and never sees the name (names come from inputs;
+    docs/reliability.md).
     """
 
     def __init__(self, path, fps: float = 30.0, crf: int = 18):
@@ -68,7 +69,13 @@ class VideoWriter:
 
         self.path = Path(path)
         self._target = AtomicWrite(self.path)
-        self._container = av.open(str(self._target.tmp), mode="w", format="mp4")
+        self._file = open(self._target.tmp, "wb")
+        try:
+            self._container = av.open(self._file, mode="w", format="mp4")
+        except BaseException:
+            self._file.close()
+            self._target.abort()
+            raise
         self._fps = fps
         self._crf = crf
         self._stream = None
@@ -94,16 +101,22 @@ class VideoWriter:
         self.frames += 1
 
     def close(self):
-        if self._stream is not None:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-        self._container.close()
+        try:
+            if self._stream is not None:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+            self._container.close()
+            self._file.close()
+        except BaseException:
+            self.abort()
+            raise
         self._target.commit()
 
     def abort(self):
         try:
             self._container.close()
         finally:
+            self._file.close()
             self._target.abort()
 
     def __enter__(self):

@@ -40,8 +40,10 @@ def describe(exc: BaseException) -> str:
     OSError -> `<file>: <cause>`; a multi-line message (e.g. a checkpoint's missing/unexpected keys) -> its first
     line plus the lines that give the diagnosis, in parentheses.
     """
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, OSError) and exc.filename is not None:  # a name from outside: printed on one line
+        from ..trust.paths import display
+
+        return f"{display(exc.filename)}: {exc.strerror or exc}"
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
@@ -52,7 +54,8 @@ def describe(exc: BaseException) -> str:
 
 def report(prog: str, message: str | BaseException) -> None:
     """Print `<prog>: error: <message>` as one line on stderr."""
-    text = describe(message) if isinstance(message, BaseException) else " ".join(message.split("\n"))
+    text = describe(message) if isinstance(message, BaseException) else message
+    text = " ".join(text.splitlines())  # one line, whatever a message quoted
     print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
 
 

@@ -10,11 +10,16 @@ cheap (it is on the path of every `--help`): the encoder choices come from the m
     ...
     device = resolve_device(args.device)                  # CommandError (exit 2) for cuda without a GPU
     precision = resolve_precision(args.precision, device)
+
+Option values come from outside too (docs/reliability.md): the argparse types here refuse what cannot be meant
+(`positive_float`: a focal length of nan, inf, 0 or less; `frame_count`: `--max-len 0`; `frame_rate`: a
+non-finite `--target-fps`) with argparse's usage line and status 2, before anything is loaded.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 
 from ..models.configs import MODEL_CONFIGS
 from ..models.input_contract import DEFAULT_INPUT_SIZE, PATCH_SIZE, is_multiple_size, multiples_around
@@ -73,6 +78,51 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _number(text: str, what: str) -> float:
+    """`text` as a finite float, else an argparse error that says what was expected (`what`)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value):  # nan, inf: float() accepts them, no camera or frame rate is either
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a focal length: `--focal-length-x nan` wrote all-NaN point clouds)."""
+    value = _number(text, "a finite number > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+MAX_FPS = 1e6  # an mp4 time base (int32 rationals) holds rates far above any camera's; 1e300 overflowed it
+
+
+def frame_rate(text: str) -> float:
+    """argparse type of `--target-fps`: a finite number <= MAX_FPS; <= 0 keeps every frame (the published -1)."""
+    value = _number(text, f"a frame rate (a finite number <= {MAX_FPS:g}; <= 0: every frame)")
+    if value > MAX_FPS:
+        raise argparse.ArgumentTypeError(f"expected a frame rate <= {MAX_FPS:g}, got {text!r}")
+    return value
+
+
+def frame_count(text: str) -> int:
+    """argparse type of `--max-len`: a number of frames >= 1, or -1 for all of them.
+
+    0 is refused rather than given a meaning: it used to run the model on nothing and end in "contains no
+    frames", which blamed the input for the option.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of frames >= 1 (or -1: all), got {text!r}") from None
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"expected a number of frames >= 1 (or -1: all), got {text!r}")
+    return value
+
+
 def input_size(text: str) -> int:
     """argparse type of `--input-size`: a positive multiple of the patch size 14.
 
@@ -126,13 +176,42 @@ def add_input_size(parser, *, flag: str = "--input-size", default: int = DEFAULT
 
 
 def add_model_kind(parser) -> None:
-    """`--metric` / `--relative`: what the checkpoint predicts, overriding what the file says (dest `metric`:
-    None = as the file says; see `vda_lightning.checkpoints.kind`)."""
+    """`--metric` / `--relative`: what the checkpoint predicts where the file does not record it (dest `metric`:
+    None = as the file says; see `vda_lightning.checkpoints.kind`); apply them with `load_model_kind`."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--metric", dest="metric", action="store_true", default=None,
-                       help="the checkpoint predicts metric depth in metres (overrides the file's metadata/name)")
+                       help="the checkpoint predicts metric depth in metres (overrides a published file name; a "
+                            "file whose metadata says relative is refused)")
     group.add_argument("--relative", dest="metric", action="store_false", default=None,
-                       help="the checkpoint predicts relative disparity (overrides the file's metadata/name)")
+                       help="the checkpoint predicts relative disparity (overrides a published file name; a file "
+                            "whose metadata says metric is refused)")
+
+
+def load_model_kind(checkpoint, encoder: str | None, metric: bool | None, *, expect: str = "video"):
+    """`load_model` with `--metric/--relative` (`metric`) applied where the file does not say otherwise.
+
+    The flag overrides a published file name and stands in for a file that says nothing; it does not override
+    the checkpoint's own metadata (`kind_source == "metadata"`: our config, safetensors metadata or sidecar):
+    `--metric` on a file that records a relative model ran without a word (issue 24) and is now a CommandError
+    naming the file and what its metadata says. The kind of a video checkpoint is its config alone (the same
+    weights either way: `checkpoints.kind.set_kind`); image checkpoints, whose Depth Anything V2 metric head is
+    folded at load, are refused by expect="video".
+    """
+    from .. import load_model
+    from ..checkpoints.kind import set_kind
+    from ..trust.paths import display
+
+    model = load_model(checkpoint, encoder=encoder, metric=None, expect=expect)
+    if metric is None:
+        return model
+    if bool(model.config.metric) != metric and getattr(model, "kind_source", "none") == "metadata":
+        says = "a metric depth" if model.config.metric else "a relative disparity"
+        flag = "--metric" if metric else "--relative"
+        raise CommandError(f"{display(checkpoint)}: its metadata says it is {says} model; {flag} cannot override "
+                           f"what the file records (it stands in only for a file that does not say): drop {flag}")
+    if expect == "video":
+        return set_kind(model, metric, "argument")
+    return load_model(checkpoint, encoder=encoder, metric=metric, expect=expect)  # image files: the head differs
 
 
 def encoder_or_none(choice: str | None) -> str | None:

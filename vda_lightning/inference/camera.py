@@ -8,16 +8,29 @@ from, and how they follow the frames' resize.
   3x3 (or 4x4) matrix as text or `.npy` (the `vda shard folders` K.txt convention), or JSON
   {"fx", "fy", "cx", "cy"[, "width", "height"]} or {"K": [[...]][, "width", "height"]}.
 * neither: fx = fy = 470.4 px, the published scripts' default — not this camera's; the output says so.
+
+The intrinsics file comes from outside and is read through the trust boundary (docs/reliability.md): a regular
+file of at most MAX_INTRINSICS_BYTES read by Python; `.npy` through `trust.load_npy` (header checked, no pickles);
+JSON through `trust.parse_json` and a schema (finite numbers, fx, fy > 0, width/height positive integers, both
+or neither); text parsed from the bytes. Whatever the form, the matrix must be 3x3 or 4x4 of finite numbers with
+fx, fy > 0. Every refusal is one `CameraError` line naming the file.
 """
 from __future__ import annotations
 
-import json
+import functools
+import io
+import math
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..trust import display, load_npy, parse_json, read_bytes, validate
+
 PUBLISHED_FOCAL = 470.4  # published run.py / depth_to_pointcloud.py default
+MAX_INTRINSICS_BYTES = 1 << 20  # a camera matrix is a few hundred bytes; no reason to read more
+MAX_PIXEL_VALUE = 1e9  # |fx|, |fy|, |cx|, |cy| in pixels: far above any lens (1e308 overflowed when rescaled)
 
 
 class CameraError(ValueError):
@@ -60,36 +73,102 @@ class Camera:
                 "source": self.source}
 
 
-def _matrix(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    return np.loadtxt(path, dtype=np.float64, ndmin=2)
+@functools.lru_cache(maxsize=1)
+def _schemas():
+    """(pinhole form, matrix form) of a JSON intrinsics file; pydantic is imported on first use."""
+    from typing import Annotated
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    finite = Annotated[float, Field(allow_inf_nan=False)]
+    focal = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    side = Annotated[int, Field(ge=1)]
+    row = Annotated[list[finite], Field(min_length=3, max_length=4)]
+
+    class Sized(BaseModel):
+        model_config = ConfigDict(extra="ignore")  # e.g. the "source" of the camera.json we write beside clouds
+        width: side | None = None
+        height: side | None = None
+
+    class Pinhole(Sized):
+        fx: focal
+        fy: focal
+        cx: finite
+        cy: finite
+
+    class Matrix(Sized):
+        K: Annotated[list[row], Field(min_length=3, max_length=4)]
+
+    return Pinhole, Matrix
+
+
+def _json_camera(raw: bytes, what: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+    doc = parse_json(raw, what, error=CameraError)
+    if not isinstance(doc, dict):
+        raise CameraError(f"{what}: intrinsics JSON must be an object {{fx, fy, cx, cy}} or {{K}}, got "
+                          f"{type(doc).__name__}")
+    pinhole, matrix = _schemas()
+    cam = validate(matrix if "K" in doc else pinhole, doc, what, error=CameraError)
+    if (cam.width is None) != (cam.height is None):
+        raise CameraError(f"{what}: intrinsics JSON gives {'width' if cam.height is None else 'height'} without "
+                          f"{'height' if cam.height is None else 'width'}")
+    size = None if cam.width is None else (cam.height, cam.width)
+    if "K" in doc:
+        if len({len(r) for r in cam.K}) != 1:
+            raise CameraError(f"{what}: K: rows of different lengths {[len(r) for r in cam.K]}")
+        return np.asarray(cam.K, dtype=np.float64), size
+    return np.array([[cam.fx, 0, cam.cx], [0, cam.fy, cam.cy], [0, 0, 1]], dtype=np.float64), size
+
+
+def _text_matrix(raw: bytes, what: str) -> np.ndarray:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CameraError(f"{what}: not a readable intrinsics file (not UTF-8 text, .npy or .json)") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file: numpy warns, the shape check below says it
+            return np.loadtxt(io.StringIO(text), dtype=np.float64, ndmin=2)
+    except (ValueError, TypeError, IndexError, OverflowError) as e:
+        detail = " ".join(str(e).split())[:160]
+        raise CameraError(f"{what}: not a readable intrinsics file ({detail})") from None
+
+
+def check_matrix(K: np.ndarray, what: str) -> np.ndarray:
+    """`K` as float64 if it is a 3x3 or 4x4 matrix of finite numbers with fx, fy > 0, else `CameraError`."""
+    K = np.asarray(K)
+    if K.shape not in ((3, 3), (4, 4)) or K.dtype.kind not in "fiu":
+        raise CameraError(f"{what}: intrinsics must be a 3x3 or 4x4 matrix of numbers; got shape {K.shape} "
+                          f"({K.dtype})")
+    K = K.astype(np.float64)
+    if not np.isfinite(K).all():
+        raise CameraError(f"{what}: intrinsics hold NaN/Inf entries")
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    if fx <= 0 or fy <= 0:
+        raise CameraError(f"{what}: intrinsics must have positive fx, fy; got fx {fx:g}, fy {fy:g}")
+    if max(fx, fy, abs(cx), abs(cy)) > MAX_PIXEL_VALUE:  # rescaled to the frames, they would overflow
+        raise CameraError(f"{what}: intrinsics fx {fx:g}, fy {fy:g}, cx {cx:g}, cy {cy:g} px: more than "
+                          f"{MAX_PIXEL_VALUE:g} px is no camera")
+    return K
 
 
 def read_intrinsics(path: str | Path) -> Camera:
+    """The camera of an intrinsics file (module docstring), or `CameraError` naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise CameraError(f"{path}: intrinsics file not found")
+    what = display(path)
+    if not path.exists():
+        raise CameraError(f"{what}: intrinsics file not found")
+    raw = read_bytes(path, "intrinsics file", MAX_INTRINSICS_BYTES, error=CameraError)
     size = None
-    try:
-        if path.suffix == ".json":
-            doc = json.loads(path.read_text())
-            if "K" in doc:
-                K = np.asarray(doc["K"], dtype=np.float64)
-            else:
-                K = np.array([[doc["fx"], 0, doc["cx"]], [0, doc["fy"], doc["cy"]], [0, 0, 1]], dtype=np.float64)
-            if "width" in doc or "height" in doc:
-                size = (int(doc["height"]), int(doc["width"]))
-        else:
-            K = _matrix(path)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        detail = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0][:200]
-        raise CameraError(f"{path}: not a readable intrinsics file ({detail})") from None
-    if K.shape not in ((3, 3), (4, 4)) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise CameraError(f"{path}: intrinsics must be a 3x3 or 4x4 matrix with positive fx, fy; got shape "
-                          f"{K.shape}")
+    if path.suffix == ".json":
+        K, size = _json_camera(raw, what)
+    elif path.suffix == ".npy":
+        K = load_npy(raw, what, error=CameraError)
+    else:
+        K = _text_matrix(raw, what)
+    K = check_matrix(K, what)
     return Camera(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), size,
-                  source=f"--intrinsics {path}", follows_resize=True)
+                  source=f"--intrinsics {what}", follows_resize=True)
 
 
 def camera_from_options(fx: float | None, fy: float | None, intrinsics: str | Path | None) -> Camera:
@@ -104,6 +183,6 @@ def camera_from_options(fx: float | None, fy: float | None, intrinsics: str | Pa
                              "or --intrinsics")
     fx = fx if fx is not None else fy
     fy = fy if fy is not None else fx
-    if fx <= 0 or fy <= 0:
-        raise CameraError(f"--focal-length-x/-y must be positive, got {fx}, {fy}")
+    if not (math.isfinite(fx) and math.isfinite(fy) and fx > 0 and fy > 0):  # nan wrote all-NaN point clouds
+        raise CameraError(f"--focal-length-x/-y must be finite and positive, got {fx}, {fy}")
     return Camera(float(fx), float(fy), source="--focal-length-x/-y")

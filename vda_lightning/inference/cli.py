@@ -9,11 +9,24 @@ if any input failed, 2 for a bad command line, checkpoint or output directory, 1
 Inputs that share a name (`seqA/frames`, `seqB/frames`) are written under names that tell them apart
 (`seqA_frames`, `seqB_frames`), and a note says so.
 
-Relative or metric: `--metric` / `--relative` override what the checkpoint says; a file that says nothing (no
-metadata, no published name) is probed (`checkpoints.kind`), and the kind used is printed with its reason. A
-metric model's windows are joined without the scale/shift alignment (published `video_depth.py`, metric=True).
+Relative or metric: `--metric` / `--relative` override a published file name and stand in for a file that says
+nothing (no metadata, no published name: otherwise probed, `checkpoints.kind`); they do NOT override the
+checkpoint's own metadata (`model.kind_source == "metadata"`: our config, safetensors metadata or sidecar): a
+contradiction is one line naming the checkpoint and what its metadata says, exit 2 (`cli/options.load_model_kind`).
+The kind used is printed with its reason. A metric model's windows are joined without the scale/shift alignment
+(published `video_depth.py`, metric=True).
+
 Point clouds (`--save ply`, metric models only) use `--intrinsics` or `--focal-length-x/-y` (`camera.py`); the
 camera used is printed and written beside them.
+
+Inputs, names and option values come from outside (docs/reliability.md). An input must be a folder or a regular
+file (a FIFO, a device: one line, the others run); frames and video streams whose headers claim more than
+VDA_MAX_PIXELS are refused before decoding (`frame_sources.py`, `io/video.py`). Outputs are named after the inputs,
+so an input whose output name would not be valid UTF-8 or would hold a control character is refused: one line
+`<input>: input name is not valid UTF-8 ...; rename it`, exit status 1, the other inputs still run, and nothing
+is written for it (no native library ever gets a path either: `writers.py`). Option values are checked by their
+argparse types (`cli/options.py`): `--focal-length-x/-y` finite and > 0, `--max-len` >= 1 or -1, `--target-fps`
+finite; a bad one is argparse's usage line, exit 2.
 """
 from __future__ import annotations
 
@@ -36,9 +49,14 @@ from ..cli.options import (
     add_model_kind,
     add_precision,
     encoder_or_none,
+    frame_count,
+    frame_rate,
+    load_model_kind,
+    positive_float,
     resolve_device,
     resolve_precision,
 )
+from ..trust.paths import display
 from .layouts import DEFAULT_SAVE, FORMATS, LAYOUTS, parse_save
 
 PROG = "vda-infer"
@@ -59,9 +77,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--max-res", type=int, default=1280,
                    help="cap on the frames' long side, sides rounded to even, resized in the decoder as run.py's "
                         "decord front end (<= 0: none)")
-    p.add_argument("--max-len", type=int, default=-1,
-                   help="at most N frames per input, counted after --target-fps (-1: all)")
-    p.add_argument("--target-fps", type=float, default=-1, help="keep every round(fps/F)-th frame (-1: all)")
+    p.add_argument("--max-len", type=frame_count, default=-1,
+                   help="at most N >= 1 frames per input, counted after --target-fps (-1: all)")
+    p.add_argument("--target-fps", type=frame_rate, default=-1, help="keep every round(fps/F)-th frame (-1: all)")
     add_precision(p, help=PRECISION_HELP)
     p.add_argument("--mode", choices=["offline", "streaming"], default="offline",
                    help="offline: the published key-frame windows; streaming: online, one frame in, one out")
@@ -83,9 +101,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--npz-compress", action=argparse.BooleanOptionalAction, default=True,
                    help="deflate the npz as the published np.savez_compressed (--no-npz-compress: faster, bigger)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--focal-length-x", type=float, default=None,
-                   help="ply: fx in pixels of the processed frames (default: 470.4, the published value)")
-    p.add_argument("--focal-length-y", type=float, default=None, help="ply: fy in pixels (default: fx)")
+    p.add_argument("--focal-length-x", type=positive_float, default=None,
+                   help="ply: fx > 0 in pixels of the processed frames (default: 470.4, the published value)")
+    p.add_argument("--focal-length-y", type=positive_float, default=None, help="ply: fy > 0 in pixels (default: fx)")
     p.add_argument("--intrinsics", default=None, metavar="FILE",
                    help="ply: the camera of the input at its own resolution: 3x3 K as text/.npy, or JSON "
                         "{fx, fy, cx, cy[, width, height]}; rescaled with --max-res")
@@ -100,7 +118,7 @@ def check_output_dir(path: Path) -> str | None:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".vda-write-test"):
             pass
     except OSError as e:
-        return f"{path}: output directory is not writable ({e.strerror or e})"
+        return f"{display(path)}: output directory is not writable ({e.strerror or e})"
     return None
 
 
@@ -134,9 +152,24 @@ def output_names(paths: list[Path]) -> tuple[list[str], list[str]]:
     for b in dict.fromkeys(base):
         group = [i for i in range(len(paths)) if base[i] == b]
         if len(group) > 1:
-            pairs = ", ".join(f"{paths[i]} -> {names[i]}" for i in group)
-            notes.append(f"note: {len(group)} inputs are named {b!r}; their outputs are named {pairs}")
+            pairs = ", ".join(f"{display(paths[i])} -> {display(names[i])}" for i in group)
+            notes.append(f"note: {len(group)} inputs are named '{display(b)}'; their outputs are named {pairs}")
     return names, notes
+
+
+def check_output_name(path: Path, name: str) -> None:
+    """`InputError` (one line naming the input) unless `name`, the output name made from the input's, is valid
+    UTF-8 without control characters (`trust.check_name`): outputs are named after inputs, and such a name made
+    OpenCV crash; refusing it (rather than writing under an escaped name) keeps every output findable by its
+    input's name."""
+    from ..trust import ReadError, check_name
+    from .frame_sources import InputError
+
+    try:
+        check_name(name, "input")
+    except ReadError:
+        raise InputError(f"{display(path)}: input name is not valid UTF-8 or holds a control character, and the "
+                         "outputs are named after it; rename it") from None
 
 
 def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, camera, *, layout: str = "default",
@@ -236,7 +269,7 @@ def check_frame_shapes(args) -> None:
         except (InputError, StopIteration, OSError):
             continue
         try:
-            DEFAULT_CONTRACT.checked_network_size(h, w, args.input_size, video=True, what=item)
+            DEFAULT_CONTRACT.checked_network_size(h, w, args.input_size, video=True, what=display(item))
         except FrameShapeError as e:
             raise errors.CommandError(str(e)) from None
 
@@ -244,7 +277,6 @@ def check_frame_shapes(args) -> None:
 def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     import torch
 
-    from .. import load_model
     from ..checkpoints import resolve_kind
     from .camera import camera_from_options
     from .frame_sources import InputError, open_source
@@ -263,11 +295,10 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     else:
         device = resolve_device(args.device)
         precision = resolve_precision(args.precision, device)
-        model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric,
-                           expect="video")
+        model = load_model_kind(args.checkpoint, encoder_or_none(args.encoder), args.metric, expect="video")
     source = args.checkpoint or args.onnx
     if args.encoder != "auto" and model.config.encoder != args.encoder:  # our files carry their config
-        raise errors.CommandError(f"{args.checkpoint}: holds a {model.config.encoder} model, "
+        raise errors.CommandError(f"{display(args.checkpoint)}: holds a {model.config.encoder} model, "
                                   f"not --encoder {args.encoder}")
     if args.backend == "onnxruntime":  # the export's sidecar says what the graphs predict
         if args.metric is not None and args.metric != bool(model.config.metric):
@@ -279,15 +310,16 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
         model = model.to(device).eval()
     else:
         model, kind_line = resolve_kind(model.to(device).eval(), device)
-    print(f"{prog}: {source}: {kind_line}", file=sys.stderr)
+    print(f"{prog}: {display(source)}: {kind_line}", file=sys.stderr)
     metric = bool(model.config.metric)
     if getattr(model.config, "canonical_focal", None) and camera.default:
-        raise errors.CommandError(f"{source}: predicts depth for a canonical camera (focal length "
+        raise errors.CommandError(f"{display(source)}: predicts depth for a canonical camera (focal length "
                                   f"{model.config.canonical_focal:g} px); give this camera with --focal-length-x/-y "
                                   "or --intrinsics")
     if "ply" in formats and not metric:
-        raise errors.CommandError(f"{source}: --save ply needs a metric model (this one predicts relative "
-                                  "disparity; pass --metric if it predicts metres)")
+        hint = "" if getattr(model, "kind_source", None) == "metadata" else "; pass --metric if it predicts metres"
+        raise errors.CommandError(f"{display(source)}: --save ply needs a metric model (this one predicts relative "
+                                  f"disparity{hint})")
     if args.speed_levers:
         from ..models.speed import apply_levers
 
@@ -302,6 +334,7 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     start, frames, failures = time.perf_counter(), 0, 0
     for path, name in zip(paths, names):
         try:
+            check_output_name(path, name)
             source = open_source(path, max_res=args.max_res, max_len=args.max_len, target_fps=args.target_fps)
             frames += run_one(runner, source, out_dir, name, formats, metric, camera, layout=args.layout,
                               grayscale=args.grayscale, npz_compress=args.npz_compress,
@@ -310,13 +343,13 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
             errors.report(prog, e)
             failures += 1
         except NonFiniteDepthError as e:  # nothing of this input was written
-            errors.report(prog, f"{path}: {e}")
+            errors.report(prog, f"{display(path)}: {e}")
             failures += 1
         except OSError as e:  # e.g. the disk filled up while writing
-            errors.report(prog, f"{e.filename or out_dir}: cannot write output ({e.strerror or e})")
+            errors.report(prog, f"{display(e.filename or out_dir)}: cannot write output ({e.strerror or e})")
             failures += 1
         except torch.cuda.OutOfMemoryError:
-            errors.report(prog, f"{path}: out of GPU memory at --input-size {args.input_size} "
+            errors.report(prog, f"{display(path)}: out of GPU memory at --input-size {args.input_size} "
                                 f"(--precision {precision}); try a smaller --input-size or --max-res, or fp16")
             torch.cuda.empty_cache()
             failures += 1
@@ -324,7 +357,8 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     gpu = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if device.type == "cuda" else ""
     print(
         f"{prog}: {len(args.inputs) - failures}/{len(args.inputs)} inputs, {frames} frames in {elapsed:.1f} s "
-        f"({frames / max(elapsed, 1e-9):.2f} frames/s), peak host memory {peak_host_mb():.0f} MiB{gpu} -> {out_dir}"
+        f"({frames / max(elapsed, 1e-9):.2f} frames/s), peak host memory {peak_host_mb():.0f} MiB{gpu} "
+        f"-> {display(out_dir)}"
     )
     return errors.EXIT_SOME_FAILED if failures else errors.EXIT_OK
 

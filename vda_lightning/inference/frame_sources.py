@@ -19,7 +19,13 @@ Where the published code differs from itself, we follow its default decord path 
 
 Each source yields uint8 RGB (H, W, 3) frames one at a time and can be iterated again (the writers make a second
 pass for the videos and the point clouds). Problems become an `InputError` whose message is one line naming the
-file and the cause.
+file (printable: `trust.display`) and the cause.
+
+Inputs come from outside (docs/reliability.md): an input is a folder or a regular file (`trust.regular_file`: a
+FIFO among the inputs used to hang the whole batch), video files are read by Python and handed to FFmpeg as a file
+object with the stream's size checked against VDA_MAX_PIXELS first (`io/video.py`), and frame files are read
+through `trust.read_image` (regular files only, header size checked before decoding, OpenCV never sees a name). A
+refused input is one line; the other inputs still run.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ import numpy as np
 
 from ..io import IMAGE_EXTENSIONS, ReadError, iter_video_frames, list_files, probe_video, read_frames
 from ..io.video import RGBConverter
+from ..trust import display, regular_file
 
 FOLDER_FPS = 30.0  # a folder of frames has no rate of its own
 
@@ -49,10 +56,12 @@ def limited_size(height: int, width: int, max_res: int) -> tuple[int, int]:
 
 
 class FrameSource:
-    """Common options: max_res (long-side cap, <= 0 none), max_len (kept frames, < 0 all), target_fps (<= 0 native).
-    """
+    """Common options: max_res (long-side cap, <= 0 none), max_len (kept frames, < 0 all; 0 is a ValueError),
+    target_fps (<= 0 native)."""
 
     def __init__(self, path, max_res: int = 1280, max_len: int = -1, target_fps: float = -1):
+        if max_len == 0:  # nothing to run on: a caller's mistake, not the input's (`--max-len` refuses it too)
+            raise ValueError("max_len must be >= 1, or negative for all frames; got 0")
         self.path = Path(path)
         self.max_res, self.max_len, self.target_fps = max_res, max_len, target_fps
         self.size: tuple[int, int] | None = None  # (H, W) of the frames yielded, known after the first one
@@ -101,7 +110,7 @@ class FrameSource:
         finally:
             frames.close()  # closes the container now, also when the consumer stops early
         if kept == 0:
-            raise InputError(f"{self.path}: contains no frames")
+            raise InputError(f"{display(self.path)}: contains no frames")
         if not limited:  # the input ended before --max-len was reached
             self._check_count(kept)
 
@@ -134,16 +143,20 @@ class VideoSource(FrameSource):
         else:
             told = (f"only {kept} of the {expected} frames kept at --target-fps (every {self.stride}th of the "
                     f"{self._frames_hint} its header states) decode")
-        raise InputError(f"{self.path}: {told} (truncated file?); --max-len {kept} processes the frames that are "
-                         "there")
+        raise InputError(f"{display(self.path)}: {told} (truncated file?); --max-len {kept} processes the frames that "
+                         "are there")
 
 
 class FolderSource(FrameSource):
     def __init__(self, path, **kw):
         super().__init__(path, **kw)
-        self.files = list_files(self.path, IMAGE_EXTENSIONS)
+        try:
+            self.files = list_files(self.path, IMAGE_EXTENSIONS)
+        except OSError as e:  # an unreadable folder is a bad input, not an output that cannot be written
+            raise InputError(f"{display(self.path)}: folder cannot be listed ({e.strerror or e})") from None
         if not self.files:
-            raise InputError(f"{self.path}: folder contains no image frames ({', '.join(IMAGE_EXTENSIONS)})")
+            raise InputError(f"{display(self.path)}: folder contains no image frames "
+                             f"({', '.join(IMAGE_EXTENSIONS)})")
 
     def expected_frames(self) -> int | None:
         return self._count(len(self.files))
@@ -159,12 +172,15 @@ class FolderSource(FrameSource):
 
 
 def open_source(path, max_res: int = 1280, max_len: int = -1, target_fps: float = -1) -> FrameSource:
-    """A video file or a folder of frames; InputError (one line) when missing or unreadable."""
+    """A video file or a folder of frames; InputError (one line) when missing, not a regular file or folder (a
+    FIFO, a device), or unreadable."""
     p = Path(path)
     if not p.exists():
-        raise InputError(f"{p}: no such file or directory")
-    cls = FolderSource if p.is_dir() else VideoSource
-    return cls(p, max_res=max_res, max_len=max_len, target_fps=target_fps)
+        raise InputError(f"{display(p)}: no such file or directory")
+    if p.is_dir():
+        return FolderSource(p, max_res=max_res, max_len=max_len, target_fps=target_fps)
+    regular_file(p, "input", error=InputError)
+    return VideoSource(p, max_res=max_res, max_len=max_len, target_fps=target_fps)
 
 
 def read_video(path, max_res: int = -1, target_fps: float = -1, max_len: int = -1) -> tuple[np.ndarray, float]:

@@ -8,6 +8,11 @@ own progress bar: the npz is assembled from it frame by frame (deflate-compresse
 written in one more pass (src, the side-by-side vis and the point clouds re-decode the input). Every output goes
 to a temporary name first and is renamed when complete (`vda_lightning.io`: `atomic_path` for the npz, an
 `AtomicWrite` for each video and per-frame folder), so an interrupted run leaves no partial output.
+
+No native library is given a path (output names are built from input names; OpenCV's `imwrite` crashed on a name
+that is not UTF-8): PNGs are encoded in memory (`cv2.imencode`) and written by Python, EXRs are written to a Python
+file object, videos through one (`viz.VideoWriter`). Inputs whose names are not valid UTF-8 are refused before
+anything is written (`inference/cli.py`).
 """
 from __future__ import annotations
 
@@ -82,11 +87,24 @@ def png16_scale(vmax: float) -> float:
     return 65535.0 / vmax if vmax > 0 else 1.0
 
 
-def write_exr(path: str, depth: np.ndarray):
+def write_exr(path: str | os.PathLike, depth: np.ndarray):
+    """One float32 channel `Z`, written through a Python file object (OpenEXR never sees the name)."""
     import OpenEXR
 
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    OpenEXR.File(header, {"Z": np.ascontiguousarray(depth, dtype=np.float32)}).write(path)
+    with open(path, "wb") as f:
+        OpenEXR.File(header, {"Z": np.ascontiguousarray(depth, dtype=np.float32)}).write(f)
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray):
+    """A PNG encoded in memory by OpenCV (8 or 16 bits) and written by Python (OpenCV never sees the name)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {image.shape} {image.dtype} image as PNG")
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())
 
 
 def point_cloud(depth: np.ndarray, rgb: np.ndarray, fx: float, fy: float, cx: float | None = None,
@@ -108,11 +126,18 @@ def point_cloud(depth: np.ndarray, rgb: np.ndarray, fx: float, fy: float, cx: fl
     return pts
 
 
-def write_ply(path: str, points: np.ndarray, comments: Iterable[str] = ()):
+def _header_text(text: str) -> str:
+    """One printable ASCII line for a PLY header (a comment may hold a file name: no line break may end it)."""
+    from ..trust import display
+
+    return display(text).encode("ascii", "backslashreplace").decode("ascii")
+
+
+def write_ply(path: str | os.PathLike, points: np.ndarray, comments: Iterable[str] = ()):
     props = "".join(
         f"property {'float' if points.dtype[n].kind == 'f' else 'uchar'} {n}\n" for n in points.dtype.names
     )
-    notes = "".join(f"comment {c}\n" for c in comments)
+    notes = "".join(f"comment {_header_text(c)}\n" for c in comments)
     header = f"ply\nformat binary_little_endian 1.0\n{notes}element vertex {len(points)}\n{props}end_header\n"
     with open(path, "wb") as f:
         f.write(header.encode("ascii"))
@@ -236,8 +261,6 @@ def _per_frame_outputs(spool, out_dir, name, formats, *, metric, source, fps, fo
 
 
 def _per_frame_pass(spool, folders, patterns, videos, source, camera, grayscale, bar):
-    import cv2
-
     from ..viz import colorize, depth_to_uint8
 
     needs_rgb = "ply" in folders or any(v.show != "depth" for v in videos)
@@ -247,13 +270,13 @@ def _per_frame_pass(spool, folders, patterns, videos, source, camera, grayscale,
         rgb = next(rgb_frames) if needs_rgb else None
         if "png16" in folders:
             png = np.clip(np.round(depth.astype(np.float64) * scale), 0, 65535).astype(np.uint16)
-            cv2.imwrite(str(folders["png16"].tmp / patterns["png16"].format(i=i)), png)
+            write_png(folders["png16"].tmp / patterns["png16"].format(i=i), png)
         if "exr" in folders:
-            write_exr(str(folders["exr"].tmp / patterns["exr"].format(i=i)), depth)
+            write_exr(folders["exr"].tmp / patterns["exr"].format(i=i), depth)
         if "ply" in folders:
             h, w = depth.shape
             cx, cy = camera.principal_point(h, w)
-            write_ply(str(folders["ply"].tmp / patterns["ply"].format(i=i)),
+            write_ply(folders["ply"].tmp / patterns["ply"].format(i=i),
                       point_cloud(depth, rgb, camera.fx, camera.fy, cx, cy),
                       comments=[f"camera {camera.describe(h, w)}", "units metre"])
         if videos:

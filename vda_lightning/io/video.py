@@ -10,16 +10,24 @@ the stream says). We build the same graph with PyAV (`scale=W:H:flags=bilinear`,
 front-end case this reproduces decord's frames to the pixel. `VideoFrame.to_ndarray("rgb24")` / `reformat()` do NOT
 (they honour the stream's left chroma siting: up to 16 grey levels apart), nor does resizing after decoding.
 Rotated clips (display matrix) are turned upright first with `transpose`, as decord does.
+
+Trust (docs/reliability.md): FFmpeg never sees a file name — the file is checked to be a regular file
+(`trust.regular_file`: a FIFO would block the demuxer for ever) and opened by Python, and PyAV reads the open file
+object (a name that is not UTF-8 reached OpenCV and crashed it; no native library gets a name from here). The
+stream's width x height from the container header goes through `trust.check_pixels` (VDA_MAX_PIXELS) before any
+frame is decoded, and every decoded frame's size again (a stream may change size mid-way).
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
+from ..trust import check_pixels, display, regular_file
 from .errors import ReadError
 
 SCALER_FLAGS = "bilinear"  # what decord 0.6.0 gets from FFmpeg 4.1's `scale` filter (its default `flags`)
@@ -39,20 +47,46 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """What the container says about its first video stream; `ReadError` if it is not a readable video."""
+def _cause(e: Exception) -> str:
+    """FFmpeg's reason without the file name PyAV appends (the caller names the file, printable)."""
+    return _one_line(getattr(e, "strerror", None) or e)
+
+
+@contextmanager
+def open_video(path: str | os.PathLike):
+    """A PyAV input container reading `path` through a Python file object (FFmpeg never sees the name), after
+    `trust.regular_file` says it is a regular file; `ReadError` (one line naming the file) otherwise."""
     import av
 
-    try:
-        with av.open(str(path)) as container:
+    what = display(path)
+    regular_file(path, "video", error=ReadError)
+    with open(path, "rb") as f:
+        try:
+            container = av.open(f)
+        except Exception as e:  # PyAV raises InvalidDataError & co. on non-media files
+            raise ReadError(f"{what}: not a readable video ({type(e).__name__}: {_cause(e)})") from None
+        with container:
+            yield container
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """What the container says about its first video stream; `ReadError` if it is not a readable video, or if
+    its header states more than VDA_MAX_PIXELS per frame."""
+    what = display(path)
+    with open_video(path) as container:
+        try:
             if not container.streams.video:
-                raise ReadError(f"{path}: not a video (no video stream)")
+                raise ReadError(f"{what}: not a video (no video stream)")
             stream = container.streams.video[0]
-            return VideoInfo(float(stream.average_rate or 30.0), int(stream.frames or 0) or None)
-    except ReadError:
-        raise
-    except Exception as e:  # PyAV raises InvalidDataError & co. on non-media files
-        raise ReadError(_one_line(f"{path}: not a readable video ({type(e).__name__}: {e})")) from None
+            height, width = int(stream.codec_context.height), int(stream.codec_context.width)
+            rate, frames = stream.average_rate, stream.frames
+        except ReadError:
+            raise
+        except Exception as e:
+            raise ReadError(f"{what}: not a readable video ({type(e).__name__}: {_cause(e)})") from None
+    if height or width:  # 0 x 0: the container does not say (the decoded frames are checked)
+        check_pixels(height, width, f"{what}: video stream", ReadError)
+    return VideoInfo(float(rate or 30.0), int(frames or 0) or None)
 
 
 def clockwise_rotation(frame) -> int:
@@ -104,20 +138,25 @@ def iter_video_frames(path: str | os.PathLike, size: Size | Callable[[int, int],
     """Frames 0, step, 2·step, … of the first video stream as uint8 RGB (H, W, 3), decoded lazily.
 
     `size`: see `RGBConverter` (None: the stored size, upright). Every frame is decoded (the codec needs them); only
-    the kept ones go through the scaler.
+    the kept ones go through the scaler. A decoded frame over VDA_MAX_PIXELS is a `ReadError`.
     """
     import av
 
+    what = display(path)
     convert = RGBConverter(size)
-    with av.open(str(path)) as container:
+    checked = None
+    with open_video(path) as container:
         decoded = 0
         try:
             for frame in container.decode(video=0):
+                if (frame.height, frame.width) != checked:
+                    check_pixels(frame.height, frame.width, f"{what}: frame {decoded}", ReadError)
+                    checked = (frame.height, frame.width)
                 if decoded % step == 0:
                     yield convert(frame)
                 decoded += 1
         except av.FFmpegError as e:
-            raise ReadError(_one_line(f"{path}: cannot decode frame {decoded} ({e})")) from None
+            raise ReadError(f"{what}: cannot decode frame {decoded} ({_cause(e)})") from None
 
 
 def resize_rgb(frame: np.ndarray, size: Size, flags: str = SCALER_FLAGS) -> np.ndarray:
