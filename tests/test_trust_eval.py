@@ -271,6 +271,20 @@ def test_a_relative_checkpoint_under_no_alignment_is_refused(tiny_checkpoints, t
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "pred").exists()
 
 
+def test_metric_on_a_checkpoint_whose_metadata_says_relative_is_refused(tiny_checkpoints, tmp_path, capsys):
+    """`--metric` stands in for a file that says nothing; against the file's own metadata it is refused, in vda
+    eval as in vda infer (cli/options.load_model_kind), before any prediction is made or written."""
+    make_tiny_benchmark(tmp_path, "bonn", sequences=1, frames=3, height=20, width=28, seed=3)
+    relative = tiny_checkpoints["video"]
+    code = main(["--checkpoint", str(relative), "--metric", "--benchmark-root", str(tmp_path / "benchmark"),
+                 "--benchmark", "bonn", "--alignment", "none", "--input-size", "28", "--device", "cpu",
+                 "--save-predictions", str(tmp_path / "pred"), "--output", str(tmp_path / "r.json"), "--no-progress"])
+    lines = error_lines(capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert f"{relative}: its metadata says it is a relative disparity model; --metric cannot override" in lines[0]
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "pred").exists()
+
+
 def test_the_kind_decides_under_no_alignment_only():
     line = "relative disparity model: the file does not say and a probe was inconclusive (...)"
     with pytest.raises(BenchmarkError, match="ckpt.pth: relative disparity model: the file does not say"):

@@ -67,14 +67,16 @@ def find_resume_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 
 def existing_run(run_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None) -> Path | None:
-    """A file showing that `run_dir` already holds a run (its saved config, results or a checkpoint), or None.
+    """A file showing that `run_dir` already holds a run: its results (`final_validation.json`) or a checkpoint (in
+    `<run_dir>/checkpoints` or `checkpoint_dir`; staging files excluded), or None.
 
-    Other files (e.g. the `slurm/` folder vda-submit writes before the job starts) do not count.
+    Other files do not count: the `slurm/` folder vda-submit writes before the job starts, and what an interrupted
+    start wrote (its `config.yaml`, logger files: Ctrl-C during the first validation) — it holds nothing to resume,
+    and a fresh run there rewrites its config.
     """
     root = Path(run_dir)
-    for name in ("config.yaml", "final_validation.json"):
-        if (root / name).is_file():
-            return root / name
+    if (root / "final_validation.json").is_file():
+        return root / "final_validation.json"
     folders = [root / "checkpoints"] + ([Path(checkpoint_dir)] if checkpoint_dir else [])
     for folder in dict.fromkeys(folders):
         if folder.is_dir():

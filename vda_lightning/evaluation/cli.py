@@ -98,8 +98,8 @@ def _source(args):
         from .predictions import NpyPredictions
 
         return NpyPredictions(args.predictions), args.prediction_kind
-    from vda_lightning import load_model
     from vda_lightning.checkpoints import resolve_kind
+    from vda_lightning.cli.options import load_model_kind
 
     from .distributed import device_for_rank
     from .predictions import ModelPredictions
@@ -108,8 +108,8 @@ def _source(args):
     device = str(device_for_rank() if world > 1 else resolve_device(args.device))
     # expect="video": a Depth Anything V2 image checkpoint is refused, as vda infer does (it would be scored as
     # a video model whose temporal modules were never trained); a DAv2 *metric* file loads as a metric video model
-    model = load_model(args.checkpoint, encoder=encoder_or_none(args.encoder), metric=args.metric,
-                       expect="video").eval()
+    # --metric/--relative stand in for a file that says nothing; against its metadata they are refused (as vda infer)
+    model = load_model_kind(args.checkpoint, encoder_or_none(args.encoder), args.metric, expect="video").eval()
     model, kind_line = resolve_kind(model.to(device), device)
     if rank == 0:
         log.info("%s: %s", args.checkpoint, kind_line)

@@ -10,7 +10,8 @@ from ..io import write_bytes_atomic
 
 class SaveRunConfig(SaveConfigCallback):
     """Writes the run's full, resolved config as `<run folder>/config.yaml` (rank 0, atomically) when training
-    starts; its presence marks the folder as holding a run (`config_checks.existing_run`)."""
+    starts. Alone it does not make the folder a run (`cluster.resume.existing_run`: results or a checkpoint do), so a
+    start interrupted before the first checkpoint can be started afresh."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":  # a validation-only pass does not make a folder a run folder

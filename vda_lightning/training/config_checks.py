@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from ..cluster.resume import existing_run
+
 __all__ = ["existing_run", "renamed_key_problem", "path_problems", "launcher_rank", "is_requeued_restart",
            "checkpoint_dirpath_for_final_root"]
 ROOT_REFERENCE = "${trainer.default_root_dir}"
@@ -102,25 +104,6 @@ def checkpoint_dirpath_for_final_root(args: list[str]) -> str | None:
     if "${" in root or root.lower() in ("null", "none"):
         return None
     return dirpath.replace(ROOT_REFERENCE, root)
-
-
-def existing_run(run_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None) -> Path | None:
-    """A file showing that `run_dir` already holds a run: its results (`final_validation.json`) or a checkpoint (in
-    `<run_dir>/checkpoints` or `checkpoint_dir`; staging files excluded), or None.
-
-    A folder holding only what an interrupted start wrote (its `config.yaml`, logger files: Ctrl-C during the first
-    validation) does not count: it holds nothing to resume, and a fresh run there rewrites its config.
-    """
-    root = Path(run_dir)
-    if (root / "final_validation.json").is_file():
-        return root / "final_validation.json"
-    folders = [root / "checkpoints"] + ([Path(checkpoint_dir)] if checkpoint_dir else [])
-    for folder in dict.fromkeys(folders):
-        if folder.is_dir():
-            found = sorted(p for p in folder.glob("*.ckpt") if not p.name.startswith("."))
-            if found:
-                return found[0]
-    return None
 
 
 def renamed_key_problem(args: list[str]) -> str | None:
