@@ -298,3 +298,27 @@ def test_export_ema_refuses_a_bad_ema_in_one_line(place, tiny_model, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{path}: checkpoint['vda_ema']: shadow." in err and "has shape (2, 2)" in err
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_resumed_runs_ema_state_is_checked_before_it_is_loaded():
+    """`vda fit --ckpt_path` hands `checkpoint["vda_ema"]` to the EMA callback: the same schema as `vda export
+    --ema` (checkpoints/metadata.ema_state) runs first, so a tampered shadow is one CheckpointError line."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from vda_lightning.training.ema import EMACallback
+
+    module = SimpleNamespace(model=SimpleNamespace(head=torch.nn.Linear(3, 2)))
+    trainer = SimpleNamespace(ckpt_path="runs/x/checkpoints/last.ckpt")
+    good = {"decay": 0.9, "shadow": {n: p.detach().clone() for n, p in module.model.head.named_parameters()}}
+    callback = EMACallback(0.9)
+    callback.on_load_checkpoint(trainer, module, {"vda_ema": good})
+    torch.testing.assert_close(callback.ema.shadow["weight"], good["shadow"]["weight"])
+    for bad, says in (({**good, "decay": 7.0}, "decay"),
+                      ({**good, "shadow": {**good["shadow"], "weight": torch.zeros(5, 5)}}, "has shape (5, 5)"),
+                      ({**good, "shadow": {**good["shadow"], "bias": torch.tensor([float("nan"), 0.0])}}, "NaN"),
+                      ({**good, "shadow": {"evil": torch.zeros(1)}}, "head lacks")):
+        with pytest.raises(CheckpointError) as e:
+            EMACallback(0.9).on_load_checkpoint(trainer, module, {"vda_ema": bad})
+        assert "\n" not in str(e.value) and "last.ckpt: checkpoint['vda_ema']" in str(e.value) and says in str(e.value)

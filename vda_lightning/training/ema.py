@@ -142,5 +142,10 @@ class EMACallback(Callback):
                 state[HEAD_PREFIX + name] = value.detach().clone()
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        if CHECKPOINT_KEY in checkpoint:
-            self._ensure(pl_module).load_state_dict(checkpoint[CHECKPOINT_KEY])
+        if CHECKPOINT_KEY in checkpoint:  # schema first (decay, this head's names, finite tensors of their shapes)
+            from ..checkpoints import CheckpointError
+            from ..checkpoints.metadata import ema_state
+
+            head = dict(self._head(pl_module).named_parameters())
+            state = ema_state(checkpoint[CHECKPOINT_KEY], trainer.ckpt_path or "the checkpoint", head, CheckpointError)
+            self._ensure(pl_module).load_state_dict(state)
