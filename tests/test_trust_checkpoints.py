@@ -322,3 +322,28 @@ def test_a_resumed_runs_ema_state_is_checked_before_it_is_loaded():
         with pytest.raises(CheckpointError) as e:
             EMACallback(0.9).on_load_checkpoint(trainer, module, {"vda_ema": bad})
         assert "\n" not in str(e.value) and "last.ckpt: checkpoint['vda_ema']" in str(e.value) and says in str(e.value)
+
+
+@settings(max_examples=100, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.one_of(st.binary(max_size=120).map(lambda b: b"{" + b),
+                        st.recursive(st.none() | st.integers() | st.text(max_size=5) | st.floats(),
+                                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                                         st.text(max_size=4), inner, max_size=3), max_leaves=12)
+                        .map(lambda v: json.dumps({"t": {"dtype": "F32", "shape": [1], "data_offsets": v}}).encode())),
+       tail=st.binary(max_size=16))
+@example(header=b'{"t": {"dtype": "F32", "shape": [1], "data_offsets": [0, "4"]}}', tail=b"\x00" * 4)
+@example(header=b"{" + b'"a":' * 0 + b"[" * 3000, tail=b"")
+def test_a_damaged_safetensors_header_is_one_line(tmp_path_factory, header, tail):
+    """The sniffer reads a safetensors header through trust.parse_json and types its offsets before comparing
+    them: whatever the header holds, the reader answers with one CheckpointError line naming the file."""
+    import struct
+
+    from vda_lightning.checkpoints import read_checkpoint
+
+    path = tmp_path_factory.mktemp("st") / "w.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + tail)
+    try:
+        read_checkpoint(path)
+    except CheckpointError as e:
+        assert "\n" not in str(e) and str(path) in str(e)

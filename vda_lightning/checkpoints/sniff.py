@@ -7,12 +7,13 @@ writes since PyTorch 1.6), "torch-legacy" (an older pickle stream). Everything e
 """
 from __future__ import annotations
 
-import json
 import os
 import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..trust import ReadError, parse_json
 
 LOADABLE = ("safetensors", "torch-zip", "torch-legacy")
 _HEAD = 4096
@@ -52,14 +53,16 @@ def _safetensors(path: Path, head: bytes, size: int) -> Sniff | None:
     with open(path, "rb") as f:
         f.seek(8)
         raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
+    try:  # trust.parse_json: UTF-8, standard JSON, bounded nesting (a ReadError is a ValueError)
+        header = parse_json(raw, "header", max_bytes=n)
         if not isinstance(header, dict):
             raise ValueError("the header is not a JSON object")
         ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as e:
+        if not all(isinstance(e, int) and not isinstance(e, bool) for e in ends):
+            raise ValueError("data_offsets hold a value that is not an integer")
+    except (ValueError, KeyError, TypeError, IndexError) as e:
         return Sniff("safetensors-damaged", f"a safetensors file whose header is damaged ({type(e).__name__}: "
-                                            f"{str(e)[:120]})")
+                                            f"{' '.join(str(e).split())[:120]})")
     need, have = max(ends, default=0), size - 8 - n
     if need > have:
         return Sniff("safetensors-damaged", f"a truncated safetensors file: its {len(ends)} tensors need {need} "
@@ -107,8 +110,8 @@ def _json_detail(path: Path, size: int) -> str:
     if size > 16 * 2**20:
         return "a JSON file"
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
+        doc = parse_json(Path(path).read_bytes(), "file", max_bytes=16 * 2**20)
+    except (OSError, ReadError) as e:
         return f"a text file that looks like JSON ({type(e).__name__})"
     path = Path(path)
     if isinstance(doc, dict) and "encoder" in doc:
