@@ -347,3 +347,46 @@ def test_a_damaged_safetensors_header_is_one_line(tmp_path_factory, header, tail
         read_checkpoint(path)
     except CheckpointError as e:
         assert "\n" not in str(e) and str(path) in str(e)
+
+
+_COUNTER_NAMES = ("skipped_nonfinite_loss", "skipped_nonfinite_grad", "metric_samples_without_K")
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None)
+@given(st.dictionaries(st.sampled_from(_COUNTER_NAMES) | st.text(max_size=12),
+                       st.integers(-5, 2**63) | st.floats() | st.text(max_size=4) | st.none() | st.booleans(),
+                       max_size=4) | st.lists(st.integers(), max_size=3) | st.text(max_size=6))
+@example({"skipped_nonfinite_loss": "abc"})
+@example({"skipped_nonfinite_loss": 3, "skipped_nonfinite_grad": 0})
+def test_saved_training_counters_are_checked_before_a_resumed_run_adds_to_them(value):
+    """`checkpoint["vda_counters"]` (what a run skipped so far) goes through checkpoints/metadata.training_counters
+    before `VideoDepthModule.on_load_checkpoint` adds to it: known names, integers >= 0, else one line."""
+    from vda_lightning.checkpoints.metadata import training_counters
+
+    valid = (isinstance(value, dict) and all(
+        k in _COUNTER_NAMES and type(v) is int and 0 <= v <= 1 << 62 for k, v in value.items()))
+    try:
+        out = training_counters(value, "runs/x/last.ckpt", CheckpointError)
+    except CheckpointError as e:
+        assert not valid and "\n" not in str(e) and "last.ckpt: checkpoint['vda_counters']" in str(e)
+        return
+    event("accepted")
+    assert valid, value
+    assert out == value and all(type(v) is int and v >= 0 for v in out.values())
+
+
+def test_a_resumed_module_refuses_tampered_counters_and_vda_info(tiny_model):
+    """The LightningModule's own hook: a good checkpoint's counters are taken over, a tampered one is one line."""
+    from vda_lightning.training.module import VideoDepthModule
+
+    module = VideoDepthModule(encoder="vitt")
+    ckpt = {"state_dict": dict(module.state_dict()), "vda_counters": {"skipped_nonfinite_loss": 4}}
+    module.on_load_checkpoint(copy.copy(ckpt))
+    assert module.counters["skipped_nonfinite_loss"] == 4
+    for key, bad, says in (("vda_counters", {"skipped_nonfinite_loss": "abc"}, "vda_counters"),
+                           ("vda_counters", {"skipped_nonfinite_loss": -1}, "vda_counters"),
+                           ("vda", {"prefix": "model.; rm -rf"}, "checkpoint['vda']"),
+                           ("vda", {"encoder_source": {"path": "rel/enc.pth", "sha256": "0" * 64}}, "absolute")):
+        with pytest.raises(CheckpointError) as e:
+            module.on_load_checkpoint({**ckpt, key: bad, "state_dict": dict(module.state_dict())})
+        assert "\n" not in str(e.value) and says in str(e.value), str(e.value)

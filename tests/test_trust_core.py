@@ -375,6 +375,26 @@ def test_schemas_are_strict_and_one_line():
         assert where in str(e.value)
 
 
+@FUZZ
+@given(st.dictionaries(st.text(max_size=20), st.none() | st.integers() | st.text(max_size=5), min_size=1, max_size=3))
+@example({"evil\nkey\r\x1b[2J": 1})  # a key is shown in the error: it must not break the one line
+def test_a_schema_error_is_one_line_whatever_the_keys_say(doc):
+    from typing import Annotated
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Counts(BaseModel):
+        model_config = ConfigDict(strict=True, extra="forbid")
+        n: Annotated[int, Field(ge=0)] = 0
+
+    try:
+        trust.validate(Counts, doc, "last.ckpt: counters")
+    except ReadError as e:
+        one_line(e, "last.ckpt: counters")
+    else:
+        assert set(doc) <= {"n"}
+
+
 # -- URLs --------------------------------------------------------------------------------------------------------
 
 @FUZZ

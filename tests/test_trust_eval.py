@@ -191,20 +191,21 @@ def test_a_manifest_that_is_a_fifo_or_a_folder_is_refused_not_waited_on(tmp_path
 # -- 3. header bombs through `vda eval`, peak memory of the whole command ----------------------------------------
 
 DRIVER = """
-import contextlib, io, json, os, resource, sys
+import contextlib, io, json, os, sys
 import torch, torchmetrics  # noqa: the imports' own peak (~0.85 GiB with torch 2.x) is measured apart
 import vda_lightning.evaluation.cli, vda_lightning.evaluation.runner, vda_lightning.checkpoints  # noqa
 import vda_lightning.models, vda_lightning.inference, vda_lightning.evaluation.predictions  # noqa
 from vda_lightning.cli import main
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from vda_lightning.memory import peak_rss_mib
+before = peak_rss_mib()
 out = []
 for argv in json.loads(sys.argv[1]):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         code = main(argv)
     out.append([code, err.getvalue()])
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"runs": out, "growth": (after - before) * 1024}), flush=True)
+after = peak_rss_mib()
+print(json.dumps({"runs": out, "peak": after * 2**20, "growth": (after - before) * 2**20}), flush=True)
 sys.stderr.flush()
 os._exit(0)  # the peak is the work's: interpreter teardown pages ~0.1 GiB of torch's libraries back in after it
 """
@@ -214,19 +215,18 @@ RUN_GROWTH_BUDGET = 256 << 20  # what the runs may add to the imports' peak (~0.
 def run_measured(runs: list[list[str]], cwd: Path) -> tuple[list[tuple[int, str]], int, int]:
     """Each `vda ARGS` of `runs`, one after the other in ONE child process (torch is imported once), through the
     command line's own dispatch: ([(exit status, stderr)], the child's peak RSS in bytes, how much the runs grew
-    it beyond the imports). The peak is the child's own (`os.wait4`), not the largest of every child this test
-    process ever waited for (RUSAGE_CHILDREN)."""
+    it beyond the imports). The peak is the child's own address space's (`VmHWM`, `vda_lightning.memory`):
+    ru_maxrss would carry this test runner's peak across fork and exec (3 GiB late in a full suite)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(["timeout", "-s", "KILL", "300", sys.executable, "-c", DRIVER, json.dumps(runs)],
                                 cwd=cwd, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.wait()
         out.seek(0)
         err.seek(0)
         assert proc.returncode == 0, err.read().decode(errors="replace")[-3000:]
         doc = json.loads(out.read())
-        return [tuple(r) for r in doc["runs"]], usage.ru_maxrss * 1024, doc["growth"]
+        return [tuple(r) for r in doc["runs"]], doc["peak"], doc["growth"]
 
 
 def test_header_bombs_in_eval_inputs_are_one_line_under_1_gib(tiny_checkpoint, tmp_path):

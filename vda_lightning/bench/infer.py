@@ -27,7 +27,6 @@ import itertools
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from vda_lightning.memory import peak_rss_mib
 
 from ..cli import errors
 from ..cli.options import (
@@ -178,7 +179,7 @@ def measure(spec: dict, model=None) -> dict:
     mode = spec["mode"]
     shape = DEFAULT_CONTRACT.network_size(spec["height"], spec["width"], spec["input_size"], video=True)
     frames = None if mode in ("model", "e2e", "e2e-serial") else _frames(spec)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = peak_rss_mib()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -219,7 +220,7 @@ def measure(spec: dict, model=None) -> dict:
         "ms_per_frame": 1000 * elapsed / count,
         "cpu_seconds": cpu, "frames_per_cpu_s": count / max(cpu, 1e-9),  # steadier on a shared CPU
         "encoder_frame_passes": encoded, "first_call_s": first,
-        "peak_host_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_host_mib": peak_rss_mib(),
         "host_mib_before_run": rss_before,
     }
     if device.type == "cuda":

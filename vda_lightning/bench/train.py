@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
 import sys
 import tempfile
 import time
 import warnings
+
+from vda_lightning.memory import peak_rss_mib
 
 from ..cli import errors
 from ..cli.options import HelpFormatter, add_device, comma_list, encoder_names, positive_int, resolve_device
@@ -115,7 +116,7 @@ def measure_steps(module, batch: dict, precision: str, checkpointing: bool, step
         losses.append(float(loss.detach()))
     out = {"step_s": min(times), "step_s_all": times, "step_cpu_s": min(cpu_times), "loss_first": losses[0],
            "loss_last": losses[-1],
-           "peak_host_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+           "peak_host_mib": peak_rss_mib()}
     if device.type == "cuda":
         out["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out

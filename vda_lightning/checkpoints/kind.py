@@ -4,19 +4,31 @@ A relative and a metric Video Depth Anything network have the same architecture,
 shapes (published `video_depth_anything/video_depth.py`: `metric=True` only switches the inter-window alignment
 off), so nothing in the tensors themselves tells them apart. What does differ is what a *trained* network computes:
 a relative model outputs disparity, which falls with distance; a metric one outputs depth, which rises. The probe
-renders a few procedural scenes with exact depth (`data.synthetic_scenes`), runs the model on them, and measures
-the rank correlation of the output with the true depth over each scene's valid pixels. Strong agreement of every
-scene (|rho| >= 0.75, one sign) decides; anything else is inconclusive, and the model is treated as relative (the
-published default) with a note that `--metric` says otherwise.
+renders eight procedural scenes (two frames each) with exact depth (`data.synthetic_scenes`), runs the model on
+them, and measures the rank correlation of the output with the true depth over each scene's valid pixels. It decides
+on the median scene: median rho >= +0.6 with no scene <= -0.6 -> metric, the mirror image -> relative, anything else
+is inconclusive, and the model is treated as relative (the published default) with a note that `--metric` says
+otherwise.
 
-How far this can be trusted (measured on the scenes below): the tiny `vitt` model fine-tuned in metric mode for 30
-steps (tests/test_train_metric.py) gives rho +0.83 / +0.88 / +0.90 -> metric; the same model after 30 relative
-steps +0.39 / -0.86 / -0.58 -> inconclusive; random weights are NOT neutral — the golden random `vits` gives
--0.69 / -0.60 / -0.69 and a random `vitt` -0.61 / -0.33 / -0.46 (the scenes' fog ties brightness to depth), which
-is why the bar is 0.75 and not lower. So the probe can only recognise well-trained networks on scenes like these;
-it cannot be proven on the published weights here (they are not downloadable). The `--metric / --relative` switch,
-or the kind recorded in our files' metadata, is the documented way; the probe runs only when both are silent, and
-only its "metric" verdict changes anything (relative is the default anyway).
+Why the median of eight and not every one of three (the rule before): a network that has learned its kind still
+misreads a scene now and then, and which scene it misreads moves with the floating-point path. The tiny `vitt`
+fine-tuned in metric mode for 30 steps (tests/test_train_metric.py, torch 2.14.1) gives, on these scenes, per-scene
+rho from +0.38 to +0.90, median +0.82; on the old three scenes +0.83 / +0.88 / +0.90 with one torch thread, but
++0.39 / +0.76 / +0.79 when trained with two (median of the eight +0.73) and +0.42 / +0.80 / +0.80 in the issue's
+run (24): one scene flipped the old verdict. Measured over torch seeds that learn (one thread, medians of the
+eight): metric fine-tunes +0.82, +0.75, +0.84 (seeds 0, 1, 9) and +0.43 for a weaker one
+(seed 4: inconclusive, as it should be for a model that has barely learned); the relative models they started from
+-0.62, +0.26, +0.28, -0.06, with single scenes up to +0.76 (so no single scene may decide); random `vitt` weights
+-0.32, -0.25 (random weights are NOT neutral: the scenes' fog ties brightness to depth; the golden random `vits`
+gave -0.69 / -0.60 / -0.69 on the first three). Ties share their mean rank, so a network whose output is constant
+(a dead ReLU head) has rho 0, not an artefact of the sort order. The bar of 0.6 sits between the relative models'
+highest median (+0.28) and the metric ones' lowest (+0.73), nearer the latter: calling a relative model metric is the
+costly mistake. Cost: 16 frames through the network instead of 12, in shorter forwards: on the 2-core CPU
+(two threads) vitl 9.6 s -> 16.1 s, vits 1.1 s -> 1.8 s, vitt 0.65 s -> 0.92 s, rendering included.
+So the probe can only recognise well-trained networks on scenes like these; it cannot be proven on the published
+weights here (they are not downloadable). The `--metric / --relative` switch, or the kind recorded in our files'
+metadata, is the documented way; the probe runs only when both are silent, and only its "metric" verdict changes
+anything (relative is the default anyway).
 
 Order: the command's --metric/--relative > the file's metadata (our config / safetensors metadata / sidecar) >
 a published file name (`metric_video_depth_anything_*`, `video_depth_anything_*`, `depth_anything_v2_*`) > probe.
@@ -30,9 +42,9 @@ import numpy as np
 import torch
 
 PROBE_SHAPE = (98, 126)  # multiples of 14: small enough for a vitl forward on the CPU in seconds
-PROBE_FRAMES = 4
-PROBE_SEEDS = (1201, 1202, 1203)
-PROBE_THRESHOLD = 0.75
+PROBE_FRAMES = 2  # per scene: 2 and 4 frames gave the same rho within 0.07 (module docstring's models)
+PROBE_SEEDS = tuple(range(1201, 1209))  # eight scenes
+PROBE_THRESHOLD = 0.6  # on the median scene's rho (module docstring)
 SOURCES = {"argument": "the command line", "metadata": "the file's metadata", "name": "the file name",
            "probe": "a probe of its outputs", "none": "nothing (relative assumed)"}
 
@@ -44,29 +56,40 @@ class ProbeResult:
 
     def describe(self) -> str:
         rhos = ", ".join(f"{r:+.2f}" for r in self.correlations)
+        median = f", median {float(np.median(self.correlations)):+.2f}" if self.correlations else ""
         verdict = {True: "rises with depth: metric", False: "falls with depth: relative",
                    None: "inconclusive"}[self.metric]
-        return f"output vs true depth, rank correlation per probe scene {rhos} ({verdict})"
+        return f"output vs true depth, rank correlation per probe scene {rhos}{median} ({verdict})"
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """0-based ranks; tied values share their mean rank."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(x.size)
+    ranks[order] = np.arange(x.size, dtype=np.float64)
+    _, group, count = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.bincount(group.ravel(), weights=ranks) / count)[group.ravel()]
 
 
 def rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rho (ranks by argsort; ties broken by order, which is harmless for continuous outputs)."""
+    """Spearman's rho, ties at their mean rank: a constant output (a dead ReLU head) has no order, rho 0."""
     if x.size < 3:
         return 0.0
-    rx = np.empty(x.size)
-    ry = np.empty(y.size)
-    rx[np.argsort(x, kind="stable")] = np.arange(x.size)
-    ry[np.argsort(y, kind="stable")] = np.arange(y.size)
+    rx, ry = _ranks(x), _ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
     return float((rx * ry).sum() / denom) if denom > 0 else 0.0
 
 
 def decide(correlations: list[float], threshold: float = PROBE_THRESHOLD) -> bool | None:
-    """metric if every scene's rho >= threshold, relative if every one <= -threshold, else None."""
-    if correlations and all(r >= threshold for r in correlations):
+    """metric if the median scene's rho >= threshold and no scene's <= -threshold; relative the mirror image;
+    else None (module docstring: one misread scene must not decide, either way)."""
+    if not correlations:
+        return None
+    median = float(np.median(correlations))
+    if median >= threshold and min(correlations) > -threshold:
         return True
-    if correlations and all(r <= -threshold for r in correlations):
+    if median <= -threshold and max(correlations) < threshold:
         return False
     return None
 

@@ -130,6 +130,23 @@ def config_sidecar(path, error: type[Exception]) -> dict:
     return doc
 
 
+Count = Annotated[int, Field(ge=0, le=1 << 62)]
+
+
+class TrainingCounters(TypedDict, total=False):
+    """`checkpoint["vda_counters"]`: what a run skipped so far (training/module.py `on_save_checkpoint`)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    skipped_nonfinite_loss: Count
+    skipped_nonfinite_grad: Count
+    metric_samples_without_K: Count
+
+
+def training_counters(value: Any, path, error: type[Exception]) -> dict:
+    """`checkpoint["vda_counters"]` checked: known names, non-negative integers (a resumed run adds to them)."""
+    return validate(TrainingCounters, value, f"{display(path)}: checkpoint['vda_counters']", error)
+
+
 def ema_state(value: Any, path, parameters: dict, error: type[Exception]) -> dict:
     """`checkpoint["vda_ema"]` checked against the head it will be swapped into (`parameters`: name -> tensor):
     a decay in (0, 1); names of that head only (training may have frozen some, which the EMA then leaves out);

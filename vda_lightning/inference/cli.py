@@ -33,11 +33,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from vda_lightning.memory import peak_rss_mib
 
 from ..cli import errors
 from ..cli.options import (
@@ -123,7 +124,7 @@ def check_output_dir(path: Path) -> str | None:
 
 
 def peak_host_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+    return peak_rss_mib()
 
 
 def output_names(paths: list[Path]) -> tuple[list[str], list[str]]:

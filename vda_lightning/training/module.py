@@ -323,8 +323,12 @@ class VideoDepthModule(L.LightningModule):
         checkpoint["vda_counters"] = dict(self.counters)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        from ..checkpoints import CheckpointError
+        from ..checkpoints.metadata import lightning_info, training_counters
+
         state = checkpoint["state_dict"]
-        info = checkpoint.get("vda") or {}
+        where = getattr(self._trainer, "ckpt_path", None) or "the checkpoint being loaded"
+        info = lightning_info(checkpoint.get("vda") or {}, where, CheckpointError)
         if not any(k.startswith(ENCODER_PREFIX) for k in state):
             saved = info.get("encoder_source") or {}
             ours = self.encoder_source or {}
@@ -336,4 +340,4 @@ class VideoDepthModule(L.LightningModule):
             state.update({ENCODER_PREFIX + k: v for k, v in self.model.pretrained.state_dict().items()})
         if self.teacher is not None:
             state.update({"teacher." + k: v for k, v in self.teacher.state_dict().items()})
-        self.counters.update(checkpoint.get("vda_counters", {}))
+        self.counters.update(training_counters(checkpoint.get("vda_counters") or {}, where, CheckpointError))

@@ -46,7 +46,7 @@ def validate(schema, value: Any, what: str, error: type[Exception] = ReadError, 
         return _adapter(schema).validate_python(value, strict=strict)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "the document"
+        loc = ".".join(display(str(p))[:80] for p in first["loc"]) or "the document"  # keys come from the file
         msg = " ".join(str(first["msg"]).split())
         got = f" (got {_preview(first['input'])})" if first.get("type") != "missing" else ""
         more = f"; {e.error_count() - 1} more problem(s)" if e.error_count() > 1 else ""
