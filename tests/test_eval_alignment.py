@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from vda_lightning.evaluation.benchmarks import get_benchmark
 from vda_lightning.evaluation.cli import main
 from vda_lightning.evaluation.functional import align_to_ground_truth, sequence_depth_metrics
 from vda_lightning.evaluation.metrics import TAEMetric
 from vda_lightning.evaluation.report import markdown_table
+from vda_lightning.io.benchmarks import get_benchmark
 
 DATASETS = ("kitti", "bonn", "scannet")
 

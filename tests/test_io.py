@@ -112,7 +112,7 @@ def _index(tmp_path, doc) -> str:
 
 def test_benchmark_index_one_parser_two_views(tmp_path):
     from vda_lightning.data.manifests import read_benchmark_json
-    from vda_lightning.evaluation.benchmarks import read_sequences
+    from vda_lightning.io.benchmarks import read_sequences
 
     frame = lambda i: {"image": f"rgb/{i}.png", "gt_depth": f"d/{i}.png", "factor": 256}
     doc = {"kitti": [{"zeta": [frame(0), frame(1)]}, {"alpha": [frame(2)]}], "bonn": [{"b": [frame(3)]}]}

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vda_lightning.evaluation.benchmarks import get_benchmark
+from vda_lightning.io.benchmarks import get_benchmark
 
 
 def _pose(rng: np.random.Generator, step: int) -> list:

@@ -36,7 +36,8 @@ from pydantic import StringConstraints
 from typing_extensions import TypedDict
 
 from .. import trust
-from ..io import rank_world
+from ..io import gather_objects, rank_world
+from ..io.benchmarks import BENCHMARKS
 from ..models.input_contract import DEFAULT_CONTRACT
 from .datasets import ReaderState, TrainStream, ValStream
 from .format import MAX_SIDE
@@ -206,12 +207,6 @@ class SyntheticConfig:
     width: int = 154
 
 
-def _gather(obj) -> list:
-    from ..evaluation.distributed import gather_objects
-
-    return gather_objects(obj)
-
-
 class TrainLoader:
     """The training loader Lightning sees: `epoch_length` steps per epoch out of one DataLoader over the stream.
 
@@ -300,8 +295,6 @@ class VideoDepthDataModule(L.LightningDataModule):
 
     @staticmethod
     def _check_benchmarks(declared: dict[str, str] | None) -> dict[str, str | None]:
-        from ..evaluation.benchmarks import BENCHMARKS
-
         out = {}
         for stream, name in (declared or {}).items():
             if name in (None, "", "none"):
@@ -439,7 +432,7 @@ class VideoDepthDataModule(L.LightningDataModule):
         local = {"epoch": int(pos["epoch"]), "consumed": int(pos["consumed"]), "readers": dict(pos["readers"])}
         return {"version": STATE_VERSION, "fingerprint": self._fingerprint(), "world_size": self._rank_world()[1],
                 "num_workers": max(1, self.hp.num_workers), "epoch_length": self.epoch_length,
-                "ranks": _gather(local)}
+                "ranks": gather_objects(local)}
 
     def load_state_dict(self, state: dict) -> None:
         """Keep a checkpoint's saved position for the next epoch start, checked first (`check_state`; with the

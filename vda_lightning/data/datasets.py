@@ -13,6 +13,7 @@ from annotated_types import Ge, Le, Lt
 from torch.utils.data import IterableDataset
 from typing_extensions import TypedDict
 
+from ..io.benchmarks import stream_benchmark
 from .format import MAX_SIDE, SampleError, decode_members, parse_meta
 from .streams import (
     STRICT,
@@ -212,7 +213,7 @@ class TrainStream(_DistAware):
 class ValStream(_DistAware):
     """Validation clips in shard order, each exactly once across all readers, batched without padding.
 
-    A clip whose dataset a registered benchmark scores (`evaluation.benchmarks.stream_benchmark`: its own name,
+    A clip whose dataset a registered benchmark scores (`io.benchmarks.stream_benchmark`: its own name,
     or as declared in `benchmarks` {dataset: benchmark or None}) comes whole, at its stored size, alone in its
     batch (`benchmark_sample`); the others as `val_sample` makes them.
     """
@@ -228,8 +229,6 @@ class ValStream(_DistAware):
         self.counters = SkipCounters(max_workers, "val")
 
     def _sample(self, raw: dict) -> dict:
-        from ..evaluation.benchmarks import stream_benchmark
-
         benchmark = stream_benchmark(parse_meta(raw, self.max_side)["dataset"], self.benchmarks)
         if benchmark:
             return benchmark_sample(raw, benchmark, self.max_side)

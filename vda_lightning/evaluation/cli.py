@@ -40,9 +40,9 @@ from ..cli.options import (
     resolve_device,
 )
 from ..io import rank_world
+from ..io.benchmarks import BENCHMARKS, BenchmarkError
 from ..trust import display
 from .alignment import ALIGNMENTS, PREDICTION_KINDS
-from .benchmarks import BENCHMARKS, BenchmarkError
 from .report import load_results, markdown_table, skipped_frames_note, write_results
 
 log = logging.getLogger("vda_lightning.evaluation")

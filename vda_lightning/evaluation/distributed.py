@@ -1,4 +1,5 @@
-"""Multi-process evaluation: whole sequences per rank, metric states summed, per-scene rows gathered.
+"""Multi-process evaluation: whole sequences per rank, metric states summed, per-scene rows gathered
+(`io.gather_objects`).
 
 `--devices N` spawns N local processes (gloo on CPU, nccl when N GPUs are visible); under torchrun/SLURM
 (`WORLD_SIZE` > 1 in the environment) the existing process group settings are used instead.
@@ -9,27 +10,14 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.distributed as dist
-
-from ..io import rank_world
 
 
 def shard_indices(count: int, rank: int, world_size: int) -> range:
     """Round-robin split: every index exactly once, no padding (a padded sampler would count a sequence twice)."""
     return range(rank, count, world_size)
-
-
-def gather_objects(obj: Any) -> list[Any]:
-    """Every rank's `obj`, in rank order (just `[obj]` without a process group)."""
-    rank, world = rank_world()
-    if world == 1:
-        return [obj]
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
 
 
 def _free_port() -> int:

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from ..cli import errors
 from ..cli.options import HelpFormatter
 from ..io import ReadError, atomic_path, list_files, read_depth, write_bytes_atomic, write_json_atomic
+from ..io.benchmarks import BENCHMARKS, TAE_SETTINGS, BenchmarkError
 from ..io.depth import DPT_TAG
 from ..trust import (
     check_image_bytes,
@@ -54,7 +55,6 @@ from ..trust import (
     read_image,
     regular_file,
 )
-from .benchmarks import BENCHMARKS, TAE_SETTINGS, BenchmarkError
 
 PROG = "vda-prepare-benchmark"
 # OpenCV is imported where images are read or written: `vda prepare-benchmark --help` starts without it.

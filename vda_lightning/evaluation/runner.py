@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..io import rank_world
+from ..io import gather_objects, rank_world
+from ..io.benchmarks import TAE_SETTINGS, BenchmarkSpec, TAESpec, get_benchmark, load_benchmark, load_tae_benchmark
 from .alignment import check_alignment, default_prediction_kind
-from .benchmarks import TAE_SETTINGS, BenchmarkSpec, TAESpec, get_benchmark, load_benchmark, load_tae_benchmark
-from .distributed import device_for_rank, gather_objects, shard_indices
+from .distributed import device_for_rank, shard_indices
 from .metrics import DepthMetrics, TAEMetric
 from .predictions import PredictionSource
 from .sequences import accuracy_arrays, tae_arrays, unit_warning

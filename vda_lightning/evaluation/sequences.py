@@ -15,8 +15,8 @@ import numpy as np
 
 from ..io import read_depth
 from ..io.benchmark_json import BenchmarkError, Frame, Sequence
+from ..io.benchmarks import BenchmarkSpec, TAESpec
 from ..trust import display
-from .benchmarks import BenchmarkSpec, TAESpec
 
 if TYPE_CHECKING:
     from .predictions import PredictionSource

@@ -5,7 +5,7 @@ write and `benchmark/eval/eval.py` reads; `vda-prepare-benchmark` writes the sam
                                    ...]}, ...]}
 
 Paths are relative to the JSON's folder; frames keep their listed order, sequences their order in the file.
-The evaluation (sorted by name, `evaluation.benchmarks.read_sequences`) and `vda-shard benchmark`
+The evaluation (sorted by name, `io.benchmarks.read_sequences`) and `vda-shard benchmark`
 (`data.manifests.read_benchmark_json`) are thin views of `read_benchmark_index`.
 
 The index is read through the trust boundary (`vda_lightning.trust`, docs/reliability.md) before any value is

@@ -4,7 +4,7 @@ The LightningModule's `validation_step` only predicts; this callback (owned by t
 `configure_callbacks`, as anomalib's Evaluator is) turns predictions into scores, reduces them across ranks and
 logs `val/<dataset>/<metric>`.
 
-Which settings score a dataset (`evaluation.benchmarks.stream_benchmark`): a stream named after a registered
+Which settings score a dataset (`io.benchmarks.stream_benchmark`): a stream named after a registered
 benchmark (`kitti`, `bonn`, `scannet`, `nyuv2`, `sintel`, their `_500` variants), or mapped to one by the
 DataModule's `val_benchmarks`, is scored exactly as `vda-eval` scores that benchmark — same registry entry (depth
 cap, GT crop, frame range), same long-video inference (the module's `benchmark_inference`), same per-frame
@@ -30,9 +30,10 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback
 
-from ..evaluation.benchmarks import get_benchmark, tae_setting
 from ..evaluation.functional import align_to_ground_truth, sequence_depth_metrics, sequence_tae
 from ..evaluation.sequences import protocol_frame
+from ..io import gather_objects
+from ..io.benchmarks import get_benchmark, tae_setting
 
 log = logging.getLogger("vda_lightning.training")
 SKIP_REASONS = ("no_valid_gt", "nonfinite_prediction")
@@ -174,12 +175,6 @@ class DatasetScores:
         return out
 
 
-def _gather(obj) -> list:
-    from ..evaluation.distributed import gather_objects
-
-    return gather_objects(obj)
-
-
 class ValidationEvaluator(Callback):
     """Scores validation predictions per dataset; `results` holds the last validation's table.
 
@@ -222,7 +217,7 @@ class ValidationEvaluator(Callback):
 
     def compute(self) -> dict[str, dict[str, float]]:
         """Every rank's scores, reduced (collective under DDP: every rank must call it)."""
-        parts = _gather({name: s.part() for name, s in self.scores.items()})
+        parts = gather_objects({name: s.part() for name, s in self.scores.items()})
         names = sorted({name for p in parts for name in p})
         return {name: DatasetScores.compute([p[name] for p in parts if name in p]) for name in names}
 

@@ -1,5 +1,8 @@
 """The benchmark registry: every published setting in one declarative table, and the sequences to score.
 
+It stands in io/, beside the index parser (`benchmark_json.py`), because three floors read it: the DataModule's
+validation streams (data/), the training evaluator (training/) and `vda eval` (evaluation/).
+
 Layout (what `vda-prepare-benchmark` writes and the published extractors wrote):
 `<root>/<dataset>/<json_name>` = {"<dataset>": [{"<sequence>": [{"image", "gt_depth", "factor"[, "K", "pose"]},
 ...]}, ...]}, paths relative to `<root>/<dataset>/`. Predictions live at
@@ -25,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io.benchmark_json import BenchmarkError, Sequence, read_benchmark_index
+from .benchmark_json import BenchmarkError, Sequence, read_benchmark_index
 
 Crop = tuple  # (row_start, row_stop, col_start, col_stop), Python slice bounds, None = open
 
