@@ -11,7 +11,6 @@ import torch
 from vda_lightning.data import VideoDepthDataModule
 from vda_lightning.data.device_augment import DeviceAugmentation
 from vda_lightning.data.format import ClipRecord
-from vda_lightning.data.synthetic_scenes import render_clip
 from vda_lightning.data.transforms import (
     PARAM_FIELDS,
     AugmentConfig,
@@ -21,6 +20,7 @@ from vda_lightning.data.transforms import (
     color_matrix,
     to_tensors,
 )
+from vda_lightning.scenes import render_clip
 from vda_lightning.training import VideoDepthModule
 
 FRAME_TOL = 2 / 255  # the CPU path resizes uint8 frames (rounded to 1/255), the device path float32 ones

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from vda_lightning.data import generate_synthetic_shards, read_index, render_clip
-from vda_lightning.data.synthetic_scenes import intrinsics, random_scene, render_frame
+from vda_lightning.data import generate_synthetic_shards, read_index
+from vda_lightning.scenes import intrinsics, random_scene, render_clip, render_frame
 
 
 def empty_room_scene(eye, target):

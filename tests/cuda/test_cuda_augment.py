@@ -8,8 +8,8 @@ import torch
 
 from vda_lightning.data.device_augment import DeviceAugmentation
 from vda_lightning.data.format import ClipRecord
-from vda_lightning.data.synthetic_scenes import render_clip
 from vda_lightning.data.transforms import AugmentConfig, augment, collate, to_tensors
+from vda_lightning.scenes import render_clip
 
 
 def _stored_batch() -> dict:

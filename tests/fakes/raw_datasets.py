@@ -1,6 +1,6 @@
 """Tiny replicas of the training datasets' raw layouts, rendered with known z-depth, K and camera-to-world poses.
 
-Each writer renders a static procedural scene (`data/synthetic_scenes.py`, exact z-depth by construction) and
+Each writer renders a static procedural scene (`vda_lightning/scenes.py`, exact z-depth by construction) and
 stores it the way the dataset is distributed: the real file names, encodings (cm PNG, float16-bits PNG, EXR
 disparity, HDF5 at 2x, ray distance), text formats, sky/invalid values and pose conventions (world-to-camera,
 NED body axes, OpenGL axes, PyTorch3D NDC cameras). Every convention is written here from the dataset's
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vda_lightning.data.synthetic_scenes import random_scene, render_frame
+from vda_lightning.scenes import random_scene, render_frame
 
 T_FRAMES = 4
 FRAME_STEP = 3          # the scene camera moves a little per step; every 3rd position makes visible motion
@@ -66,7 +66,7 @@ def render(scene: dict, K: np.ndarray, H: int, W: int, c2ws: list[np.ndarray]):
 
 
 def path_poses(scene: dict, n: int = T_FRAMES) -> list[np.ndarray]:
-    from vda_lightning.data.synthetic_scenes import camera_pose
+    from vda_lightning.scenes import camera_pose
 
     return [camera_pose(scene["cam"], FRAME_STEP * t) for t in range(n)]
 

@@ -1,4 +1,4 @@
-"""Procedural scenes (`vda_lightning.data.synthetic_scenes`, exact metric z-depth) written as a benchmark in the
+"""Procedural scenes (`vda_lightning.scenes`, exact metric z-depth) written as a benchmark in the
 published layout, so that `vda-eval` can score a model trained on the synthetic shards, in metres.
 
 `write_synthetic_benchmark(root, "kitti", sequences=3, frames=8)` writes `<root>/kitti/kitti_video.json`, RGB PNGs
@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vda_lightning.data.synthetic_scenes import render_clip
-from vda_lightning.evaluation.benchmarks import get_benchmark
+from vda_lightning.io.benchmarks import get_benchmark
+from vda_lightning.scenes import render_clip
 
 
 def write_synthetic_benchmark(root: Path, name: str = "kitti", sequences: int = 3, frames: int = 8,

@@ -4,7 +4,7 @@ A relative and a metric Video Depth Anything network have the same architecture,
 shapes (published `video_depth_anything/video_depth.py`: `metric=True` only switches the inter-window alignment
 off), so nothing in the tensors themselves tells them apart. What does differ is what a *trained* network computes:
 a relative model outputs disparity, which falls with distance; a metric one outputs depth, which rises. The probe
-renders eight procedural scenes (two frames each) with exact depth (`data.synthetic_scenes`), runs the model on
+renders eight procedural scenes (two frames each) with exact depth (`vda_lightning/scenes.py`), runs the model on
 them, and measures the rank correlation of the output with the true depth over each scene's valid pixels. It decides
 on the median scene: median rho >= +0.6 with no scene <= -0.6 -> metric, the mirror image -> relative, anything else
 is inconclusive, and the model is treated as relative (the published default) with a note that `--metric` says
@@ -40,6 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from ..scenes import render_clip
 
 PROBE_SHAPE = (98, 126)  # multiples of 14: small enough for a vitl forward on the CPU in seconds
 PROBE_FRAMES = 2  # per scene: 2 and 4 frames gave the same rho within 0.07 (module docstring's models)
@@ -95,8 +97,6 @@ def decide(correlations: list[float], threshold: float = PROBE_THRESHOLD) -> boo
 
 
 def probe_scenes(shape=PROBE_SHAPE, frames: int = PROBE_FRAMES, seeds=PROBE_SEEDS) -> list[dict]:
-    from ..data.synthetic_scenes import render_clip
-
     return [render_clip([seed], frames, *shape) for seed in seeds]
 
 

@@ -5,7 +5,7 @@ _EXPORTS = {
     **dict.fromkeys(["ClipRecord", "SampleError", "DEPTH_KINDS", "SKIP_REASONS", "encode_record", "decode_members"],
                     "format"),
     **dict.fromkeys(["ShardWriter", "expand_shards", "count_samples", "read_index", "shard_is_complete"], "shards"),
-    **dict.fromkeys(["generate_synthetic_shards", "render_clip"], "synthetic_scenes"),
+    "generate_synthetic_shards": "synthetic_scenes",
     "VideoDepthDataModule": "datamodule",
 }
 __all__ = list(_EXPORTS)
