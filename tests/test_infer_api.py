@@ -65,7 +65,8 @@ def test_bad_arguments_are_one_line_errors(tiny):
 
 def test_cuda_is_picked_when_available(monkeypatch, tiny):
     """device="auto" and precision=None give CUDA + fp16 (the published default) when a GPU is visible."""
-    from vda_lightning.inference import offline, runtime
+    from vda_lightning import devices
+    from vda_lightning.inference import offline
 
     seen = {}
 
@@ -80,7 +81,7 @@ def test_cuda_is_picked_when_available(monkeypatch, tiny):
     monkeypatch.setattr(offline, "OfflineRunner", Recorder)
     vda_lightning.infer_video_iter(tiny["model"], tiny["frames"])
     assert seen == {"device": torch.device("cuda"), "precision": "fp16"}
-    assert runtime.resolve_device("auto").type == "cuda"
+    assert devices.resolve_device("auto").type == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     vda_lightning.infer_video_iter(tiny["model"], tiny["frames"])
     assert seen == {"device": torch.device("cpu"), "precision": "fp32"}

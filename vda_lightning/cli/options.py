@@ -26,7 +26,7 @@ from ..models.input_contract import DEFAULT_INPUT_SIZE, PATCH_SIZE, is_multiple_
 from .errors import CommandError
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "bf16")  # the dtypes behind them: inference/runtime.PRECISIONS
+PRECISIONS = ("fp32", "fp16", "bf16")  # the dtypes behind them: devices.PRECISIONS
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -220,11 +220,11 @@ def encoder_or_none(choice: str | None) -> str | None:
 
 
 def resolve_device(choice: str):
-    """`--device` -> torch.device: auto picks cuda when available (inference/runtime.resolve_device, the one rule);
+    """`--device` -> torch.device: auto picks cuda when available (devices.resolve_device, the one rule);
     an explicit cuda without a GPU is an input error, not a traceback later."""
     import torch
 
-    from ..inference.runtime import resolve_device as runtime_device
+    from ..devices import resolve_device as runtime_device  # imports torch: not on the `--help` path
 
     device = runtime_device(choice)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -233,7 +233,7 @@ def resolve_device(choice: str):
 
 
 def resolve_precision(choice: str | None, device) -> str:
-    """`--precision` left unset -> fp16 on CUDA (the published default), fp32 elsewhere (inference/runtime.py)."""
-    from ..inference.runtime import default_precision
+    """`--precision` left unset -> fp16 on CUDA (the published default), fp32 elsewhere (devices.py)."""
+    from ..devices import default_precision
 
     return choice or default_precision(device)
