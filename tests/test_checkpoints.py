@@ -148,7 +148,7 @@ def test_dataparallel_prefix_and_lightning_checkpoint_with_referenced_encoder(tm
 
 
 def test_video_checkpoint_as_teacher_and_named_adapters(tmp_path, tiny_model):
-    from vda_lightning.checkpoints import dav2_to_video, is_image_state_dict, video_to_image
+    from vda_lightning.models import dav2_to_video, is_image_state_dict, video_to_image
 
     video = tiny_model
     path = save_model(video, tmp_path / "vda.pth")

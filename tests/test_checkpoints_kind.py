@@ -8,9 +8,9 @@ import torch
 
 from vda_lightning import load_model, save_model
 from vda_lightning.checkpoints import probe_kind, resolve_kind
-from vda_lightning.checkpoints.adapt import SIGMOID_ANCHORS
 from vda_lightning.checkpoints.kind import decide, probe_scenes, rank_correlation
 from vda_lightning.models import build_image_model, build_video_model
+from vda_lightning.models.depth_anything import SIGMOID_ANCHORS
 
 
 @pytest.fixture(scope="module")

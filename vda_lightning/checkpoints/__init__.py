@@ -34,7 +34,7 @@ Relative or metric: the kind comes from our metadata, else a published file name
 says nothing loads as relative with `model.kind_source == "none"`, and `kind.resolve_kind` may probe it
 (`kind` module docstring). A Depth Anything V2 metric file (`depth_anything_v2_metric_{hypersim,vkitti}_*`,
 sigmoid × max_depth output) loads as a metric video model with its last convolution folded for the ReLU head
-(`adapt.sigmoid_head_to_relu`).
+(`models.depth_anything.sigmoid_head_to_relu`).
 
 Every piece of metadata is checked against its schema before use (`metadata.py`, through `vda_lightning.trust`):
 a stored model config must be its encoder's registry architecture, a referenced encoder an absolute path with a
@@ -43,17 +43,17 @@ first line names the file, the missing / unexpected module patterns (`head.motio
 mismatch.
 
 Modules: `sniff` (what a file is), `read` (file → tensors + checked metadata), `metadata` (the schemas), `adapt`
-(named key adapters between layouts), `build` (config, strict build, grouped errors), `save` (the published
-layout, atomically), `kind` (relative vs metric); `load_model` composes them.
+(a file's wrappers taken off: Lightning and DataParallel prefixes, half floats), `build` (config, strict build,
+grouped errors), `save` (the published layout, atomically), `kind` (relative vs metric); `load_model` composes
+them. The conversions between the family's own layouts (DAv2 image <-> video, the DAv2 metric head) live beside
+the models, in `models/depth_anything.py`, as timm keeps each family's checkpoint filter.
 """
 from ..lazy import lazy_exports
 
 _EXPORTS = {
     "CheckpointError": "read", "RawCheckpoint": "read", "file_sha256": "read", "read": "read",
     "read_checkpoint": "read",
-    "dataparallel_prefix": "adapt", "dav2_to_video": "adapt", "is_image_state_dict": "adapt",
-    "lightning_checkpoint": "adapt", "published_vda": "adapt", "video_to_image": "adapt",
-    "sigmoid_head_to_relu": "adapt",
+    "dataparallel_prefix": "adapt", "lightning_checkpoint": "adapt", "published_vda": "adapt",
     "build_model": "build", "check_state_dict": "build", "infer_encoder": "build", "model_config": "build",
     "kind_from_file": "build", "dav2_metric_max_depth": "build",
     "probe_kind": "kind", "resolve_kind": "kind", "set_kind": "kind",

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch.nn as nn
 
 from ..models import MODEL_CONFIGS, DepthAnythingV2, ModelConfig, get_config
+from ..models.depth_anything import IMAGE_HEAD
 from ..trust import display
-from .adapt import IMAGE_HEAD
 from .read import CheckpointError, RawCheckpoint
 
 

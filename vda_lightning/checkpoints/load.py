@@ -6,7 +6,14 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from ..models import DepthAnythingV2, VideoDepthAnything
+from ..models.depth_anything import (
+    DepthAnythingV2,
+    VideoDepthAnything,
+    dav2_to_video,
+    is_image_state_dict,
+    sigmoid_head_to_relu,
+    video_to_image,
+)
 from ..trust import display, regular_file
 from . import adapt
 from .build import (
@@ -92,16 +99,16 @@ def load_model(
 
     A Depth Anything V2 *metric* file (sigmoid * max_depth output; max_depth from its published name, or
     `dav2_max_depth` for a renamed one) becomes a metric video model whose ReLU head is folded to match it
-    (`adapt.sigmoid_head_to_relu`). The returned model's `kind_source` says where its relative/metric kind came
-    from: "argument", "metadata", "name", or "none" (the file does not say; relative assumed — see
-    `checkpoints.kind.resolve_kind`).
+    (`models.depth_anything.sigmoid_head_to_relu`). The returned model's `kind_source` says where its
+    relative/metric kind came from: "argument", "metadata", "name", or "none" (the file does not say; relative
+    assumed — see `checkpoints.kind.resolve_kind`).
     """
     if expect not in ("any", "video", "image"):
         raise ValueError(f"expect must be 'any', 'video' or 'image', got {expect!r}")
     raw = read(path)
     sd = _published_layout(raw)
     check_finite_weights(sd, raw.path)
-    image_file = adapt.is_image_state_dict(sd)
+    image_file = is_image_state_dict(sd)
     sigmoid_max = (dav2_max_depth or dav2_metric_max_depth(raw.path)) if image_file else None
     source = "argument" if metric is not None or (image_file and dav2_max_depth) else kind_from_file(raw)[1]
     if sigmoid_max and metric is None:
@@ -114,17 +121,17 @@ def load_model(
 
 def _build(raw: RawCheckpoint, sd: dict, config, image_file: bool, expect: str, sigmoid_max: float | None):
     if expect == "image":
-        return build_model(DepthAnythingV2, config, sd if image_file else adapt.video_to_image(sd), raw.path)
+        return build_model(DepthAnythingV2, config, sd if image_file else video_to_image(sd), raw.path)
     if not image_file:
         return build_model(VideoDepthAnything, config, sd, raw.path)
     expected = expected_state(VideoDepthAnything, config)  # checked before anything is allocated
     if expect == "video":  # the report names the temporal modules the file lacks
         check_state_dict(expected, sd, raw.path, describe(VideoDepthAnything, config))
-    check_state_dict(adapt.video_to_image(expected), sd, raw.path, describe(DepthAnythingV2, config))
+    check_state_dict(video_to_image(expected), sd, raw.path, describe(DepthAnythingV2, config))
     video = VideoDepthAnything(config)
-    sd = adapt.dav2_to_video(sd, video.state_dict())
+    sd = dav2_to_video(sd, video.state_dict())
     if sigmoid_max and config.metric:
-        sd = adapt.sigmoid_head_to_relu(sd, sigmoid_max)
+        sd = sigmoid_head_to_relu(sd, sigmoid_max)
     return build_model(VideoDepthAnything, config, sd, raw.path, video)
 
 

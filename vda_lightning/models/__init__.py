@@ -13,6 +13,8 @@ _EXPORTS = {
     "build_image_model": "depth_anything",
     "build_video_model": "depth_anything",
     "video_model_from_image_model": "depth_anything",
+    **dict.fromkeys(["dav2_to_video", "is_image_state_dict", "sigmoid_head_to_relu", "video_to_image"],
+                    "depth_anything"),
     "DinoV2Encoder": "encoder",
     "interpolate_pos_embed": "encoder",
 }

@@ -1,4 +1,5 @@
-"""Video Depth Anything and Depth Anything V2 (the image model), built by name."""
+"""Video Depth Anything and Depth Anything V2 (the image model), built by name, and the conversions between their
+key layouts (DAv2 image <-> video, the DAv2 metric head folded for the ReLU head)."""
 from __future__ import annotations
 
 import torch
@@ -74,9 +75,60 @@ def build_image_model(encoder: str = "vits") -> DepthAnythingV2:
 
 def video_model_from_image_model(image_model: DepthAnythingV2) -> VideoDepthAnything:
     """The paper's initialisation: DAv2 weights, fresh temporal modules with zero output projections
-    (the key mapping is `checkpoints.dav2_to_video`)."""
-    from ..checkpoints.adapt import dav2_to_video  # checkpoints builds on models: imported on use
-
+    (the key mapping is `dav2_to_video`, below)."""
     video = VideoDepthAnything(image_model.config)
     video.load_state_dict(dav2_to_video(image_model.state_dict(), video.state_dict()), strict=True)
     return video
+
+
+# -- this family's key layouts (timm keeps each family's checkpoint filter beside its model, so do we): the image
+# model keeps its head under `depth_head.*`, the video model under `head.*` with the temporal layers added.
+IMAGE_HEAD, VIDEO_HEAD = "depth_head.", "head."
+TEMPORAL = ".motion_modules."  # the spatio-temporal head's temporal layers (head.motion_modules.{0..3}.*)
+
+
+def is_image_state_dict(sd: dict) -> bool:
+    """A Depth Anything V2 image checkpoint: `depth_head.*` and no video `head.*`."""
+    return any(k.startswith(IMAGE_HEAD) for k in sd) and not any(k.startswith(VIDEO_HEAD) for k in sd)
+
+
+def dav2_to_video(sd: dict, fresh_video: dict) -> dict:
+    """Depth Anything V2 (`depth_head.*`) → Video Depth Anything (`head.*`): the DPT weights renamed; the temporal
+    layers the image model lacks taken from `fresh_video` (a newly built video model's state dict, whose
+    temporal output projections are zero: the video model then equals the image model frame by frame)."""
+    out = {(VIDEO_HEAD + k[len(IMAGE_HEAD):] if k.startswith(IMAGE_HEAD) else k): v for k, v in sd.items()}
+    out.update({k: v for k, v in fresh_video.items() if TEMPORAL in k and k not in out})
+    return out
+
+
+def video_to_image(sd: dict) -> dict:
+    """Video Depth Anything → Depth Anything V2 image layout: `head.*` → `depth_head.*`, temporal layers dropped."""
+    return {(IMAGE_HEAD + k[len(VIDEO_HEAD):] if k.startswith(VIDEO_HEAD) else k): v for k, v in sd.items()
+            if TEMPORAL not in k}
+
+
+OUTPUT_CONV = "scratch.output_conv2.2."  # the head's last 1x1 convolution (32 -> 1 channels)
+SIGMOID_ANCHORS = (1 / 40, 1 / 2)  # fractions of max_depth where the folded ReLU head equals the sigmoid head
+
+
+def sigmoid_head_to_relu(sd: dict, max_depth: float, prefix: str = VIDEO_HEAD) -> dict:
+    """A Depth Anything V2 *metric* head (published `metric_depth/depth_anything_v2/dpt.py`: the last convolution's
+    output z goes through `sigmoid(z) * max_depth`) re-parameterised for the Video Depth Anything head, whose output
+    is `relu(z)` (reference: the metric and relative VDA networks are the same architecture).
+
+    No ReLU head equals the sigmoid one, and copying the weights unchanged would start fine-tuning from
+    relu(z) = 0 almost everywhere (z < 0 for every depth under max_depth / 2): a dead output with no gradient.
+    So the last 1x1 convolution is composed with the affine map a*z + c that equals max_depth * sigmoid(z) at
+    1/40 and 1/2 of max_depth (2 m and 40 m for an 80 m model): the folded head starts monotone in the DAv2
+    prediction, exact at those two depths, within a factor ~2.3 between them (the sigmoid's tail is convex), and
+    at 0 below ~1/50 of max_depth. Every other tensor is copied unchanged; fine-tuning re-learns the output scale.
+    """
+    lo, hi = (max_depth * f for f in SIGMOID_ANCHORS)
+    z_lo, z_hi = (torch.logit(torch.tensor(f, dtype=torch.float64)) for f in SIGMOID_ANCHORS)
+    a = (hi - lo) / (z_hi - z_lo)
+    c = lo - a * z_lo
+    w, b = sd[prefix + OUTPUT_CONV + "weight"], sd[prefix + OUTPUT_CONV + "bias"]
+    out = dict(sd)
+    out[prefix + OUTPUT_CONV + "weight"] = (w.double() * a).to(w.dtype)
+    out[prefix + OUTPUT_CONV + "bias"] = (b.double() * a + c).to(b.dtype)
+    return out
