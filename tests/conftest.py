@@ -130,9 +130,16 @@ def synthetic_shards(tmp_path_factory) -> Path:
 def ddp_reference(synthetic_shards, tmp_path_factory) -> dict:
     """The uninterrupted 2-rank gloo run of the shared resume recipe (`recipes.DDP_STEPS` steps): its final head
     weights and per-rank, per-step sample keys, for the SIGKILL and SLURM-requeue tests to compare against."""
-    from recipes import DDP_EVERY, DDP_STEPS, head_weights, logged_losses, run_fit, tiny_recipe, write_config
-
     from tests.fakes.recorder import read_step_keys
+    from tests.helpers.recipes import (
+        DDP_EVERY,
+        DDP_STEPS,
+        head_weights,
+        logged_losses,
+        run_fit,
+        tiny_recipe,
+        write_config,
+    )
 
     tmp = tmp_path_factory.mktemp("ddp_reference")
     config = write_config(tmp / "ref.yaml", tiny_recipe(synthetic_shards, tmp / "run", DDP_STEPS, DDP_EVERY,

@@ -59,6 +59,30 @@ def test_every_command_help_through_the_dispatcher(capsys, name):
     assert out.startswith(f"usage: vda {name}"), out[:200]
 
 
+SUBCOMMANDS = [(name, sub) for name, cmd in COMMANDS.items() for sub in cmd.subcommands]
+
+
+def test_bench_reads_its_subcommands_from_the_one_table():
+    from vda_lightning.bench import SUBCOMMANDS as bench_table
+
+    assert SUBCOMMANDS == [("bench", sub) for sub in ("infer", "data", "train", "gpu")]
+    assert bench_table is COMMANDS["bench"].subcommands
+
+
+@pytest.mark.parametrize(("name", "sub"), SUBCOMMANDS)
+def test_every_subcommand_in_the_table_dispatches_and_shows_its_help(capsys, monkeypatch, name, sub):
+    """`vda NAME` lists SUB with its summary; `vda NAME SUB --help` and the alias `vda-NAME SUB --help` reach it."""
+    command = COMMANDS[name]
+    code, out, _ = run_main(capsys, name, "--help")
+    assert code == 0 and f"  {sub} " in out and command.subcommands[sub].summary in out
+    code, out, _ = run_main(capsys, name, sub, "--help")
+    assert code == 0 and out.startswith(f"usage: vda {name} {sub} "), out[:200]
+    monkeypatch.setattr(sys, "argv", [f"/venv/bin/{command.alias}", sub, "--help"])
+    with pytest.raises(SystemExit) as e:
+        getattr(importlib.import_module(command.module), command.function)()
+    assert e.value.code == 0 and capsys.readouterr().out.startswith(f"usage: {command.alias} {sub} ")
+
+
 def _alias_targets() -> dict[str, str]:
     """pyproject's [project.scripts] (read by hand: tomllib is Python 3.11+, we support 3.10)."""
     section = (ROOT / "pyproject.toml").read_text().split("[project.scripts]\n", 1)[1].split("\n[", 1)[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-SCRIPT = Path(__file__).with_name("ddp_equivalence_script.py")
+SCRIPT = Path(__file__).parent / "helpers" / "ddp_equivalence_script.py"
 STEPS = 3
 
 

@@ -1,4 +1,4 @@
-"""The precision checks of `vda_lightning.bench.checks` on the CPU: the same comparison logic the CUDA suite
+"""The precision checks of `tests/helpers/checks.py` on the CPU: the same comparison logic the CUDA suite
 (tests/cuda) and `vda bench gpu` rely on, proven here on hand cases, on the golden outputs (bf16 autocast on the CPU
 vs fp32) and on a training step under Lightning's bf16-mixed with gradient checkpointing on and off."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vda_lightning.bench import checks
+from tests.helpers import checks
 
 
 @pytest.fixture(autouse=True, scope="module")

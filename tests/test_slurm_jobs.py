@@ -1,5 +1,5 @@
-"""Real SLURM jobs on a one-node localhost cluster (tests/slurm_cluster.py): the quick-start recipe as a 2-task CPU
-DDP job submitted through `vda-submit`, and a tiny recipe on real shards preempted with SIGUSR1, requeued and
+"""Real SLURM jobs on a one-node localhost cluster (tests/helpers/slurm_cluster.py): the quick-start recipe as a
+2-task CPU DDP job submitted through `vda-submit`, and a tiny recipe on real shards preempted with SIGUSR1, requeued and
 resumed, which ends with the head weights (bit for bit) and the per-step samples of an uninterrupted 2-rank run.
 Skips (with the reason) only where SLURM/munge are missing or cannot start; CI installs them."""
 import json
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from recipes import DDP_EVERY, DDP_STEPS, ROOT, head_weights, tiny_recipe, write_config
-from slurm_cluster import LocalSlurmCluster, SlurmUnavailable
 
 from vda_lightning.cluster import is_valid_checkpoint
 
 from tests.fakes.recorder import read_step_keys
+from tests.helpers.recipes import DDP_EVERY, DDP_STEPS, ROOT, head_weights, tiny_recipe, write_config
+from tests.helpers.slurm_cluster import LocalSlurmCluster, SlurmUnavailable
 
 pytestmark = pytest.mark.slurm
 BIN = Path(sys.executable).parent  # vda-submit / vda-fit of this environment
@@ -77,7 +77,7 @@ def test_two_rank_cpu_ddp_job_trains_checkpoints_and_reports_once(slurm, tmp_pat
 
 def test_sigusr1_requeues_and_the_job_resumes_to_the_configured_step(slurm, tmp_path, synthetic_shards,
                                                                       ddp_reference):
-    """The shared 2-rank resume recipe (tests/recipes.py) as a SLURM job, preempted by SIGUSR1 after its first
+    """The shared 2-rank resume recipe (tests/helpers/recipes.py) as a SLURM job, preempted by SIGUSR1 after its first
     checkpoint; compared with the session's uninterrupted 2-rank run of the same recipe."""
     steps = DDP_STEPS
     cfg = tiny_recipe(synthetic_shards, None, steps, DDP_EVERY)

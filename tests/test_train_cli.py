@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from recipes import (
+
+from tests.fakes.recorder import read_step_keys
+from tests.helpers.recipes import (
     DDP_EVERY,
     DDP_STEPS,
     FIT,
@@ -23,8 +25,6 @@ from recipes import (
     tiny_recipe,
     write_config,
 )
-
-from tests.fakes.recorder import read_step_keys
 
 
 def toy_config(root: Path, max_steps: int, every: int, **model) -> dict:

@@ -22,9 +22,9 @@ import torch
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from recipes import learning_seed
 
 from tests.fakes.synthetic_benchmark import write_synthetic_benchmark
+from tests.helpers.recipes import learning_seed
 
 STEPS = 30          # per stage; ~0.5 s per step for vitt on 2 x 4 x 56 x 56 clips with one thread
 INPUT_SIZE = 56

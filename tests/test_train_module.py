@@ -8,7 +8,6 @@ import math
 import lightning as L
 import pytest
 import torch
-from recipes import learning_seed
 from safetensors.torch import load_file
 
 from vda_lightning import load_model, save_model
@@ -16,6 +15,8 @@ from vda_lightning.data import VideoDepthDataModule
 from vda_lightning.data.transforms import AugmentConfig
 from vda_lightning.models import build_video_model
 from vda_lightning.training import VideoDepthModule, warmup_cosine
+
+from tests.helpers.recipes import learning_seed
 
 STEPS = 25
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from recipes import tiny_recipe, write_config
+
+from tests.helpers.recipes import tiny_recipe, write_config
 
 INPUT_SIZE = 28  # small inference input: the protocol, not the resolution, is under test
 

@@ -19,10 +19,11 @@ import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from recipes import run_fit, tiny_recipe, write_config
 
 from vda_lightning.data import streams
 from vda_lightning.data.datamodule import DataStateError, StreamLayout, check_state, mismatches, resume_plan
+
+from tests.helpers.recipes import run_fit, tiny_recipe, write_config
 
 KEY = "VideoDepthDataModule"
 CURSOR = ("ranks", 0, "readers", 0, "video", 0, "cursor", "url")

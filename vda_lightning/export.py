@@ -3,17 +3,18 @@ checkpoint -> the full model in the published key layout (`pretrained.*` + `head
 the published code; or ONNX graphs with sidecars / TensorRT engines (docs/deploy.md).
 
 Formats come from the `FORMATS` table: a new one is one entry, a writer `write(model, path, **options) -> Path`
-named by "module:function" so that `vda export --help` imports none of it.
+named by "module:function" (resolved by `cli.commands.load`, as commands are) so that `vda export --help` imports
+none of it.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .cli import errors
+from .cli.commands import load
 from .cli.options import HelpFormatter, add_checkpoint
 
 PROG = "vda-export"
@@ -42,15 +43,6 @@ FORMATS: dict[str, ExportFormat] = {
                              "TensorRT engines from the ONNX graphs (needs tensorrt and CUDA)",
                              "vda_lightning.deploy.commands:add_export_options", video_only=True, folder=True),
 }
-
-
-def _function(spec: str):
-    module, function = spec.split(":")
-    return getattr(importlib.import_module(module), function)
-
-
-def _writer(fmt: str):
-    return _function(FORMATS[fmt].writer)
 
 
 def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | Path | None = None,
@@ -90,8 +82,8 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
         raise ValueError(f"{output}: the file name must end in {spec.suffix} for --format {fmt}")
     with swap:
         if spec.options:
-            return _writer(fmt)(model, output, source=ckpt, **(options or {}))
-        return _writer(fmt)(model, output)
+            return load(spec.writer)(model, output, source=ckpt, **(options or {}))
+        return load(spec.writer)(model, output)
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -104,7 +96,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         help="output file (default: beside the checkpoint; onnx/tensorrt: <stem>_<format>/model.*)")
     parser.add_argument("--ema", action="store_true", help="export the EMA head weights")
     for option_adder in dict.fromkeys(f.options for f in FORMATS.values() if f.options):
-        _function(option_adder)(parser)
+        load(option_adder)(parser)
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vda_lightning.bench import checks
+from tests.helpers import checks
 
 PUBLISHED_GB = {("vits", "fp32"): 7.3, ("vits", "fp16"): 6.8, ("vitl", "fp32"): 26.7, ("vitl", "fp16"): 23.6}
 

@@ -1,5 +1,5 @@
 """On the GPU: fp32 equals the published CPU outputs; fp16 and bf16 autocast stay within the stated bars of fp32
-(bench/checks.py TOLERANCES) with the output convolutions in fp32, on the golden forward cases, the golden long
+(tests/helpers/checks.py TOLERANCES) with the output convolutions in fp32, on the golden forward cases, the golden long
 video (no NaN, no black frame, flicker within the stated factor) and the streaming case; the threaded runner with
 pinned staging and non-blocking copies gives the serial runner's maps."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vda_lightning.bench import checks
+from tests.helpers import checks
 
 AUTOCAST = ["fp16", "bf16"]
 

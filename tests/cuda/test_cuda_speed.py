@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vda_lightning.bench import checks
 from vda_lightning.models import speed
+
+from tests.helpers import checks
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
 """A training step on the GPU under Lightning's bf16-mixed and 16-mixed, with gradient checkpointing on and off:
-the loss and the network's backward match fp32 within the stated bars (bench/checks.py TRAIN_TOLERANCES), and
+the loss and the network's backward match fp32 within the stated bars (tests/helpers/checks.py TRAIN_TOLERANCES), and
 checkpointing changes nothing but memory."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vda_lightning.bench import checks
+from tests.helpers import checks
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_for
     import cv2
 
     from ..data.shards import ShardWriter, shard_is_complete
-    from ..data.synthetic_scenes import render_clip
+    from ..scenes import render_clip
 
     spec = f"bench-{n_clips}-{frames}-{size}-{frame_format}-{depth_encoding}"
     if shard_is_complete(path, spec):
@@ -46,28 +46,22 @@ def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_for
                                K=c["K"] * [[size / small], [size / small], [1]], poses=c["poses"]))
 
 
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def device_rate(samples: list[dict], crop: int, device) -> dict:
     """The device augmentation of each stored clip (one clip per call, after a warm-up call): clips/s."""
     import torch
 
     from ..data.device_augment import DeviceAugmentation
     from ..data.transforms import collate
+    from .workloads import sync
 
     aug = DeviceAugmentation((crop, crop))
     batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in collate([s]).items()} for s in samples]
     aug(batches[0])
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for b in batches:
         aug(b)
-    _sync(device)
+    sync(device)
     secs = time.perf_counter() - t0
     return {"device": str(device), "device_clips_per_s": len(batches) / secs, "device_seconds": secs}
 

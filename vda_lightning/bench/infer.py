@@ -107,7 +107,7 @@ def _build_model(spec: dict):
         from .. import load_model
 
         return load_model(spec["checkpoint"], encoder=spec["encoder"], expect="video")
-    from .checks import perturbed_model
+    from .workloads import perturbed_model
 
     torch.manual_seed(0)
     return perturbed_model(spec["encoder"])  # random but active temporal layers (fresh ones are identities)
@@ -121,18 +121,12 @@ def _frames(spec: dict):
     return synthetic_video(spec["length"], spec["height"], spec["width"])
 
 
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _model_alone(model, spec: dict, device, shape) -> tuple[int, float, float, float, object]:
     """(frames, seconds, cpu seconds, first-call seconds, output of the seeded window) for the model alone."""
     import torch
 
-    from ..inference.runtime import autocast
+    from ..devices import autocast
+    from .workloads import sync
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 32, 3, *shape, generator=g).to(device)
@@ -142,11 +136,11 @@ def _model_alone(model, spec: dict, device, shape) -> tuple[int, float, float, f
         first = time.perf_counter() - t0
         for _ in range(spec["warmup"]):
             model(x)
-        _sync(device)
+        sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(spec["iters"]):
             model(x)
-        _sync(device)
+        sync(device)
     return 32 * spec["iters"], time.perf_counter() - t0, time.process_time() - c0, first, out
 
 
@@ -154,9 +148,9 @@ def measure(spec: dict, model=None) -> dict:
     """One measurement in this process (the worker of run_infer_bench); `model` reused when given."""
     import torch
 
+    from ..devices import resolve_device
     from ..inference.baseline import published_loop
     from ..inference.offline import OfflineRunner
-    from ..inference.runtime import resolve_device
     from ..inference.streaming import StreamingRunner
     from ..inference.writers import DepthSpool
     from ..models.input_contract import DEFAULT_CONTRACT
@@ -400,63 +394,12 @@ def _bench(args, prog: str) -> int:
     runs = _runs(args.mode_list, args.backends)
     with tempfile.TemporaryDirectory(prefix="vda-bench-") as tmp:
         for length, encoder, precision in itertools.product(args.length_list, args.encoders, args.precisions):
-            base = {"encoder": encoder, "checkpoint": args.checkpoint, "input_size": args.input_size,
-                    "precision": precision, "device": args.device, "length": length, "height": height,
-                    "width": width, "threads": args.threads, "video": args.video, "max_res": args.max_res,
-                    "iters": args.iters, "warmup": args.warmup, "out_dir": str(Path(tmp) / "out")}
-            if {"e2e", "e2e-serial"} & set(args.mode_list):
-                mp4 = Path(tmp) / f"synthetic_{length}_{height}x{width}.mp4"  # one per length, for every model
-                base["video_file"] = args.video or str(mp4 if mp4.exists() else
-                                                       write_synthetic_mp4(mp4, length, height, width))
-            if "onnxruntime" in args.backends:
-                fp16 = precision == "fp16"
-                if args.onnx:
-                    base["onnx"] = str(args.onnx)
-                else:
-                    if (encoder, fp16) not in exports:
-                        exports[(encoder, fp16)] = _export_for_bench(
-                            base, Path(tmp) / f"onnx_{encoder}_{'fp16' if fp16 else 'fp32'}", fp16, prog)
-                    base["onnx"] = str(exports[(encoder, fp16)][0])
+            base = _base_spec(args, Path(tmp), length, encoder, precision, (height, width), exports, prog)
             if args.in_process and encoder not in models:
                 models.clear()  # one model on the device at a time
                 models[encoder] = _build_model(base)
-            group = []
-            for levers in args.lever_sets:
-                saved, best = {}, {}
-                these = [(m, b) for m, b in runs if b == "pytorch" or not levers]  # levers: PyTorch only
-                for repeat in range(args.repeats):  # interleaved, so a busy spell on a shared CPU hits all modes
-                    for mode, backend in these:
-                        key = _label(mode, backend)
-                        spec = {**base, "mode": mode, "levers": levers if backend == "pytorch" else [],
-                                "backend": backend}
-                        if repeat == 0 and (mode in ("model", "runner", "baseline") or
-                                            ("onnxruntime" in args.backends and mode in ONNX_MODES)):
-                            spec["save"] = saved[key] = str(Path(tmp) / f"{key}_{'+'.join(levers)}.f32")
-                        label = "+".join(levers) or "no levers"
-                        print(f"{prog}: {key} {encoder} {precision} {label} on {length} frames of {height}x{width}"
-                              f" (run {repeat + 1}) ...", file=sys.stderr, flush=True)
-                        in_process = args.in_process and backend == "pytorch"
-                        r = measure(spec, models.get(encoder)) if in_process else _run_worker(spec)
-                        if key in best:
-                            r["all_seconds"] = best[key]["all_seconds"] + [r["seconds"]]
-                            r["peak_host_mib"] = max(r["peak_host_mib"], best[key]["peak_host_mib"])
-                            if r["seconds"] > best[key]["seconds"]:
-                                r = {**best[key], "all_seconds": r["all_seconds"],
-                                     "peak_host_mib": r["peak_host_mib"]}
-                        else:
-                            r["all_seconds"] = [r["seconds"]]
-                        best[key] = r
-                if {"runner", "baseline"} <= set(saved):
-                    err = _compare(Path(saved["runner"]), Path(saved["baseline"]), (height, width))
-                    for m in ("runner", "baseline"):
-                        best[m]["max_rel_diff_runner_vs_baseline"] = err
-                for mode in ONNX_MODES:  # onnxruntime vs PyTorch, same mode
-                    ort = _label(mode, "onnxruntime")
-                    if ort in saved and mode in saved:
-                        best[ort]["max_rel_diff_vs_pytorch"] = _compare(Path(saved[ort]), Path(saved[mode]),
-                                                                        (height, width))
-                        best[ort]["speedup_vs_pytorch"] = best[ort]["frames_per_s"] / best[mode]["frames_per_s"]
-                group.append((levers, saved, best, these))
+            group = [(levers, *_measure_lever_set(args, base, levers, runs, models.get(encoder), Path(tmp), prog))
+                     for levers in args.lever_sets]
             _compare_levers(group)
             for _, saved, best, these in group:
                 rows += [best[_label(m, b)] for m, b in these]
@@ -464,6 +407,84 @@ def _bench(args, prog: str) -> int:
                     os.unlink(f)
     _attach_ratios(rows)
     _print_table(rows)
+    _write_report(args, rows, device, exports)
+    print(f"{prog}: results written to {args.json}")
+    return 0
+
+
+def _base_spec(args, tmp: Path, length: int, encoder: str, precision: str, size: tuple[int, int],
+               exports: dict, prog: str) -> dict:
+    """What every run of one (length, encoder, precision) shares; writes the synthetic video and exports the
+    onnxruntime graphs (once per encoder and fp16-ness, kept in `exports`) when a mode needs them."""
+    height, width = size
+    base = {"encoder": encoder, "checkpoint": args.checkpoint, "input_size": args.input_size,
+            "precision": precision, "device": args.device, "length": length, "height": height,
+            "width": width, "threads": args.threads, "video": args.video, "max_res": args.max_res,
+            "iters": args.iters, "warmup": args.warmup, "out_dir": str(tmp / "out")}
+    if {"e2e", "e2e-serial"} & set(args.mode_list):
+        mp4 = tmp / f"synthetic_{length}_{height}x{width}.mp4"  # one per length, for every model
+        base["video_file"] = args.video or str(mp4 if mp4.exists() else
+                                               write_synthetic_mp4(mp4, length, height, width))
+    if "onnxruntime" in args.backends:
+        fp16 = precision == "fp16"
+        if args.onnx:
+            base["onnx"] = str(args.onnx)
+        else:
+            if (encoder, fp16) not in exports:
+                exports[(encoder, fp16)] = _export_for_bench(
+                    base, tmp / f"onnx_{encoder}_{'fp16' if fp16 else 'fp32'}", fp16, prog)
+            base["onnx"] = str(exports[(encoder, fp16)][0])
+    return base
+
+
+def _measure_lever_set(args, base: dict, levers: list, runs, model, tmp: Path, prog: str) -> tuple[dict, dict, list]:
+    """Every mode under one lever setting, `args.repeats` times interleaved; the fastest run of each mode, with
+    every run's seconds. Returns (saved output files by mode, best row by mode, the (mode, backend) pairs run)."""
+    saved, best = {}, {}
+    these = [(m, b) for m, b in runs if b == "pytorch" or not levers]  # levers: PyTorch only
+    for repeat in range(args.repeats):  # interleaved, so a busy spell on a shared CPU hits all modes
+        for mode, backend in these:
+            key = _label(mode, backend)
+            spec = {**base, "mode": mode, "levers": levers if backend == "pytorch" else [], "backend": backend}
+            if repeat == 0 and (mode in ("model", "runner", "baseline") or
+                                ("onnxruntime" in args.backends and mode in ONNX_MODES)):
+                spec["save"] = saved[key] = str(tmp / f"{key}_{'+'.join(levers)}.f32")
+            label = "+".join(levers) or "no levers"
+            print(f"{prog}: {key} {base['encoder']} {base['precision']} {label} on {base['length']} frames of "
+                  f"{base['height']}x{base['width']} (run {repeat + 1}) ...", file=sys.stderr, flush=True)
+            in_process = args.in_process and backend == "pytorch"
+            best[key] = _fastest(best.get(key), measure(spec, model) if in_process else _run_worker(spec))
+    _compare_outputs(saved, best, (base["height"], base["width"]))
+    return saved, best, these
+
+
+def _fastest(best: dict | None, r: dict) -> dict:
+    """The faster of a mode's best run so far and run `r`, carrying every run's seconds and the highest host peak."""
+    if best is None:
+        r["all_seconds"] = [r["seconds"]]
+        return r
+    r["all_seconds"] = best["all_seconds"] + [r["seconds"]]
+    r["peak_host_mib"] = max(r["peak_host_mib"], best["peak_host_mib"])
+    if r["seconds"] > best["seconds"]:
+        r = {**best, "all_seconds": r["all_seconds"], "peak_host_mib": r["peak_host_mib"]}
+    return r
+
+
+def _compare_outputs(saved: dict, best: dict, size: tuple[int, int]) -> None:
+    """The runner against the published loop, and each onnxruntime mode against PyTorch's, where both were saved."""
+    if {"runner", "baseline"} <= set(saved):
+        err = _compare(Path(saved["runner"]), Path(saved["baseline"]), size)
+        for m in ("runner", "baseline"):
+            best[m]["max_rel_diff_runner_vs_baseline"] = err
+    for mode in ONNX_MODES:  # onnxruntime vs PyTorch, same mode
+        ort = _label(mode, "onnxruntime")
+        if ort in saved and mode in saved:
+            best[ort]["max_rel_diff_vs_pytorch"] = _compare(Path(saved[ort]), Path(saved[mode]), size)
+            best[ort]["speedup_vs_pytorch"] = best[ort]["frames_per_s"] / best[mode]["frames_per_s"]
+
+
+def _write_report(args, rows: list, device, exports: dict) -> None:
+    """The JSON report: the machine, the arguments, every row and what the onnxruntime export took."""
     info = machine_info(device)
     if "onnxruntime" in args.backends:
         import onnxruntime
@@ -473,8 +494,6 @@ def _bench(args, prog: str) -> int:
     report = {"machine": info, "args": {k: v for k, v in vars(args).items()}, "results": rows,
               "onnx_export": onnx_export[0] if len(onnx_export) == 1 else (onnx_export or None)}
     write_json_atomic(args.json, report)
-    print(f"{prog}: results written to {args.json}")
-    return 0
 
 
 def _compare_levers(group) -> None:

@@ -4,7 +4,7 @@ which of the two is the bottleneck.
 
 The paper trains on batches of 16 video clips (32 frames) + 128 images (Video Depth Anything, sec. 4.1); on N GPUs
 each one sees ceil(16/N) clips and ceil(128/N) images per step (`--gpus`, default 8 = one node). A step is what
-Lightning runs: `VideoDepthModule.training_step` inside the precision plugin's autocast (bench/checks.py), backward,
+Lightning runs: `VideoDepthModule.training_step` inside the precision plugin's autocast (bench/workloads.py), backward,
 the module's own AdamW step. The batch is procedural scenes (exact depth) already on the device, so the figure is
 the compute alone. The loader's figure is `vda bench data`'s per-worker clip rate of shards decoded and augmented
 exactly as a worker does, times the configured workers (capped at the CPU count): an estimate that assumes workers
@@ -85,7 +85,7 @@ def measure_steps(module, batch: dict, precision: str, checkpointing: bool, step
     """Seconds per optimizer step (training_step under the precision plugin, backward, AdamW step) and peaks."""
     import torch
 
-    from .checks import precision_context, sync
+    from .workloads import precision_context, sync
 
     device = module.device
     module.model.head.gradient_checkpointing = checkpointing
@@ -142,8 +142,8 @@ def _bench(args, prog: str) -> int:
 
     from ..models.speed import apply_levers
     from ..training.module import VideoDepthModule
-    from .checks import synthetic_train_batch
     from .infer import machine_info, table_lines
+    from .workloads import synthetic_train_batch
 
     if args.threads:
         torch.set_num_threads(args.threads)

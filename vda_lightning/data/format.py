@@ -135,44 +135,12 @@ def _npy(arr: np.ndarray) -> bytes:
 def encode_record(rec: ClipRecord, frame_format: str = "png", depth_encoding: str = "png16",
                   depth_scale: float | None = None, jpeg_quality: int = 95) -> dict[str, bytes]:
     """Tar members (extension -> bytes) of one sample. Non-finite depth is stored as 0 (invalid)."""
-    import cv2
-
-    frames = np.asarray(rec.frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"{rec.sequence}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    frames = _checked_frames(rec, frame_format, depth_encoding)
     T, H, W, _ = frames.shape
-    if frame_format not in FRAME_FORMATS or depth_encoding not in DEPTH_ENCODINGS:
-        raise ValueError(f"frame_format {frame_format!r} / depth_encoding {depth_encoding!r} not supported")
-    if rec.depth_kind not in DEPTH_KINDS or rec.sample_type not in SAMPLE_TYPES:
-        raise ValueError(f"depth_kind {rec.depth_kind!r} / sample_type {rec.sample_type!r} not supported")
-    if len(rec.frame_indices) != T:
-        raise ValueError(f"{rec.sequence}: {len(rec.frame_indices)} frame indices for {T} frames")
-    members: dict[str, bytes] = {}
-    for t in range(T):
-        bgr = np.ascontiguousarray(frames[t, :, :, ::-1])
-        if frame_format == "png":
-            members[f"frame{t:03d}.png"] = _png(bgr)
-        else:
-            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
-            members[f"frame{t:03d}.jpg"] = buf.tobytes()
+    members = _frame_members(frames, frame_format, jpeg_quality)
     depth_meta = {"kind": "none" if rec.depth is None else rec.depth_kind, "units": rec.depth_units}
     if rec.depth is not None:
-        depth = np.asarray(rec.depth, dtype=np.float32)
-        if depth.shape != (T, H, W):
-            raise ValueError(f"{rec.sequence}: depth shape {depth.shape} != frames {(T, H, W)}")
-        depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
-        depth_meta["encoding"] = depth_encoding
-        if depth_encoding == "png16":
-            scale = float(depth_scale) if depth_scale else auto_png16_scale(depth)
-            q = np.rint(depth.astype(np.float64) * scale)
-            if q.max(initial=0) > 65535:
-                raise ValueError(f"{rec.sequence}: depth up to {depth.max():.4g} does not fit 16 bits at "
-                                 f"scale {scale:.6g}; pass a smaller depth_scale or use f16/f32")
-            for t in range(T):
-                members[f"depth{t:03d}.png"] = _png(q[t].astype(np.uint16))
-            depth_meta["scale"] = scale
-        else:
-            members["depth.npy"] = _npy(depth.astype(np.float16 if depth_encoding == "f16" else np.float32))
+        depth_meta.update(_add_depth_members(members, rec, (T, H, W), depth_encoding, depth_scale))
     if rec.mask is not None:
         mask = np.asarray(rec.mask, dtype=bool)
         if mask.shape != (T, H, W):
@@ -195,6 +163,54 @@ def encode_record(rec: ClipRecord, frame_format: str = "png", depth_encoding: st
         raise ValueError(f"{rec.sequence}: {e.detail}") from None
     members["json"] = json.dumps(meta, allow_nan=False).encode()
     return members
+
+
+def _checked_frames(rec: ClipRecord, frame_format: str, depth_encoding: str) -> np.ndarray:
+    """The record's frames as uint8 (T, H, W, 3), once its formats, kinds and frame indices are known good."""
+    frames = np.asarray(rec.frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"{rec.sequence}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if frame_format not in FRAME_FORMATS or depth_encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"frame_format {frame_format!r} / depth_encoding {depth_encoding!r} not supported")
+    if rec.depth_kind not in DEPTH_KINDS or rec.sample_type not in SAMPLE_TYPES:
+        raise ValueError(f"depth_kind {rec.depth_kind!r} / sample_type {rec.sample_type!r} not supported")
+    if len(rec.frame_indices) != frames.shape[0]:
+        raise ValueError(f"{rec.sequence}: {len(rec.frame_indices)} frame indices for {frames.shape[0]} frames")
+    return frames
+
+
+def _frame_members(frames: np.ndarray, frame_format: str, jpeg_quality: int) -> dict[str, bytes]:
+    import cv2
+
+    members: dict[str, bytes] = {}
+    for t in range(frames.shape[0]):
+        bgr = np.ascontiguousarray(frames[t, :, :, ::-1])
+        if frame_format == "png":
+            members[f"frame{t:03d}.png"] = _png(bgr)
+        else:
+            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+            members[f"frame{t:03d}.jpg"] = buf.tobytes()
+    return members
+
+
+def _add_depth_members(members: dict[str, bytes], rec: ClipRecord, shape: tuple[int, int, int],
+                       depth_encoding: str, depth_scale: float | None) -> dict:
+    """Adds the depth members (one PNG16 per frame, or depth.npy) and returns the json's depth entries they need."""
+    depth = np.asarray(rec.depth, dtype=np.float32)
+    if depth.shape != shape:
+        raise ValueError(f"{rec.sequence}: depth shape {depth.shape} != frames {shape}")
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+    if depth_encoding != "png16":
+        members["depth.npy"] = _npy(depth.astype(np.float16 if depth_encoding == "f16" else np.float32))
+        return {"encoding": depth_encoding}
+    scale = float(depth_scale) if depth_scale else auto_png16_scale(depth)
+    q = np.rint(depth.astype(np.float64) * scale)
+    if q.max(initial=0) > 65535:
+        raise ValueError(f"{rec.sequence}: depth up to {depth.max():.4g} does not fit 16 bits at "
+                         f"scale {scale:.6g}; pass a smaller depth_scale or use f16/f32")
+    for t in range(shape[0]):
+        members[f"depth{t:03d}.png"] = _png(q[t].astype(np.uint16))
+    return {"encoding": depth_encoding, "scale": scale}
 
 
 def _need(members: dict, name: str) -> bytes:
@@ -227,13 +243,23 @@ def check_meta(meta, max_side: int | None = MAX_SIDE) -> dict:
     """`meta` against `META_SCHEMA`, or SampleError("bad_metadata") naming the first key that breaks it.
 
     Pure checks on the parsed json (no array is sized from it). max_side: the largest height/width accepted
-    (None: no limit, the writer's own check).
+    (None: no limit, the writer's own check). The parts run in the schema's order, so the first broken key is named.
     """
     if not isinstance(meta, dict):
         _bad(f"the json is a {type(meta).__name__}, not an object")
     missing = [k for k in META_SCHEMA if "." not in k and k not in meta]
     if missing:
         _bad(f"key(s) {', '.join(missing)} missing")
+    _check_scalars(meta)
+    _check_sizes(meta, max_side)
+    _check_frame_indices_and_flags(meta)
+    _check_depth(meta["depth"])
+    _check_camera(meta["K"], meta["poses"], meta["num_frames"])
+    return meta
+
+
+def _check_scalars(meta: dict) -> None:
+    """The integer keys, the format version, the closed vocabularies and the names."""
     for key in ("format_version", "num_frames", "height", "width"):
         if not _is_int(meta[key]):
             _bad(f"{key} must be an integer, got {meta[key]!r:.40}")
@@ -245,22 +271,31 @@ def check_meta(meta, max_side: int | None = MAX_SIDE) -> dict:
     for key in ("dataset", "sequence"):
         if not isinstance(meta[key], str):
             _bad(f"{key} must be a string, got {type(meta[key]).__name__}")
-    T, H, W = meta["num_frames"], meta["height"], meta["width"]
-    if T < 1:
-        _bad(f"num_frames {T} < 1")
-    for key, v in (("height", H), ("width", W)):
-        if v < 1 or (max_side is not None and v > max_side):
-            _bad(f"{key} {v} is outside 1..{max_side} (the reader's max_side)")
+
+
+def _check_sizes(meta: dict, max_side: int | None) -> None:
+    """At least one frame; height and width in 1..max_side (what the reader will allocate)."""
+    if meta["num_frames"] < 1:
+        _bad(f"num_frames {meta['num_frames']} < 1")
+    for key in ("height", "width"):
+        if meta[key] < 1 or (max_side is not None and meta[key] > max_side):
+            _bad(f"{key} {meta[key]} is outside 1..{max_side} (the reader's max_side)")
+
+
+def _check_frame_indices_and_flags(meta: dict) -> None:
     fi = meta["frame_indices"]
     if not isinstance(fi, list) or not all(_is_int(i) and i >= 0 for i in fi):
         _bad("frame_indices must be a list of integers >= 0")
-    if len(fi) != T:
-        _bad(f"{len(fi)} frame_indices for num_frames {T}")
+    if len(fi) != meta["num_frames"]:
+        _bad(f"{len(fi)} frame_indices for num_frames {meta['num_frames']}")
     if not isinstance(meta["has_mask"], bool):
         _bad(f"has_mask must be true or false, got {meta['has_mask']!r:.40}")
     if not isinstance(meta["extra"], dict):
         _bad(f"extra must be an object, got {type(meta['extra']).__name__}")
-    d = meta["depth"]
+
+
+def _check_depth(d) -> None:
+    """The depth object: its kind and units, and for stored depth the encoding (png16 with a usable scale)."""
     if not isinstance(d, dict):
         _bad(f"depth must be an object, got {type(d).__name__}")
     if d.get("kind") not in DEPTH_KINDS:
@@ -272,16 +307,18 @@ def check_meta(meta, max_side: int | None = MAX_SIDE) -> dict:
             _bad(f"depth.encoding {d.get('encoding')!r:.40} is not one of {', '.join(DEPTH_ENCODINGS)}")
         if d["encoding"] == "png16" and not (_is_number(d.get("scale")) and d["scale"] > 0):
             _bad(f"png16 depth needs a finite scale > 0, got {d.get('scale')!r:.40}")
-    if meta["K"] is not None:
-        _matrix(meta["K"], 3, 3, "K")
-    poses = meta["poses"]
+
+
+def _check_camera(K, poses, num_frames: int) -> None:
+    """K a 3x3 matrix and poses one 4x4 matrix per frame, of finite numbers, where given."""
+    if K is not None:
+        _matrix(K, 3, 3, "K")
     if poses is not None:
-        if not isinstance(poses, list) or len(poses) != T:
-            _bad(f"poses must be a list of num_frames {T} matrices, got "
+        if not isinstance(poses, list) or len(poses) != num_frames:
+            _bad(f"poses must be a list of num_frames {num_frames} matrices, got "
                  f"{len(poses) if isinstance(poses, list) else type(poses).__name__}")
         for t, pose in enumerate(poses):
             _matrix(pose, 4, 4, f"poses[{t}]")
-    return meta
 
 
 _NUMBERED = re.compile(r"^(frame|depth|mask)(\d{3,})\.(\w+)$")

@@ -30,6 +30,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 
 from ..io import read_frames, read_npy, save_npy_atomic, write_json_atomic
 from ..io.benchmark_json import BenchmarkError, Sequence
+from ..models.input_contract import DEFAULT_INPUT_SIZE
 from ..trust import ReadError, confine, confine_output, display, read_json
 from .sequences import prediction_relpath
 
@@ -147,7 +148,7 @@ class ModelPredictions:
     infer_fn defaults to `vda_lightning.inference.infer_video_depth` ((L,H,W,3) uint8 RGB → (L,H,W) float32).
     """
 
-    def __init__(self, model, input_size: int = 518, device: str = "cpu", precision: str = "fp32",
+    def __init__(self, model, input_size: int = DEFAULT_INPUT_SIZE, device: str = "cpu", precision: str = "fp32",
                  save_dir: Path | None = None, infer_fn: Callable | None = None, checkpoint: str | Path | None = None):
         self.model, self.input_size, self.device, self.precision = model, input_size, device, precision
         self.save_dir = None if save_dir is None else Path(save_dir)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..models.input_contract import DEFAULT_CONTRACT
+from ..models.input_contract import DEFAULT_CONTRACT, DEFAULT_INPUT_SIZE
 from .runtime import autocast, resolve_device, to_frame_size
 from .windows import INFER_LEN, INTERP_LEN, KEYFRAMES, OVERLAP, STRIDE, least_squares_scale_shift
 
@@ -20,7 +20,8 @@ def _transform(frame: np.ndarray, shape) -> np.ndarray:
 
 
 @torch.inference_mode()
-def published_loop(model, frames, input_size: int = 518, device="cpu", precision: str = "fp32") -> np.ndarray:
+def published_loop(model, frames, input_size: int = DEFAULT_INPUT_SIZE, device="cpu",
+                   precision: str = "fp32") -> np.ndarray:
     device = resolve_device(device)
     frames = list(frames)  # the published code holds the whole video
     length = len(frames)

@@ -17,6 +17,7 @@ from itertools import islice
 import numpy as np
 import torch
 
+from ..models.input_contract import DEFAULT_INPUT_SIZE
 from .preprocess import Preprocessor
 from .runtime import Download, autocast, default_precision, resolve_device, stage_frames, to_frame_size
 from .windows import INFER_LEN, INTERP_LEN, KEYFRAMES, OVERLAP, STRIDE, Stitcher
@@ -68,7 +69,7 @@ class OfflineRunner:
     max_read = INFER_LEN  # most frames one read holds (pipeline.max_frames_in_flight)
     held_back = INTERP_LEN + OVERLAP  # frames the stitcher may hold between windows (+ padding slack)
 
-    def __init__(self, model, input_size: int = 518, device="cpu", precision: str = "fp32"):
+    def __init__(self, model, input_size: int = DEFAULT_INPUT_SIZE, device="cpu", precision: str = "fp32"):
         self.device = resolve_device(device)
         self.model = model.to(self.device)  # in place, like nn.Module.to: the caller's model moves too
         self.input_size = input_size
@@ -136,7 +137,7 @@ class OfflineRunner:
             yield from self.finish(self.compute(read))
 
 
-def infer_video_depth(model, frames: np.ndarray, input_size: int = 518, device="auto",
+def infer_video_depth(model, frames: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE, device="auto",
                       precision: str | None = None) -> np.ndarray:
     """In-memory convenience API: uint8 RGB (L, H, W, 3) -> float32 (L, H, W), built on OfflineRunner.
 

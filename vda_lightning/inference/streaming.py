@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..models.input_contract import DEFAULT_INPUT_SIZE
 from .preprocess import Preprocessor
 from .runtime import Download, autocast, resolve_device, stage_frames, to_frame_size
 
@@ -39,7 +40,7 @@ class StreamingRunner:
     max_read = 1
     held_back = 0
 
-    def __init__(self, model, input_size: int = 518, device="cpu", precision: str = "fp32"):
+    def __init__(self, model, input_size: int = DEFAULT_INPUT_SIZE, device="cpu", precision: str = "fp32"):
         self.device = resolve_device(device)
         self.model = model.to(self.device)  # in place, like nn.Module.to: the caller's model moves too
         self.input_size = input_size

@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from ..inference.runtime import to_frame_size
 from ..models import build_image_model
+from ..models.input_contract import DEFAULT_INPUT_SIZE
 
 
 class Teacher(nn.Module):
@@ -35,7 +36,7 @@ class Teacher(nn.Module):
         return self.model(self.model.config.input_contract().normalize(frames)).float()
 
     @torch.no_grad()
-    def infer_image(self, images: np.ndarray, input_size: int = 518, device=None) -> torch.Tensor:
+    def infer_image(self, images: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE, device=None) -> torch.Tensor:
         """The published Depth Anything V2 image inference (`depth_anything_v2/dpt.py::infer_image`), batched:
         (N, H, W, 3) RGB images of one size (uint8, or float in [0, 1]) -> (N, H, W) float32 disparity there.
 

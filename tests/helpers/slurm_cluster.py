@@ -6,7 +6,7 @@ writes lives under one temp dir: its own munge socket and key copy, state, spool
 munged or slurm.conf that the machine may already run. Daemons run in the foreground (-F / -D) so the pid we hold
 is the daemon's pid; `stop()` ends exactly those pids.
 
-Usable as a script for manual experiments:  python tests/slurm_cluster.py  (starts, prints SLURM_CONF, waits).
+Usable as a script for manual experiments:  python tests/helpers/slurm_cluster.py  (starts, prints SLURM_CONF, waits).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ workers + worker, so 2 ranks x 1 worker and 1 rank x 2 workers have the same two
 2-rank run averages the gradients of reader 0's and reader 1's k-th clips across ranks; the 1-process run gets
 the same two clips as consecutive batches (worker round robin) and accumulates them (accumulate_grad_batches 2).
 
-    python tests/ddp_equivalence_script.py --devices 2 --steps 3 --out result.pt --run-dir DIR --shards DIR
+    python tests/helpers/ddp_equivalence_script.py --devices 2 --steps 3 --out result.pt --run-dir DIR --shards DIR
 """
 from __future__ import annotations
 

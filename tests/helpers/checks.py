@@ -1,5 +1,5 @@
-"""Numerical checks of devices and precisions: the comparison logic behind `tests/cuda/`, `tests/test_precision.py`
-and `vda bench gpu`.
+"""Numerical checks of devices and precisions: the comparison logic behind `tests/cuda/` (which `vda bench gpu`
+runs), `tests/test_precision.py` and `tests/test_speed.py`.
 
 Every function takes a device and runs on the CPU as well as on CUDA, so the normal (CPU) test suite exercises the
 same code the GPU suite relies on: fp32 parity against the golden outputs of the published code, fp16/bf16 autocast
@@ -23,6 +23,11 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
+
+# The suites' inputs are the benchmarks' own (bench/workloads.py), re-exported so that a test reaches all through here.
+from vda_lightning.bench.workloads import perturbed_model as perturbed_model
+from vda_lightning.bench.workloads import precision_context
+from vda_lightning.bench.workloads import synthetic_train_batch as synthetic_train_batch
 
 # Per precision: the bars a reduced-precision output must meet against the fp32 output of the same input.
 # fp32 vs the published code's CPU float32 outputs: the project's parity bar (tests/test_infer_parity.py).
@@ -139,11 +144,6 @@ def failures(report: dict, precision: str, *, check_flicker: bool = True) -> lis
 
 
 # --------------------------------------------------------------------------------------------- model forward
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @contextlib.contextmanager
 def strict_fp32(enabled: bool = True):
     """fp32 that is fp32 on GPUs with TF32 (Ampere and later): cuDNN convolutions use TF32 (a 10-bit mantissa) by
@@ -174,7 +174,7 @@ def record_output_conv_dtypes(model):
 @torch.inference_mode()
 def forward(model, x: torch.Tensor, device, precision: str) -> tuple[torch.Tensor, list]:
     """model(x) on `device` under the runners' autocast for `precision`; also the output convolutions' dtypes."""
-    from ..inference.runtime import autocast
+    from vda_lightning.devices import autocast
 
     device = torch.device(device)
     with strict_fp32(precision == "fp32"), record_output_conv_dtypes(model) as dtypes, autocast(device, precision):
@@ -209,13 +209,13 @@ def forward_cases(model, cases: dict, device, precision: str, names: Iterable[st
 def run_video(model, frames, input_size: int, device, precision: str, mode: str = "offline",
               threaded: bool = False) -> np.ndarray:
     """The long-video runner (offline windows) or the streaming mode over uint8 (T, H, W, 3) frames."""
-    from ..inference.offline import OfflineRunner
-    from ..inference.streaming import StreamingRunner
+    from vda_lightning.inference.offline import OfflineRunner
+    from vda_lightning.inference.streaming import StreamingRunner
 
     runner = (OfflineRunner if mode == "offline" else StreamingRunner)(model, input_size, device, precision)
     with strict_fp32(precision == "fp32"):
         if threaded:
-            from ..inference.pipeline import run_pipelined
+            from vda_lightning.inference.pipeline import run_pipelined
 
             out: list[np.ndarray] = []
             run_pipelined(runner, iter(frames), out.append)
@@ -239,43 +239,6 @@ def video_case(model, frames, golden: np.ndarray, input_size: int, device, preci
 
 
 # --------------------------------------------------------------------------------------------- training step
-def synthetic_train_batch(clips: int, frames: int, images: int, size: int, device, seed: int = 0) -> dict:
-    """A training batch in the DataModule's layout from procedural scenes (exact depth): {"video", "image"}."""
-    import cv2
-
-    from ..data.synthetic_scenes import render_clip
-    from ..data.transforms import depth_to_target
-
-    small = min(size, 56)
-
-    def clip(i, length):
-        c = render_clip([seed, i], length, small, small)
-        up = (lambda a, interp: a if small == size else
-              np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in a]))
-        rgb = torch.from_numpy(up(c["frames"], cv2.INTER_LINEAR)).permute(0, 3, 1, 2).float() / 255
-        depth = torch.from_numpy(up(c["depth"].astype(np.float32), cv2.INTER_NEAREST))
-        mask = torch.from_numpy(up(c["mask"].astype(np.uint8), cv2.INTER_NEAREST) > 0)
-        disp, _, valid = depth_to_target(depth, mask, "metric_depth")
-        return rgb, disp, valid
-
-    batch = {}
-    for part, n, length in (("video", clips, frames), ("image", images, 1)):
-        if n:
-            parts = [clip(1000 * (part == "image") + i, length) for i in range(n)]
-            batch[part] = {k: torch.stack([p[j] for p in parts]).to(device)
-                           for j, k in enumerate(("frames", "disparity", "mask"))}
-    return batch
-
-
-def precision_context(precision: str, device):
-    """Lightning's own precision plugin context for `precision` ("32-true", "bf16-mixed", "16-mixed")."""
-    if precision == "32-true":
-        return contextlib.nullcontext()
-    from lightning.pytorch.plugins.precision import MixedPrecision
-
-    return MixedPrecision(precision, device=torch.device(device).type).forward_context()
-
-
 def _head_grads(module) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().float().clone() for n, p in module.model.head.named_parameters() if p.grad is not None}
 
@@ -379,18 +342,6 @@ def train_precisions(module, batch: dict, precisions: Iterable[str] = ("bf16-mix
 
 
 # --------------------------------------------------------------------------------------------- memory
-def perturbed_model(encoder: str, seed: int = 0):
-    """A random-weight video model whose temporal layers are active (fresh ones are exact identities)."""
-    from ..models import build_video_model
-
-    torch.manual_seed(seed)
-    model = build_video_model(encoder).eval()
-    with torch.no_grad():
-        for m in model.head.motion_modules:
-            torch.nn.init.normal_(m.temporal_transformer.proj_out.weight, std=0.02)
-    return model
-
-
 def window_memory(model, device, precision: str, height: int = 518, width: int = 518, frames: int = 32) -> dict:
     """Peak GPU memory of one (1, frames, 3, height, width) window through the model (the published README's
     measurement): total peak allocated, of which the weights, and the peak reserved by the caching allocator."""

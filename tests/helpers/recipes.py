@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file: tests/helpers/)
 FIT = [sys.executable, "-m", "vda_lightning.training.cli"]
 STEP_KEYS = "tests.fakes.recorder.StepKeys"
 # The 2-rank resume recipe shared by the SIGKILL and the SLURM-requeue tests (one uninterrupted reference run,
