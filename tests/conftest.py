@@ -47,7 +47,7 @@ def golden_video_model(golden_state_dict):
 @pytest.fixture(scope="session")
 def golden_image_state_dict(golden_state_dict):
     """The same random weights in Depth Anything V2's image layout (the golden `dav2_image_cases` model)."""
-    from vda_lightning.checkpoints import video_to_image
+    from vda_lightning.models import video_to_image
 
     return video_to_image(golden_state_dict)
 
@@ -67,8 +67,7 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_image_model(tiny_model):
     """The tiny model's weights as a Depth Anything V2 image model (a teacher)."""
-    from vda_lightning.checkpoints import video_to_image
-    from vda_lightning.models import build_image_model
+    from vda_lightning.models import build_image_model, video_to_image
 
     model = build_image_model(TINY_ENCODER).eval()
     model.load_state_dict(video_to_image(tiny_model.state_dict()), strict=True)

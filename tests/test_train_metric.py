@@ -304,8 +304,8 @@ def test_in_loop_validation_of_a_metric_run_uses_no_alignment(tmp_path):
 def test_benchmark_streams_of_a_metric_run_are_scored_like_vda_eval_without_alignment():
     import numpy as np
 
-    from vda_lightning.evaluation.benchmarks import get_benchmark
     from vda_lightning.evaluation.functional import sequence_depth_metrics
+    from vda_lightning.io.benchmarks import get_benchmark
     from vda_lightning.training.evaluator import Protocol, ValidationEvaluator, score_benchmark
 
     rng = np.random.default_rng(0)

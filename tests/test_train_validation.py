@@ -280,7 +280,7 @@ def test_renamed_data_keys_name_their_new_place(synthetic_shards, tmp_path, caps
 
 def test_streams_are_scored_by_their_benchmark_by_name_or_as_declared():
     from vda_lightning.data import VideoDepthDataModule
-    from vda_lightning.evaluation.benchmarks import stream_benchmark
+    from vda_lightning.io.benchmarks import stream_benchmark
 
     assert stream_benchmark("bonn") == "bonn" and stream_benchmark("scannet_500") == "scannet_500"
     assert stream_benchmark("my_bonn_copy") is None  # unregistered: the config's default settings

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..devices import autocast, resolve_device
 from ..models.input_contract import DEFAULT_CONTRACT, DEFAULT_INPUT_SIZE
-from .runtime import autocast, resolve_device, to_frame_size
+from .runtime import to_frame_size
 from .windows import INFER_LEN, INTERP_LEN, KEYFRAMES, OVERLAP, STRIDE, least_squares_scale_shift
 
 

@@ -17,9 +17,10 @@ from itertools import islice
 import numpy as np
 import torch
 
+from ..devices import autocast, default_precision, resolve_device
 from ..models.input_contract import DEFAULT_INPUT_SIZE
 from .preprocess import Preprocessor
-from .runtime import Download, autocast, default_precision, resolve_device, stage_frames, to_frame_size
+from .runtime import Download, stage_frames, to_frame_size
 from .windows import INFER_LEN, INTERP_LEN, KEYFRAMES, OVERLAP, STRIDE, Stitcher
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..devices import autocast, resolve_device
 from ..models.input_contract import DEFAULT_INPUT_SIZE
 from .preprocess import Preprocessor
-from .runtime import Download, autocast, resolve_device, stage_frames, to_frame_size
+from .runtime import Download, stage_frames, to_frame_size
 
 CONTEXT = 32  # positions attended per step, the PE table length
 MAX_CACHE = 42  # frame 0 + the 41 most recent frames
