@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models.input_contract import is_multiple_size
+from ..models.runner_model import RunnerModel
 from ..trust import display
 from .schema import ROLE
 from .sidecar import SidecarError, read_sidecar
@@ -92,8 +93,9 @@ def check_session(session, kind: str, config, path) -> None:
                                "describes; re-export)")
 
 
-class OnnxRuntimeModel:
-    """A stand-in for `VideoDepthAnything` in the runners, backed by the ONNX files in `folder`.
+class OnnxRuntimeModel(RunnerModel):
+    """A stand-in for `VideoDepthAnything` in the runners (it follows `models.runner_model.RunnerModel`), backed by
+    the ONNX files in `folder`.
 
     `mode`: "offline" (encoder + head), "streaming" (the online step) or "video" (the whole model, `__call__`;
     `folder` may then name the .onnx file itself).

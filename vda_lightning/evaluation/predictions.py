@@ -30,6 +30,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python < 3
 
 from ..io import read_frames, read_npy, save_npy_atomic, write_json_atomic
 from ..io.benchmark_json import BenchmarkError, Sequence
+from ..models.configs import canonical_depth_to_metres
 from ..models.input_contract import DEFAULT_INPUT_SIZE
 from ..trust import ReadError, confine, confine_output, display, read_json
 from .sequences import prediction_relpath
@@ -203,7 +204,7 @@ class ModelPredictions:
         self.inferred += 1
         canonical = getattr(getattr(self.model, "config", None), "canonical_focal", None)
         if canonical:  # a canonical-camera metric model: metres for each frame's own focal length
-            depths = depths * np.asarray(_focal_lengths(sequence), np.float32)[:, None, None] / np.float32(canonical)
+            depths = canonical_depth_to_metres(depths, np.asarray(_focal_lengths(sequence)), canonical)
         if paths:
             for path, depth in zip(paths, depths):
                 save_npy_atomic(path, depth)

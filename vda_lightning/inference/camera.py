@@ -9,6 +9,9 @@ from, and how they follow the frames' resize.
   {"fx", "fy", "cx", "cy"[, "width", "height"]} or {"K": [[...]][, "width", "height"]}.
 * neither: fx = fy = 470.4 px, the published scripts' default — not this camera's; the output says so.
 
+`infer_video(..., camera=)` takes the same descriptions (`camera_from_argument`). A canonical-camera metric model
+(`ModelConfig.canonical_focal`) needs one of them to give metres (`missing_camera`, `metres_converter`).
+
 The intrinsics file comes from outside and is read through the trust boundary (docs/reliability.md): a regular
 file of at most MAX_INTRINSICS_BYTES read by Python; `.npy` through `trust.load_npy` (header checked, no pickles);
 JSON through `trust.parse_json` and a schema (finite numbers, fx, fy > 0, width/height positive integers, both
@@ -20,12 +23,15 @@ from __future__ import annotations
 import functools
 import io
 import math
+import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..models.configs import canonical_depth_to_metres
 from ..trust import display, load_npy, parse_json, read_bytes, validate
 
 PUBLISHED_FOCAL = 470.4  # published run.py / depth_to_pointcloud.py default
@@ -181,8 +187,63 @@ def camera_from_options(fx: float | None, fy: float | None, intrinsics: str | Pa
         return Camera(PUBLISHED_FOCAL, PUBLISHED_FOCAL, default=True,
                       source="the published default focal length, not this camera's: pass --focal-length-x/-y "
                              "or --intrinsics")
-    fx = fx if fx is not None else fy
-    fy = fy if fy is not None else fx
+    return _focal_camera(fx if fx is not None else fy, fy if fy is not None else fx, "--focal-length-x/-y")
+
+
+def _focal_camera(fx: float, fy: float, what: str) -> Camera:
+    """Focal lengths in pixels of the frames as processed, principal point at the centre."""
     if not (math.isfinite(fx) and math.isfinite(fy) and fx > 0 and fy > 0):  # nan wrote all-NaN point clouds
-        raise CameraError(f"--focal-length-x/-y must be finite and positive, got {fx}, {fy}")
-    return Camera(float(fx), float(fy), source="--focal-length-x/-y")
+        raise CameraError(f"{what} must be finite and positive, got {fx}, {fy}")
+    return Camera(float(fx), float(fy), source=what)
+
+
+def camera_from_argument(camera) -> Camera:
+    """The camera `infer_video(..., camera=)` describes, read as `vda infer` reads its options:
+
+    * a number fx (fy = fx) or a pair (fx, fy): as `--focal-length-x/-y`, pixels of the frames as processed;
+    * a 3x3 (or 4x4) K, or the path of an intrinsics file: as `--intrinsics`, the camera of the input at its own
+      resolution, rescaled with `max_res` (frames given as arrays are that resolution);
+    * a `Camera`, as it is; None: the published default focal length, as with neither option.
+    """
+    if camera is None:
+        return camera_from_options(None, None, None)
+    if isinstance(camera, Camera):
+        return camera
+    if isinstance(camera, str | os.PathLike):
+        return read_intrinsics(camera)
+    try:
+        values = np.asarray(camera)
+    except (ValueError, TypeError):  # ragged rows
+        values = np.asarray(None)
+    if values.dtype.kind not in "fiu":
+        raise CameraError(f"camera: focal lengths (fx or (fx, fy)), a 3x3 K or an intrinsics file, got "
+                          f"{type(camera).__name__} {str(camera)[:80]}")
+    if values.shape in ((), (1,), (2,)):
+        fx, fy = (float(v) for v in np.broadcast_to(values.reshape(-1), (2,)))
+        return _focal_camera(fx, fy, "camera= focal lengths")
+    K = check_matrix(values, "camera")
+    return Camera(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), source="camera= K",
+                  follows_resize=True)
+
+
+def missing_camera(config, camera: Camera) -> str | None:
+    """Why a canonical-camera model cannot give metres with `camera` (nobody described the camera), else None."""
+    canonical = getattr(config, "canonical_focal", None)
+    if canonical and camera.default:
+        return f"predicts depth for a canonical camera (focal length {canonical:g} px)"
+    return None
+
+
+def metres_converter(config, camera: Camera, source=None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """For a canonical-camera model (`config.canonical_focal`): depth map -> metres for `camera` at the map's size
+    (a file's camera rescaled from `source.native_size`, the input's size before `max_res`). None for any other
+    model, whose depth is used as it is."""
+    canonical = getattr(config, "canonical_focal", None)
+    if not canonical:
+        return None
+
+    def convert(depth: np.ndarray) -> np.ndarray:
+        fx = camera.at(*depth.shape, getattr(source, "native_size", None)).fx
+        return canonical_depth_to_metres(depth, fx, canonical)
+
+    return convert

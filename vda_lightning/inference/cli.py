@@ -1,5 +1,7 @@
 """`vda infer INPUT [INPUT ...] --checkpoint CKPT ...` (alias `vda-infer`): depth for videos or frame folders,
 in bounded memory; `--backend onnxruntime --onnx DIR` runs the same runners on exported graphs (docs/deploy.md).
+This module parses, checks and reports: the model and its runner come from `runners.py` (`open_model`,
+`make_runner`, as for `infer_video`).
 
 Frames come from the published `run.py` front end (frame_sources.py: decoder-side resize to the pixel of the
 published decord path); each input streams through the runner; finished depth maps go to an on-disk spool, from
@@ -31,7 +33,6 @@ finite; a bad one is argparse's usage line, exit 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import tempfile
@@ -49,13 +50,9 @@ from ..cli.options import (
     add_input_size,
     add_model_kind,
     add_precision,
-    encoder_or_none,
     frame_count,
     frame_rate,
-    load_model_kind,
     positive_float,
-    resolve_device,
-    resolve_precision,
 )
 from ..trust.paths import display
 from .layouts import DEFAULT_SAVE, FORMATS, LAYOUTS, parse_save
@@ -178,25 +175,19 @@ def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, cam
             threads: bool | None = None) -> int:
     """One input through the runner into its outputs; `threads` (default: `pipeline.overlap_pays`) runs decode,
     device work and finishing in three threads, else in this one (the same numbers either way)."""
-    import numpy as np
     from tqdm import tqdm
 
+    from .camera import metres_converter
     from .pipeline import overlap_pays, run_pipelined
     from .writers import DepthSpool, write_outputs
 
     spool = DepthSpool(out_dir / f".{name}.depths.f32.partial")
-    canonical = getattr(runner.model.config, "canonical_focal", None)
-    scale = None
+    to_metres = metres_converter(runner.model.config, camera, source)  # None unless a canonical-camera model
     try:
         with tqdm(total=source.expected_frames(), unit="frame", desc=name, dynamic_ncols=True,
                   disable=not progress) as bar:
             def sink(depth):  # threaded: in the finisher thread, so decoding and writing overlap the device's work
-                nonlocal scale
-                if canonical:  # canonical-camera depth -> metres for this camera (training/metric.py)
-                    if scale is None:
-                        scale = np.float32(camera.at(*depth.shape, source.native_size).fx / canonical)
-                    depth = depth * scale
-                spool.append(depth)
+                spool.append(depth if to_metres is None else to_metres(depth))
                 bar.update(1)
 
             threaded = overlap_pays(runner.device) if threads is None else threads
@@ -278,55 +269,19 @@ def check_frame_shapes(args) -> None:
 def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     import torch
 
-    from ..checkpoints import resolve_kind
     from .camera import camera_from_options
-    from .frame_sources import InputError, open_source
-    from .offline import OfflineRunner
-    from .runtime import NonFiniteDepthError
-    from .streaming import StreamingRunner
+    from .runners import make_runner, open_model
 
     check_frame_shapes(args)
     camera = camera_from_options(args.focal_length_x, args.focal_length_y, args.intrinsics)
-    if args.backend == "onnxruntime":  # the same runners on the exported graphs; host tensors for the runner
-        from ..deploy.ort_backend import open_backend
-
-        model = open_backend(args.onnx, args.mode, args.device, checkpoint=args.checkpoint,
-                             encoder=encoder_or_none(args.encoder), precision=args.precision)
-        device, precision = resolve_device("cpu"), "fp32"
-    else:
-        device = resolve_device(args.device)
-        precision = resolve_precision(args.precision, device)
-        model = load_model_kind(args.checkpoint, encoder_or_none(args.encoder), args.metric, expect="video")
+    model, kind_line = open_model(args.backend, args.mode, checkpoint=args.checkpoint, onnx=args.onnx,
+                                  encoder=args.encoder, metric=args.metric, device=args.device,
+                                  precision=args.precision)
     source = args.checkpoint or args.onnx
-    if args.encoder != "auto" and model.config.encoder != args.encoder:  # our files carry their config
-        raise errors.CommandError(f"{display(args.checkpoint)}: holds a {model.config.encoder} model, "
-                                  f"not --encoder {args.encoder}")
-    if args.backend == "onnxruntime":  # the export's sidecar says what the graphs predict
-        if args.metric is not None and args.metric != bool(model.config.metric):
-            model.config = dataclasses.replace(model.config, metric=args.metric)
-            why = "--metric" if args.metric else "--relative"
-        else:
-            why = "the export's sidecar"
-        kind_line = f"{'metric depth' if model.config.metric else 'relative disparity'} model (from {why})"
-        model = model.to(device).eval()
-    else:
-        model, kind_line = resolve_kind(model.to(device).eval(), device)
     print(f"{prog}: {display(source)}: {kind_line}", file=sys.stderr)
-    metric = bool(model.config.metric)
-    if getattr(model.config, "canonical_focal", None) and camera.default:
-        raise errors.CommandError(f"{display(source)}: predicts depth for a canonical camera (focal length "
-                                  f"{model.config.canonical_focal:g} px); give this camera with --focal-length-x/-y "
-                                  "or --intrinsics")
-    if "ply" in formats and not metric:
-        hint = "" if getattr(model, "kind_source", None) == "metadata" else "; pass --metric if it predicts metres"
-        raise errors.CommandError(f"{display(source)}: --save ply needs a metric model (this one predicts relative "
-                                  f"disparity{hint})")
-    if args.speed_levers:
-        from ..models.speed import apply_levers
-
-        apply_levers(model, args.speed_levers)
-    Runner = OfflineRunner if args.mode == "offline" else StreamingRunner
-    runner = Runner(model, input_size=args.input_size, device=device, precision=precision)
+    check_outputs_possible(model, camera, formats, source)
+    runner = make_runner(model, args.mode, args.input_size, args.device, args.precision,
+                         speed_levers=args.speed_levers)
 
     paths = [Path(item) for item in args.inputs]
     names, notes = output_names(paths)
@@ -334,34 +289,61 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
         print(f"{prog}: {note}", file=sys.stderr)
     start, frames, failures = time.perf_counter(), 0, 0
     for path, name in zip(paths, names):
-        try:
-            check_output_name(path, name)
-            source = open_source(path, max_res=args.max_res, max_len=args.max_len, target_fps=args.target_fps)
-            frames += run_one(runner, source, out_dir, name, formats, metric, camera, layout=args.layout,
-                              grayscale=args.grayscale, npz_compress=args.npz_compress,
-                              progress=not args.no_progress, prog=prog)
-        except InputError as e:
-            errors.report(prog, e)
-            failures += 1
-        except NonFiniteDepthError as e:  # nothing of this input was written
-            errors.report(prog, f"{display(path)}: {e}")
-            failures += 1
-        except OSError as e:  # e.g. the disk filled up while writing
-            errors.report(prog, f"{display(e.filename or out_dir)}: cannot write output ({e.strerror or e})")
-            failures += 1
-        except torch.cuda.OutOfMemoryError:
-            errors.report(prog, f"{display(path)}: out of GPU memory at --input-size {args.input_size} "
-                                f"(--precision {precision}); try a smaller --input-size or --max-res, or fp16")
-            torch.cuda.empty_cache()
-            failures += 1
+        count = _infer_one(args, runner, path, name, formats, camera, out_dir, prog)
+        frames += count or 0
+        failures += count is None
     elapsed = time.perf_counter() - start
-    gpu = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if device.type == "cuda" else ""
+    gpu = (f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
+           if runner.device.type == "cuda" else "")
     print(
         f"{prog}: {len(args.inputs) - failures}/{len(args.inputs)} inputs, {frames} frames in {elapsed:.1f} s "
         f"({frames / max(elapsed, 1e-9):.2f} frames/s), peak host memory {peak_host_mb():.0f} MiB{gpu} "
         f"-> {display(out_dir)}"
     )
     return errors.EXIT_SOME_FAILED if failures else errors.EXIT_OK
+
+
+def check_outputs_possible(model, camera, formats: list[str], source) -> None:
+    """CommandError (exit 2, before any input runs) when the model cannot give what was asked: metres from a
+    canonical-camera model without this camera, point clouds from a relative model."""
+    from .camera import missing_camera
+
+    problem = missing_camera(model.config, camera)
+    if problem:
+        raise errors.CommandError(f"{display(source)}: {problem}; give this camera with --focal-length-x/-y or "
+                                  "--intrinsics")
+    if "ply" in formats and not model.config.metric:
+        hint = "" if getattr(model, "kind_source", None) == "metadata" else "; pass --metric if it predicts metres"
+        raise errors.CommandError(f"{display(source)}: --save ply needs a metric model (this one predicts relative "
+                                  f"disparity{hint})")
+
+
+def _infer_one(args, runner, path: Path, name: str, formats: list[str], camera, out_dir: Path,
+               prog: str) -> int | None:
+    """One input into its outputs: its frame count, or None after reporting why it failed (nothing of it is
+    left; the other inputs still run)."""
+    import torch
+
+    from .frame_sources import InputError, open_source
+    from .runtime import NonFiniteDepthError
+
+    try:
+        check_output_name(path, name)
+        source = open_source(path, max_res=args.max_res, max_len=args.max_len, target_fps=args.target_fps)
+        return run_one(runner, source, out_dir, name, formats, bool(runner.model.config.metric), camera,
+                       layout=args.layout, grayscale=args.grayscale, npz_compress=args.npz_compress,
+                       progress=not args.no_progress, prog=prog)
+    except InputError as e:
+        errors.report(prog, e)
+    except NonFiniteDepthError as e:  # nothing of this input was written
+        errors.report(prog, f"{display(path)}: {e}")
+    except OSError as e:  # e.g. the disk filled up while writing
+        errors.report(prog, f"{display(e.filename or out_dir)}: cannot write output ({e.strerror or e})")
+    except torch.cuda.OutOfMemoryError:
+        errors.report(prog, f"{display(path)}: out of GPU memory at --input-size {args.input_size} "
+                            f"(--precision {runner.precision}); try a smaller --input-size or --max-res, or fp16")
+        torch.cuda.empty_cache()
+    return None
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from itertools import islice
 import numpy as np
 import torch
 
-from ..devices import autocast, default_precision, resolve_device
+from ..devices import autocast, resolve_device
 from ..models.input_contract import DEFAULT_INPUT_SIZE
 from .preprocess import Preprocessor
 from .runtime import Download, stage_frames, to_frame_size
@@ -147,10 +147,10 @@ def infer_video_depth(model, frames: np.ndarray, input_size: int = DEFAULT_INPUT
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (L, H, W, 3), got {frames.shape} {frames.dtype}")
+    from .runners import make_runner
+
     out = np.empty(frames.shape[:3], dtype=np.float32)
-    device = resolve_device(device)
-    runner = OfflineRunner(model, input_size=input_size, device=device,
-                           precision=precision or default_precision(device))
+    runner = make_runner(model, "offline", input_size, device, precision)
     n = 0
     for n, depth in enumerate(runner.run(iter(frames)), start=1):
         out[n - 1] = depth

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from .input_contract import DEFAULT_CONTRACT, InputContract
 
 
@@ -46,6 +48,29 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     # Not published: a ViT-Ti/14-sized model for CPU tests and the quick start (same code paths, ~3.9M params).
     "vitt": ModelConfig("vitt", 192, 4, 3, (0, 1, 2, 3), 32, (32, 64, 96, 192)),
 }
+
+
+def canonical_depth_to_metres(depth, fx, canonical_focal: float | None):
+    """Depth a canonical-camera model predicted (`ModelConfig.canonical_focal`) in metres for a camera of focal
+    length `fx` (pixels of the frames the depth map has): depth * fx / canonical_focal. The one place this is
+    written; training validation, `vda infer`, `vda eval` and `infer_video` all call it.
+
+    `depth`: a numpy array or a torch tensor (..., H, W); `fx`: a number, or one per leading item of `depth`
+    (per sample or per frame), as numbers, an array or a tensor. The factor is computed in float64 on the host and
+    multiplied in `depth`'s dtype, so numpy and torch callers get the same numbers bit for bit.
+    `canonical_focal` None: the depth is returned as it is (a plain metric or relative model)."""
+    if canonical_focal is None:
+        return depth
+    if hasattr(depth, "detach"):  # a torch tensor (torch is imported only then: this module stays torch-free)
+        import torch
+
+        fx = torch.as_tensor(fx).detach().cpu().to(torch.float64)
+        scale = (fx / canonical_focal).to(device=depth.device, dtype=depth.dtype)
+    else:
+        scale = np.asarray(np.asarray(fx, dtype=np.float64) / canonical_focal, dtype=depth.dtype)
+    if getattr(scale, "ndim", 0):  # one factor per leading item: broadcast over the rest
+        scale = scale.reshape(tuple(scale.shape) + (1,) * (depth.ndim - scale.ndim))
+    return depth * scale
 
 
 def get_config(encoder: str, metric: bool = False) -> ModelConfig:

@@ -9,12 +9,15 @@ Virtual KITTI and IRS but published no recipe; what we chose beyond DAv2's recip
 Canonical camera (optional, off by default): depth seen through a focal length f looks like depth · f_c / f
 through the canonical focal length f_c (a pinhole scaled about its centre: same image, depth scaled). Training on
 `depth · f_c / fx` lets clips from cameras with different focal lengths agree on what a given image means; the
-model then predicts canonical depth, and `canonical_to_metric` multiplies by fx / f_c for the camera at hand. fx
-is the sample's K after the DataModule's crop/resize (the focal length in the pixels the network sees).
+model then predicts canonical depth, and `canonical_to_metric` multiplies by fx / f_c for the camera at hand
+(`models.configs.canonical_depth_to_metres`, the conversion every caller shares). fx is the sample's K after the
+DataModule's crop/resize (the focal length in the pixels the network sees).
 """
 from __future__ import annotations
 
 import torch
+
+from ..models.configs import canonical_depth_to_metres
 
 
 def focal_factors(K: torch.Tensor, canonical_focal: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,8 +50,9 @@ def canonical_to_metric(pred: torch.Tensor, K: torch.Tensor, canonical_focal: fl
     without a canonical focal length. Samples without intrinsics stay canonical."""
     if canonical_focal is None:
         return pred
-    factor, _ = focal_factors(K, canonical_focal)
-    return pred / factor.view((-1,) + (1,) * (pred.dim() - 1)).to(pred.dtype)
+    fx = K[:, 0, 0].detach().cpu().to(torch.float64)
+    fx = torch.where(fx > 0, fx, torch.full_like(fx, canonical_focal))  # unknown K: factor 1, stays canonical
+    return canonical_depth_to_metres(pred, fx, canonical_focal)
 
 
 def parameter_groups(model, lr: float, train_encoder: bool, encoder_lr: float | None) -> list[dict]:
