@@ -15,7 +15,7 @@ import pytest
 from vda_lightning.data import convert
 from vda_lightning.data.cli import main as vda_shard
 from vda_lightning.data.converters import CONVERTERS
-from vda_lightning.data.datamodule import VideoDepthDataModule
+from vda_lightning.data.datamodule import ValConfig, VideoDepthDataModule
 from vda_lightning.data.format import decode_members
 from vda_lightning.data.shards import expand_shards
 
@@ -40,7 +40,7 @@ def convert_dataset(name, root, out, *extra):
 
 def read_back(out):
     """{sequence: (batch dicts from the DataModule in frame order, decoded records)}."""
-    dm = VideoDepthDataModule(val_shards=str(out), val_size=0, val_clip_len=0, val_num_workers=0)
+    dm = VideoDepthDataModule(val_shards=str(out), val=ValConfig(size=0, clip_len=0, num_workers=0))
     dm.setup("validate")
     got: dict[str, list] = {}
     for b in dm.val_dataloader():

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from vda_lightning.data.datamodule import VideoDepthDataModule
+from vda_lightning.data.datamodule import ValConfig, VideoDepthDataModule
 from vda_lightning.data.format import ClipRecord, encode_record, sample_key
 
 from tests.fakes.raw_tars import write_raw_tar
@@ -62,7 +62,7 @@ def nonzero(counts):
 def test_validation_streams_to_the_end_and_counts(tmp_path, caplog):
     path = str(tmp_path / "bad-000000.tar")
     write_bad_shard(path)
-    dm = VideoDepthDataModule(val_shards=path, val_size=[14, 28], val_num_workers=0, clip_len=T)
+    dm = VideoDepthDataModule(val_shards=path, val=ValConfig(size=[14, 28], num_workers=0), clip_len=T)
     dm.setup("validate")
     with caplog.at_level(logging.WARNING, logger="vda_lightning.data"):
         keys = [k for b in dm.val_dataloader() for k in b["key"]]

@@ -31,7 +31,7 @@ def run_ddp(data: str, out: str) -> None:
     import lightning as L
     import torch
 
-    from vda_lightning.data.datamodule import VideoDepthDataModule
+    from vda_lightning.data.datamodule import ValConfig, VideoDepthDataModule
 
     class Recorder(L.LightningModule):
         def __init__(self):
@@ -57,8 +57,8 @@ def run_ddp(data: str, out: str) -> None:
     # train: 2 workers per rank → 4 readers for 4 shards; batch 1 and 2 steps per worker per epoch, so
     # each reader consumes exactly the 2 clips of its first shard per epoch (shuffle buffer off to make it exact)
     dm = VideoDepthDataModule(train_shards=f"{data}/train-{{000000..000003}}.tar", val_shards=f"{data}/val-*.tar",
-                              clip_len=2, crop_size=[14, 28], val_size=[14, 28], batch_size=1, num_workers=2,
-                              val_num_workers=1, epoch_length=EPOCH_LENGTH, shuffle_buffer=1)
+                              clip_len=2, crop_size=[14, 28], val=ValConfig(size=[14, 28], num_workers=1),
+                              batch_size=1, num_workers=2, epoch_length=EPOCH_LENGTH, shuffle_buffer=1)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=EPOCHS, num_sanity_val_steps=0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vda_lightning.data.cli import main as vda_shard
-from vda_lightning.data.datamodule import VideoDepthDataModule
+from vda_lightning.data.datamodule import ValConfig, VideoDepthDataModule
 from vda_lightning.data.transforms import AugmentConfig
 from vda_lightning.io import write_dpt
 
@@ -65,8 +65,8 @@ def test_vda_shard_then_datamodule_gives_back_what_went_in(tmp_path, encoding):
     out = tmp_path / "shards"
     assert vda_shard(["folders", str(tmp_path / "src"), "--dataset", "toy", "--out", str(out), "--clip-len", "0",
                       "--depth-encoding", encoding, "--max-samples-per-shard", "1", "--no-progress"]) == 0
-    dm = VideoDepthDataModule(val_shards=str(out / "train-{000000..000001}.tar"), val_size=0, val_clip_len=0,
-                              val_num_workers=0, clip_len=T, crop_size=[H, W])
+    dm = VideoDepthDataModule(val_shards=str(out / "train-{000000..000001}.tar"),
+                              val=ValConfig(size=0, clip_len=0, num_workers=0), clip_len=T, crop_size=[H, W])
     dm.setup("validate")
     batches = list(dm.val_dataloader())
     assert sorted(b["sequence"][0] for b in batches) == ["run", "walk"]

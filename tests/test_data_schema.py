@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vda_lightning.data.datamodule import VideoDepthDataModule
+from vda_lightning.data.datamodule import ValConfig, VideoDepthDataModule
 from vda_lightning.data.format import (
     META_SCHEMA,
     SKIP_REASONS,
@@ -237,7 +237,7 @@ def test_every_mutation_is_caught_with_its_reason():
 
 def test_fuzzed_stream_finishes_good_samples_intact_bad_ones_counted(fuzz_shard, caplog):
     path, good, bad = fuzz_shard
-    dm = VideoDepthDataModule(val_shards=str(path), val_size=0, val_num_workers=0, val_batch_size=1, clip_len=T)
+    dm = VideoDepthDataModule(val_shards=str(path), val=ValConfig(size=0, num_workers=0, batch_size=1), clip_len=T)
     dm.setup("validate")
     tracemalloc.start()
     with caplog.at_level(logging.WARNING, logger="vda_lightning.data"):
@@ -342,7 +342,8 @@ def test_the_size_limit_is_configurable(tmp_path):
     assert e.value.reason == "bad_metadata"
     path = tmp_path / "s-000000.tar"
     write_tar(path, [("a", members)])
-    dm = VideoDepthDataModule(val_shards=str(path), val_size=0, val_num_workers=0, clip_len=T, max_frame_side=20)
+    dm = VideoDepthDataModule(val_shards=str(path), val=ValConfig(size=0, num_workers=0), clip_len=T,
+                              max_frame_side=20)
     dm.setup("validate")
     assert list(dm.val_dataloader()) == [] and dm.skip_counts()["val"]["bad_metadata"] == 1
 

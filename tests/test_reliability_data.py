@@ -9,7 +9,7 @@ import tarfile
 import numpy as np
 import torch
 
-from vda_lightning.data.datamodule import VideoDepthDataModule
+from vda_lightning.data.datamodule import ValConfig, VideoDepthDataModule
 from vda_lightning.data.format import ClipRecord, encode_record
 from vda_lightning.data.shards import ShardWriter, read_index
 from vda_lightning.data.streams import SkipCounters, iter_tar_samples
@@ -49,7 +49,7 @@ def test_a_tar_cut_at_a_member_boundary_is_a_counted_tar_error(tmp_path, caplog)
     assert counters.as_dict()["tar_error"] == 1
     assert "ends after 3 of the 5 samples its index lists (2 lost" in caplog.text and path in caplog.text
 
-    dm = VideoDepthDataModule(val_shards=path, val_size=0, val_num_workers=0, clip_len=T)
+    dm = VideoDepthDataModule(val_shards=path, val=ValConfig(size=0, num_workers=0), clip_len=T)
     dm.setup("validate")
     assert sum(len(b["key"]) for b in dm.val_dataloader()) == 3
     assert dm.skip_counts()["val"]["tar_error"] == 1 and dm.skip_counts()["val"]["ok"] == 3

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from vda_lightning.data.datamodule import VideoDepthDataModule
+from vda_lightning.data.datamodule import ValConfig, VideoDepthDataModule
 
 COMMANDS = {  # command -> (module, the other arguments it needs to parse)
     "infer": ("vda_lightning.inference.cli", ["clip.mp4", "--checkpoint", "m.pth"]),
@@ -46,12 +46,12 @@ def test_unknown_encoder_is_refused(command, capsys):
 
 @pytest.mark.parametrize("kwargs, says", [
     ({"clip_len": 0}, "data: clip_len 0 must be >= 1"),
-    ({"batch_size": 0}, "batch_size 0 and image_batch_size 0"),
+    ({"batch_size": 0}, "batch_size 0 and images.batch_size 0"),
     ({"batch_size": -1}, "data: batch_size -1 must be >= 0"),
     ({"crop_size": 50}, "data: crop_size [50, 50] must be positive multiples of 14"),
-    ({"val_size": [28, 30]}, "data: val_size [28, 30] must be positive multiples of 14"),
+    ({"val": ValConfig(size=[28, 30])}, "data: val.size [28, 30] must be positive multiples of 14"),
     ({"epoch_length": 0}, "data: epoch_length 0 must be >= 1"),
-    ({"val_batch_size": 0}, "data: val_batch_size 0 must be >= 1"),
+    ({"val": ValConfig(batch_size=0)}, "data: val.batch_size 0 must be >= 1"),
     ({"num_workers": -2}, "data: num_workers -2 must be >= 0"),
     ({"max_frame_side": 0}, "data: max_frame_side 0 must be >= 1"),
 ])

@@ -175,7 +175,7 @@ def test_a_full_disk_is_one_line_naming_the_file(shards, tmp_path):
 @pytest.mark.parametrize("where, key, value, says", [
     ("data", "clip_len", 0, "data: clip_len 0 must be >= 1"),
     ("data", "crop_size", 50, "data: crop_size [50, 50] must be positive multiples of 14"),
-    ("data", "batch_size", 0, "batch_size 0 and image_batch_size 0"),
+    ("data", "batch_size", 0, "batch_size 0 and images.batch_size 0"),
     ("model", "encoder", "vitx", "unknown encoder 'vitx'"),
 ])
 def test_values_that_cannot_train_are_one_line_at_start_up(shards, tmp_path, capsys, where, key, value, says):
@@ -245,8 +245,8 @@ class HoldInValidation(Callback):
 def test_ctrl_c_in_the_first_validation_leaves_a_folder_a_fresh_run_may_start_in(shards, tmp_path):
     run = tmp_path / "run"
     marker = tmp_path / "validating"
-    cfg = recipe(shards, run, max_steps=2, every=1, val_shards=str(shards / "val-*.tar"), val_size=28,
-                 val_num_workers=0)
+    cfg = recipe(shards, run, max_steps=2, every=1, val_shards=str(shards / "val-*.tar"),
+                 val={"size": 28, "num_workers": 0})
     cfg["trainer"].update(limit_val_batches=1, num_sanity_val_steps=1)
     cfg["trainer"]["callbacks"] = [{"class_path": "tests.test_reliability_training.HoldInValidation",
                                     "init_args": {"path": str(marker)}}]

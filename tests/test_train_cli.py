@@ -31,7 +31,7 @@ def toy_config(root: Path, max_steps: int, every: int, **model) -> dict:
     """The tiny recipe on a few tiny synthetic scenes of its own (`synthetic:` next to the run folder)."""
     cfg = tiny_recipe(Path("unused"), root, max_steps, every, workers=0, **model)
     cfg["data"]["init_args"]["train_shards"] = None
-    cfg["data"]["init_args"].update(val_size=0, val_num_workers=0, synthetic={
+    cfg["data"]["init_args"].update(val={"size": 0, "num_workers": 0}, synthetic={
         "dir": str(root.parent / "synthetic"), "train_clips": 4, "val_clips": 1, "height": 28, "width": 42})
     return cfg
 
@@ -73,7 +73,8 @@ def test_print_config_resolves_interpolation(tmp_path, capsys):
     assert code == 0
     printed = yaml.safe_load(out)
     assert printed["checkpoint"]["dirpath"] == f"{tmp_path / 'run'}/weights"
-    assert printed["model"]["lr"] == 1e-3 and printed["checkpoint"]["save_last"] is True
+    assert printed["model"]["class_path"] == "vda_lightning.training.RelativeDepthTask"  # the default task
+    assert printed["model"]["init_args"]["lr"] == 1e-3 and printed["checkpoint"]["save_last"] is True
     assert not (tmp_path / "run").exists()
 
 

@@ -87,8 +87,9 @@ def runs(tmp_path_factory):
         seed = learning_seed(torch.rand(1, 2, 3, INPUT_SIZE, INPUT_SIZE, generator=torch.Generator().manual_seed(0)))
         _fit(_recipe(d / "shards", d / "relative", seed), d / "relative.yaml")
         relative = d / "relative" / "checkpoints" / "last.ckpt"
-        cli = _fit(_recipe(d / "shards", d / "metric", seed, init_checkpoint=str(relative), metric=True),
-                   d / "metric.yaml")
+        recipe = _recipe(d / "shards", d / "metric", seed, init_checkpoint=str(relative))
+        recipe["model"] = {"class_path": "vda_lightning.training.MetricDepthTask", "init_args": recipe["model"]}
+        cli = _fit(recipe, d / "metric.yaml")
         metric = d / "metric" / "checkpoints" / "last.ckpt"
         # The fine-tuning's starting weights read as metres: --metric stands in only for a file that does not say
         # what it is, so they are scored from a plain copy (the checkpoint's metadata says relative).
@@ -264,8 +265,9 @@ def test_metric_recipes_parse(size, capsys):
         sys.argv = argv
     assert done.value.code in (0, None)
     cfg = yaml.safe_load(capsys.readouterr().out)
-    assert cfg["model"]["metric"] is True and cfg["model"]["encoder"] == size
-    assert cfg["model"]["init_checkpoint"].endswith(f"video_depth_anything_{size}.pth")
+    model = cfg["model"]["init_args"]
+    assert cfg["model"]["class_path"] == "vda_lightning.training.MetricDepthTask" and model["encoder"] == size
+    assert model["init_checkpoint"].endswith(f"video_depth_anything_{size}.pth")
     assert cfg["data"]["init_args"]["train_shards"] == ["shards/vkitti2/train-*.tar", "shards/irs/train-*.tar"]
     assert cfg["checkpoint"]["dirpath"] == f"runs/metric_{size}/checkpoints"
 
@@ -273,14 +275,14 @@ def test_metric_recipes_parse(size, capsys):
 def test_in_loop_validation_of_a_metric_run_uses_no_alignment(tmp_path):
     import lightning as L
 
-    from vda_lightning.data.datamodule import VideoDepthDataModule
+    from vda_lightning.data.datamodule import ValConfig, VideoDepthDataModule
     from vda_lightning.data.synthetic_scenes import generate_synthetic_shards
     from vda_lightning.evaluation.functional import sequence_depth_metrics
     from vda_lightning.training.module import VideoDepthModule
 
     generate_synthetic_shards(str(tmp_path), 0, 2, clip_len=3, height=56, width=70, progress=False)
-    dm = VideoDepthDataModule(val_shards=str(tmp_path / "val-*.tar"), val_size=[56, 70], val_clip_len=3,
-                              val_num_workers=0, max_depth=30.0)
+    dm = VideoDepthDataModule(val_shards=str(tmp_path / "val-*.tar"), val=ValConfig(size=[56, 70], clip_len=3,
+                              num_workers=0), max_depth=30.0)
     torch.manual_seed(0)
     module = VideoDepthModule(encoder="vitt", metric=True, val_max_depth=30.0)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)

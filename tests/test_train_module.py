@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from vda_lightning import load_model, save_model
 from vda_lightning.data import VideoDepthDataModule
+from vda_lightning.data.datamodule import ValConfig
 from vda_lightning.data.transforms import AugmentConfig
 from vda_lightning.models import build_video_model
 from vda_lightning.training import VideoDepthModule, warmup_cosine
@@ -29,7 +30,7 @@ def _trainer(tmp_path, **kw) -> L.Trainer:
 
 def _data(shards, steps: int = STEPS, **kw) -> VideoDepthDataModule:
     args = dict(train_shards=str(shards / "train-*.tar"), val_shards=str(shards / "val-*.tar"), clip_len=4,
-                crop_size=[28, 42], val_size=0, batch_size=2, num_workers=0, val_num_workers=0,
+                crop_size=[28, 42], val=ValConfig(size=0, num_workers=0), batch_size=2, num_workers=0,
                 epoch_length=steps, augment=AugmentConfig(scale=(0.7, 1.0)))
     return VideoDepthDataModule(**{**args, **kw})
 

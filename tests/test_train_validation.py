@@ -82,7 +82,7 @@ def parity(mini_benchmark, synthetic_shards, tmp_path_factory):
                      str(tmp / "eval.json"), "--no-progress"]) == 0
     cfg = tiny_recipe(synthetic_shards, tmp / "run", 0, 1, workers=0)
     cfg["model"].update(init_checkpoint=str(model), val_input_size=INPUT_SIZE)
-    cfg["data"]["init_args"].update(val_shards=str(tmp / "val" / "*.tar"), val_num_workers=1)
+    cfg["data"]["init_args"].update(val_shards=str(tmp / "val" / "*.tar"), val={"num_workers": 1})
     cfg["trainer"].update(limit_val_batches=None, num_sanity_val_steps=0)
     cfg["trainer"]["callbacks"].append({"class_path": "tests.fakes.recorder.ValidationOutputs"})
     from vda_lightning.training.cli import run
@@ -120,7 +120,7 @@ def test_fit_validation_equals_vda_eval_on_the_benchmark_sequences(parity):
 
 def test_one_80m_cap_for_every_dataset_misses_vda_eval(parity, monkeypatch):
     """The same predictions scored the old way (every dataset capped at 80 m) do not match: the cap matters."""
-    from vda_lightning.evaluation import benchmarks
+    from vda_lightning.io import benchmarks
     from vda_lightning.training import evaluator
 
     ev, _, outputs = parity
@@ -158,7 +158,7 @@ def test_a_clip_without_valid_ground_truth_is_skipped_counted_and_named(syntheti
     cfg = tiny_recipe(synthetic_shards, tmp_path / "run", 2, 2, workers=0)
     cfg["data"]["init_args"].update(val_shards=[str(synthetic_shards / "val-*.tar"),
                                                 str(_blank_clip_shard(tmp_path / "blank-000000.tar"))],
-                                    val_size=0, val_num_workers=0)
+                                    val={"size": 0, "num_workers": 0})
     cfg["trainer"].update(limit_val_batches=None, val_check_interval=2, check_val_every_n_epoch=None,
                           num_sanity_val_steps=0)
     with caplog.at_level(logging.WARNING, logger="vda_lightning.training"):
@@ -199,7 +199,7 @@ def test_one_run_folder_per_experiment(synthetic_shards, tmp_path, capsys, monke
     cfg = tiny_recipe(synthetic_shards, None, 2, 2, workers=0)
     cfg["trainer"]["logger"] = {"class_path": "vda_lightning.dashboards.vda_logger",
                                 "init_args": {"project": "p", "name": "n"}}
-    cfg["data"]["init_args"].update(val_shards=str(synthetic_shards / "val-*.tar"), val_size=0, val_num_workers=0)
+    cfg["data"]["init_args"].update(val_shards=str(synthetic_shards / "val-*.tar"), val={"size": 0, "num_workers": 0})
     cfg["trainer"].update(limit_val_batches=None, num_sanity_val_steps=0)
     recipe = write_config(tmp_path / "recipe.yaml", cfg)
     runs = {name: tmp_path / "runs" / name for name in ("exp1", "exp2")}
@@ -279,14 +279,14 @@ def test_renamed_data_keys_name_their_new_place(synthetic_shards, tmp_path, caps
 
 
 def test_streams_are_scored_by_their_benchmark_by_name_or_as_declared():
-    from vda_lightning.data import VideoDepthDataModule
+    from vda_lightning.data.datamodule import ValConfig, VideoDepthDataModule
     from vda_lightning.io.benchmarks import stream_benchmark
 
     assert stream_benchmark("bonn") == "bonn" and stream_benchmark("scannet_500") == "scannet_500"
     assert stream_benchmark("my_bonn_copy") is None  # unregistered: the config's default settings
     assert stream_benchmark("my_bonn_copy", {"my_bonn_copy": "bonn"}) == "bonn"
     assert stream_benchmark("kitti", {"kitti": None}) is None
-    dm = VideoDepthDataModule(val_benchmarks={"mine": "sintel", "kitti": "none"})
+    dm = VideoDepthDataModule(val=ValConfig(benchmarks={"mine": "sintel", "kitti": "none"}))
     assert dm.val_benchmarks == {"mine": "sintel", "kitti": None}
-    with pytest.raises(ValueError, match="val_benchmarks.mine: 'bonnn' is not a registered benchmark"):
-        VideoDepthDataModule(val_benchmarks={"mine": "bonnn"})
+    with pytest.raises(ValueError, match="val.benchmarks.mine: 'bonnn' is not a registered benchmark"):
+        VideoDepthDataModule(val=ValConfig(benchmarks={"mine": "bonnn"}))

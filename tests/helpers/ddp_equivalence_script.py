@@ -19,14 +19,15 @@ import torch
 
 from vda_lightning.cluster.ddp_report import DDPScaleReport
 from vda_lightning.data import VideoDepthDataModule
+from vda_lightning.data.datamodule import ValConfig
 from vda_lightning.data.transforms import AugmentConfig
+from vda_lightning.training import RelativeDepthTask
 from vda_lightning.training.checkpoint_io import AtomicCheckpointIO
-from vda_lightning.training.module import VideoDepthModule
 
 READERS = 2  # ranks x workers, the same in both runs
 
 
-class SGDModule(VideoDepthModule):
+class SGDModule(RelativeDepthTask):
     """Plain SGD: AdamW's first steps are ~lr·sign(grad), which turns float-order noise in the exactly-zero-ish
     gradients of the zero-initialised temporal projections into lr-sized weight differences (seen: 3·lr after 3
     steps) — a property of Adam, not of DDP. SGD keeps weight differences proportional to gradient differences."""
@@ -63,8 +64,8 @@ def main() -> None:
     # pairs) is a per-clip mean in both runs, so the paper's TGM weight stays on.
     model = SGDModule(encoder="vitt", lr=0.05, tgm_weight=a.tgm_weight)
     data = VideoDepthDataModule(train_shards=f"{a.shards}/train-*.tar", val_shards=f"{a.shards}/val-*.tar",
-                                clip_len=2, crop_size=[28, 42], val_size=0, batch_size=1,
-                                num_workers=READERS // a.devices, val_num_workers=1, epoch_length=10**6,
+                                clip_len=2, crop_size=[28, 42], val=ValConfig(size=0, num_workers=1), batch_size=1,
+                                num_workers=READERS // a.devices, epoch_length=10**6,
                                 shuffle_buffer=2, augment=AugmentConfig(scale=(0.7, 1.0)))
     report = DDPScaleReport()
     trainer = L.Trainer(

@@ -4,7 +4,7 @@ which of the two is the bottleneck.
 
 The paper trains on batches of 16 video clips (32 frames) + 128 images (Video Depth Anything, sec. 4.1); on N GPUs
 each one sees ceil(16/N) clips and ceil(128/N) images per step (`--gpus`, default 8 = one node). A step is what
-Lightning runs: `VideoDepthModule.training_step` inside the precision plugin's autocast (bench/workloads.py), backward,
+Lightning runs: `RelativeDepthTask.training_step` inside the precision plugin's autocast (bench/workloads.py), backward,
 the module's own AdamW step. The batch is procedural scenes (exact depth) already on the device, so the figure is
 the compute alone. The loader's figure is `vda bench data`'s per-worker clip rate of shards decoded and augmented
 exactly as a worker does, times the configured workers (capped at the CPU count): an estimate that assumes workers
@@ -141,7 +141,7 @@ def _bench(args, prog: str) -> int:
     import torch
 
     from ..models.speed import apply_levers
-    from ..training.module import VideoDepthModule
+    from ..training import RelativeDepthTask
     from .infer import machine_info, table_lines
     from .workloads import synthetic_train_batch
 
@@ -158,7 +158,7 @@ def _bench(args, prog: str) -> int:
     rows = []
     for encoder in args.encoder:
         torch.manual_seed(0)
-        module = VideoDepthModule(encoder=encoder, total_steps=1000).to(device)
+        module = RelativeDepthTask(encoder=encoder, total_steps=1000).to(device)
         apply_levers(module.model, args.lever_list)
         for precision in args.precision:
             for ckpt in args.checkpointing:

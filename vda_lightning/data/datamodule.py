@@ -1,9 +1,10 @@
 """LightningDataModules: video clips with ground truth + image samples for training, exactly-once validation.
 
-Every init argument is a plain typed value or a small dataclass (`augment:`, `synthetic:`), so LightningCLI can
-set it from YAML. Shard arguments take a brace pattern ('shards/train-{000000..000099}.tar'), '::'-joined
-patterns, a glob, a folder, or a list of these; for `train_shards` a list means one *source* per entry, mixed per
-sample by `train_weights` (equal by default, the paper's uniform sampling over datasets).
+Every init argument is a plain typed value (the shards, the training stream) or a section dataclass (`augment:`,
+`images:`, `val:`, `loader:`, `synthetic:`), so LightningCLI can set it from YAML. Shard arguments take a brace
+pattern ('shards/train-{000000..000099}.tar'), '::'-joined patterns, a glob, a folder, or a list of these; for
+`train_shards` a list means one *source* per entry, mixed per sample by `train_weights` (equal by default, the
+paper's uniform sampling over datasets).
 
 The training stream resumes exactly: `state_dict()` (saved by Lightning in every checkpoint) holds, for every
 (rank, worker) reader, where it stands after the last step the training loop took; `load_state_dict()` (on
@@ -49,8 +50,8 @@ from .transforms import AugmentConfig
 log = logging.getLogger("vda_lightning.data")
 STATE_VERSION = 1
 MAX_RANKS, MAX_WORKERS = 65536, 1024  # bounds of a saved world size / worker count
-__all__ = ["DataStateError", "StreamLayout", "SyntheticConfig", "VideoDepthDataModule", "check_position",
-           "check_state", "resume_plan"]
+__all__ = ["DataStateError", "ImageStreamConfig", "LoaderConfig", "StreamLayout", "SyntheticConfig", "ValConfig",
+           "VideoDepthDataModule", "check_position", "check_state", "resume_plan"]
 
 
 class RankState(TypedDict):
@@ -207,6 +208,42 @@ class SyntheticConfig:
     width: int = 154
 
 
+@dataclass
+class ImageStreamConfig:
+    """The `images:` section: single frames mixed into every training step (from `image_shards`), fed to the model
+    as one-frame clips."""
+
+    batch_size: int = 0           # images per step (0: none)
+    shuffle_buffer: int = 128     # raw samples held for shuffling
+    need_target: bool = False     # skip images without a stored label (no teacher to label them online)
+
+
+@dataclass
+class ValConfig:
+    """The `val:` section: how validation clips (from `val_shards`) are read and scored."""
+
+    size: int | list[int] = 518   # short-side resize + centre crop, multiples of 14 (0: the stored size)
+    clip_len: int = 0             # the first frames of each clip (0: the whole stored clip)
+    batch_size: int = 1
+    num_workers: int = 1
+    # {validation dataset: registered benchmark} for streams whose dataset name is not the benchmark's own (a
+    # stream named `kitti`, `bonn`, `scannet`, ... is scored by that benchmark anyway; `none`: the defaults)
+    benchmarks: dict[str, str] | None = None
+
+
+@dataclass
+class LoaderConfig:
+    """The `loader:` section: DataLoader options of both loaders (the worker counts set the readers and stay with
+    their streams: `num_workers`, `val.num_workers`)."""
+
+    pin_memory: bool = True       # used when CUDA is present
+    prefetch_factor: int = 2      # steps each worker prepares ahead
+    persistent_workers: bool = False
+
+
+SECTIONS = ("augment", "images", "val", "loader", "synthetic")  # the DataModule's section arguments
+
+
 class TrainLoader:
     """The training loader Lightning sees: `epoch_length` steps per epoch out of one DataLoader over the stream.
 
@@ -240,53 +277,67 @@ class TrainLoader:
 
 
 class VideoDepthDataModule(L.LightningDataModule):
-    """Training: `epoch_length` steps per rank of {"video": B clips, "image": image_batch_size images}.
+    """Training: `epoch_length` steps per rank of {"video": B clips, "image": images.batch_size images}.
 
-    Args (selection): clip_len frames per training clip; crop_size output size (int or [h, w], multiples of 14);
-    val_size validation short-side resize + centre crop (0 = keep stored size); val_clip_len (0 = whole stored
-    clip); val_benchmarks: {validation dataset: registered benchmark} for streams whose dataset name is not
-    the benchmark's own (a stream named `kitti`, `bonn`, `scannet`, ... is scored by that benchmark anyway;
-    map a name to `none` to score it with the defaults); max_depth masks metric depth beyond it (0 = no limit);
-    augment: the training augmentation (`AugmentConfig`); augment_on: where it runs — `cpu` in the loader
-    workers, or `device`: the workers only decode and kornia applies the same draws on the accelerator after the
-    copy (`data/device_augment.py`; for when the loaders are the bottleneck); synthetic: procedural scenes for
-    any split not given;
-    max_frame_side: samples whose json claims a larger height or width are skipped as `bad_metadata` before
-    anything is allocated (data/README.md). Counts and sizes are checked here, at start-up.
+    Args: the shards (flat: data/README.md §1 patterns; `train_weights` mixes the `train_shards` sources); the
+    training stream — clip_len frames per clip, crop_size output size (int or [h, w], multiples of 14),
+    batch_size clips per step, epoch_length steps per epoch, num_workers loader workers (readers), shuffle_buffer,
+    seed; what a sample may hold — min_depth/max_depth mask metric depth outside them at read time (max_depth 0:
+    no limit), max_frame_side: samples whose json claims a larger height or width are skipped as `bad_metadata`
+    before anything is allocated; then one section per part: `augment:` (`transforms.AugmentConfig`) with
+    augment_on — `cpu` in the loader workers, or `device`: the workers only decode and kornia applies the same
+    draws on the accelerator after the copy (`data/device_augment.py`); `images:` (`ImageStreamConfig`), `val:`
+    (`ValConfig`), `loader:` (`LoaderConfig`), `synthetic:` (`SyntheticConfig`: procedural scenes for any split
+    not given). Counts and sizes are checked here, at start-up.
     """
 
-    def __init__(self, train_shards: str | list[str] | None = None, val_shards: str | list[str] | None = None,
-                 image_shards: str | list[str] | None = None, train_weights: list[float] | None = None,
-                 clip_len: int = 32, crop_size: int | list[int] = 518, val_size: int | list[int] = 518,
-                 val_clip_len: int = 0, val_benchmarks: dict[str, str] | None = None, batch_size: int = 1,
-                 image_batch_size: int = 0, val_batch_size: int = 1, num_workers: int = 2,
-                 val_num_workers: int = 1, epoch_length: int = 1000, shuffle_buffer: int = 16,
-                 image_shuffle_buffer: int = 128, min_depth: float = 1e-3, max_depth: float = 0.0,
-                 augment: AugmentConfig | None = None, image_need_target: bool = False, pin_memory: bool = True,
-                 prefetch_factor: int = 2, persistent_workers: bool = False, seed: int = 0,
-                 synthetic: SyntheticConfig | None = None, max_frame_side: int = MAX_SIDE,
-                 augment_on: str = "cpu"):
+    def __init__(
+        self,
+        train_shards: str | list[str] | None = None,
+        val_shards: str | list[str] | None = None,
+        image_shards: str | list[str] | None = None,
+        train_weights: list[float] | None = None,
+        clip_len: int = 32,
+        crop_size: int | list[int] = 518,
+        batch_size: int = 1,
+        epoch_length: int = 1000,
+        num_workers: int = 2,
+        shuffle_buffer: int = 16,
+        seed: int = 0,
+        min_depth: float = 1e-3,
+        max_depth: float = 0.0,
+        max_frame_side: int = MAX_SIDE,
+        augment: AugmentConfig | None = None,
+        augment_on: str = "cpu",
+        images: ImageStreamConfig | None = None,
+        val: ValConfig | None = None,
+        loader: LoaderConfig | None = None,
+        synthetic: SyntheticConfig | None = None,
+    ):
         super().__init__()
-        # Dataclasses are stored as plain dicts: checkpoints hold hyper-parameters and load with weights_only.
-        self.save_hyperparameters(ignore=["augment", "synthetic"])
         self.augment = augment if augment is not None else AugmentConfig()
-        self.synthetic = synthetic
-        self.hparams.update(augment=dataclasses.asdict(self.augment),
-                            synthetic=None if synthetic is None else dataclasses.asdict(synthetic))
+        self.images = images if images is not None else ImageStreamConfig()
+        self.val = val if val is not None else ValConfig()
+        self.loader = loader if loader is not None else LoaderConfig()
+        self.synthetic = synthetic  # None: no synthetic data
+        # Sections are stored as plain dicts: checkpoints hold hyper-parameters and load with weights_only.
+        self.save_hyperparameters(ignore=list(SECTIONS))
+        self.hparams.update({name: None if getattr(self, name) is None else dataclasses.asdict(getattr(self, name))
+                             for name in SECTIONS})
         self.hp = self.hparams
-        check_counts(clip_len=(clip_len, 1), val_clip_len=(val_clip_len, 0), batch_size=(batch_size, 0),
-                     image_batch_size=(image_batch_size, 0), val_batch_size=(val_batch_size, 1),
-                     num_workers=(num_workers, 0), val_num_workers=(val_num_workers, 0),
-                     epoch_length=(epoch_length, 1), max_frame_side=(max_frame_side, 1))
-        if batch_size + image_batch_size < 1:
-            raise ValueError("data: batch_size 0 and image_batch_size 0: a training step would hold no sample")
+        check_counts(clip_len=(clip_len, 1), batch_size=(batch_size, 0), num_workers=(num_workers, 0),
+                     epoch_length=(epoch_length, 1), max_frame_side=(max_frame_side, 1),
+                     **{"images.batch_size": (self.images.batch_size, 0), "val.clip_len": (self.val.clip_len, 0),
+                        "val.batch_size": (self.val.batch_size, 1), "val.num_workers": (self.val.num_workers, 0)})
+        if batch_size + self.images.batch_size < 1:
+            raise ValueError("data: batch_size 0 and images.batch_size 0: a training step would hold no sample")
         if augment_on not in ("cpu", "device"):
             raise ValueError(f"data: augment_on must be 'cpu' or 'device', got {augment_on!r}")
         self.epoch_length = int(epoch_length)
         self.crop_hw = _hw(crop_size)
         self.device_augmentation = None  # built on the first device-augmented batch
-        self.val_hw = None if val_size in (0, [0], None) else _hw(val_size, "val_size")
-        self.val_benchmarks = self._check_benchmarks(val_benchmarks)
+        self.val_hw = None if self.val.size in (0, [0], None) else _hw(self.val.size, "val.size")
+        self.val_benchmarks = self._check_benchmarks(self.val.benchmarks)
         self.train_ds: TrainStream | None = None
         self.val_ds: ValStream | None = None
         self._train_loader: TrainLoader | None = None
@@ -300,7 +351,7 @@ class VideoDepthDataModule(L.LightningDataModule):
             if name in (None, "", "none"):
                 out[stream] = None
             elif name not in BENCHMARKS:
-                raise ValueError(f"val_benchmarks.{stream}: {name!r} is not a registered benchmark "
+                raise ValueError(f"val.benchmarks.{stream}: {name!r} is not a registered benchmark "
                                  f"({', '.join(BENCHMARKS)}, or none)")
             else:
                 out[stream] = name
@@ -310,7 +361,7 @@ class VideoDepthDataModule(L.LightningDataModule):
     def _synthetic_kw(self) -> dict:
         syn, hp = self.synthetic, self.hp
         return dict(out_dir=syn.dir, n_train_clips=syn.train_clips, n_val_clips=syn.val_clips,
-                    clip_len=max(hp.clip_len, hp.val_clip_len), height=syn.height, width=syn.width, seed=hp.seed,
+                    clip_len=max(hp.clip_len, self.val.clip_len), height=syn.height, width=syn.width, seed=hp.seed,
                     n_image_samples=syn.images)
 
     def prepare_data(self) -> None:
@@ -334,13 +385,14 @@ class VideoDepthDataModule(L.LightningDataModule):
                 raise ValueError("train_shards is empty (set train_shards, or a synthetic: section)")
             sources = [expand_shards(s, "train_shards") for s in ([spec] if isinstance(spec, str) else spec)]
             image_urls = expand_shards(self._spec("image_shards"), "image_shards")
-            if hp.image_batch_size and not image_urls:
-                log.warning("image_batch_size=%d but no image_shards: training steps carry no images",
-                            hp.image_batch_size)
+            images = self.images
+            if images.batch_size and not image_urls:
+                log.warning("images.batch_size=%d but no image_shards: training steps carry no images",
+                            images.batch_size)
             self.train_ds = TrainStream(sources, hp.train_weights, image_urls, hp.clip_len, hp.batch_size,
-                                        hp.image_batch_size, self.augment, self.crop_hw, hp.min_depth,
-                                        hp.max_depth, hp.shuffle_buffer, hp.image_shuffle_buffer, hp.seed,
-                                        max(1, hp.num_workers), hp.image_need_target,
+                                        images.batch_size, self.augment, self.crop_hw, hp.min_depth,
+                                        hp.max_depth, hp.shuffle_buffer, images.shuffle_buffer, hp.seed,
+                                        max(1, hp.num_workers), images.need_target,
                                         hp.max_frame_side, hp.augment_on)
             n = count_samples([u for s in sources for u in s])
             log.info("train: %d video source(s), %s clips indexed, %d image shards; %d steps/epoch/rank",
@@ -349,8 +401,9 @@ class VideoDepthDataModule(L.LightningDataModule):
             spec = self._spec("val_shards")
             if spec:
                 urls = expand_shards(spec, "val_shards")
-                self.val_ds = ValStream(urls, hp.val_clip_len, self.val_hw, hp.val_batch_size, hp.min_depth,
-                                        hp.max_depth, max(1, hp.val_num_workers), self.val_benchmarks,
+                val = self.val
+                self.val_ds = ValStream(urls, val.clip_len, self.val_hw, val.batch_size, hp.min_depth,
+                                        hp.max_depth, max(1, val.num_workers), self.val_benchmarks,
                                         hp.max_frame_side)
 
     # -- loaders ------------------------------------------------------------------------------------------------
@@ -364,9 +417,10 @@ class VideoDepthDataModule(L.LightningDataModule):
         return rank_world(from_environment=True)
 
     def _loader_kw(self, workers: int) -> dict:
-        kw = dict(batch_size=None, num_workers=workers, pin_memory=self.hp.pin_memory and torch.cuda.is_available())
+        loader = self.loader
+        kw = dict(batch_size=None, num_workers=workers, pin_memory=loader.pin_memory and torch.cuda.is_available())
         if workers > 0:
-            kw.update(prefetch_factor=self.hp.prefetch_factor, persistent_workers=self.hp.persistent_workers)
+            kw.update(prefetch_factor=loader.prefetch_factor, persistent_workers=loader.persistent_workers)
         return kw
 
     def train_dataloader(self):
@@ -384,7 +438,7 @@ class VideoDepthDataModule(L.LightningDataModule):
         if self.val_ds is None:
             return []
         self.val_ds.set_distributed(*self._rank_world())
-        return torch.utils.data.DataLoader(self.val_ds, **self._loader_kw(self.hp.val_num_workers))
+        return torch.utils.data.DataLoader(self.val_ds, **self._loader_kw(self.val.num_workers))
 
     # -- exact resume -------------------------------------------------------------------------------------------
     def on_before_batch_transfer(self, batch, dataloader_idx: int):

@@ -139,7 +139,7 @@ def _check_root(root: Path) -> None:
 
 def stream_benchmark(dataset: str, declared: dict[str, str | None] | None = None) -> str | None:
     """The registered benchmark that scores a validation stream of `dataset` during training: the one the config
-    declares for it (`data.init_args.val_benchmarks`; None there means the config's default settings), else the
+    declares for it (`data.init_args.val.benchmarks`; None there means the config's default settings), else the
     benchmark of that very name (`kitti`, `bonn_500`, ...), else None (the config's default settings)."""
     if declared and dataset in declared:
         return declared[dataset]

@@ -16,11 +16,14 @@ A fresh run refuses a folder that already holds a run (a checkpoint or results):
 wrote (Ctrl-C during the first validation: `config.yaml`, logger files) holds nothing to resume: a fresh run may
 start there again.
 
+The `model:` section is a task (`training/tasks/`): `class_path: vda_lightning.training.MetricDepthTask` for metric
+depth, `RelativeDepthTask` (the paper's recipe) when a recipe names none; its other keys are that task's arguments.
+
 The config is checked completely before any model, data or trainer is built: unknown keys, wrong types, renamed
-keys, paths that do not exist (shards, init checkpoint, teacher, ckpt_path) and the run folder; each problem is
-one line on stderr and exit code 2. Top-level keys besides the LightningCLI ones: `ckpt_path`,
-`validate_before_fit` (a validation pass before training, so that the final table shows before vs after) and
-`results_file` (JSON of that table; default `<run folder>/final_validation.json`).
+keys (`model.metric` is the task now), paths that do not exist (shards, init checkpoint, teacher, ckpt_path) and
+the run folder; each problem is one line on stderr and exit code 2. Top-level keys besides the LightningCLI ones:
+`ckpt_path`, `validate_before_fit` (a validation pass before training, so that the final table shows before vs
+after) and `results_file` (JSON of that table; default `<run folder>/final_validation.json`).
 """
 from __future__ import annotations
 
@@ -42,9 +45,9 @@ from .checkpoint_io import (
     ResumeError,
     resolve_resume_path,
 )
-from .module import VideoDepthModule
 from .results import format_results_table, write_results
 from .signals import SaveOnSignal, SignalExit, interrupted_by_ctrl_c
+from .tasks import DepthTask
 
 PROG = "vda-fit"
 
@@ -61,16 +64,25 @@ def _loggers(spec) -> list:
     return list(spec) if isinstance(spec, list | tuple) else [spec]
 
 
+class VDAArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser, its report on a class_path section (model, data) cut to the line naming the key."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        return super().error(config_checks.one_line_parse_error(message), ex)
+
+
 class VDACLI(LightningCLI):
     """vda-fit's LightningCLI. `trains=False` (vda validate): the same checks and run folder, but no fresh-run
     refusal and no default `results_file` (a validation must not replace the training run's final table)."""
 
     def __init__(self, *args, prog: str = PROG, trains: bool = True, **kwargs):
         self.prog, self.trains = prog, trains  # set before LightningCLI parses (its __init__ does)
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, parser_class=VDAArgumentParser, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # A recipe without model.class_path trains the relative task; its model: keys are that task's arguments.
+        parser.set_defaults({"model": {"class_path": config_checks.DEFAULT_TASK}})
         # No version counter: a re-run into the same folder replaces last.ckpt rather than writing last-v1.ckpt,
         # which resume (`--ckpt_path last`, SLURM requeue) would never pick up.
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000,
@@ -87,7 +99,7 @@ class VDACLI(LightningCLI):
         argv = sys.argv[1:] if args is None else args
         if isinstance(argv, list | tuple):
             argv = [str(a) for a in argv]
-            problem = config_checks.renamed_key_problem(argv)
+            problem = config_checks.renamed_key_problem(argv) or config_checks.model_task_problem(argv)
             if problem:
                 fail(problem, prog=self.prog)
             # omegaconf resolves `${trainer.default_root_dir}` inside each config file, before a later run folder
@@ -169,8 +181,9 @@ def _has_val(datamodule: LightningDataModule) -> bool:
 def build(args: list[str] | None = None) -> VDACLI:
     """Parse and check the config, then build model, data and trainer (nothing runs yet)."""
     return VDACLI(
-        VideoDepthModule,
+        DepthTask,
         LightningDataModule,
+        subclass_mode_model=True,
         subclass_mode_data=True,
         run=False,
         save_config_callback=SaveRunConfig,
@@ -263,7 +276,7 @@ def validate_main(args: list[str] | None = None) -> int:
     from ..cli import errors
 
     prog = os.path.basename(sys.argv[0]) if args is None else "vda validate"
-    cli = VDACLI(VideoDepthModule, LightningDataModule, subclass_mode_data=True, run=False,
+    cli = VDACLI(DepthTask, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, run=False,
                  save_config_callback=None,  # validating must not rewrite the training run's config.yaml
                  parser_kwargs={"parser_mode": "omegaconf"}, auto_configure_optimizers=False, args=args,
                  prog=prog, trains=False)

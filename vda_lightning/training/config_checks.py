@@ -1,7 +1,9 @@
 """What `vda-fit` checks before any model, data or trainer is built, each problem as one line naming the key.
 
-- renamed DataModule keys (the flat `synthetic_*` and augmentation options became the `synthetic:` and
-  `augment:` sections): the old key is named with its new place;
+- renamed DataModule keys (the flat `synthetic_*`, augmentation, `image_*`, `val_*` and loader options became
+  the `synthetic:`, `augment:`, `images:`, `val:` and `loader:` sections): the old key is named with its new place;
+- the model's task: `model.metric` became the task (`model.class_path`, `training/tasks/`), and a key of one task
+  given to the other is named with the task that takes it (`model_task_problem`);
 - paths that do not exist (shards, init checkpoint, teacher checkpoint, `ckpt_path`), placeholders said so;
 - the run folder: a fresh run never writes into a folder that already holds a run (`existing_run`), and a checkpoint
   folder written as `${trainer.default_root_dir}/...` follows the final run folder
@@ -10,14 +12,17 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import yaml
 
 from ..cluster.resume import existing_run
 
-__all__ = ["existing_run", "renamed_key_problem", "path_problems", "launcher_rank", "is_requeued_restart",
-           "checkpoint_dirpath_for_final_root"]
+__all__ = ["existing_run", "renamed_key_problem", "model_task_problem", "path_problems", "launcher_rank",
+           "is_requeued_restart", "checkpoint_dirpath_for_final_root"]
+DEFAULT_TASK = "vda_lightning.training.RelativeDepthTask"
+METRIC_TASK = "vda_lightning.training.MetricDepthTask"
 ROOT_REFERENCE = "${trainer.default_root_dir}"
 PLACEHOLDER = "/path/to/"
 RENAMED_DATA_KEYS = {
@@ -28,6 +33,11 @@ RENAMED_DATA_KEYS = {
     "ratio_min": "augment.ratio (as [min, max])", "ratio_max": "augment.ratio (as [min, max])",
     "hflip": "augment.hflip", "brightness": "augment.brightness", "contrast": "augment.contrast",
     "saturation": "augment.saturation", "hue": "augment.hue",
+    "image_batch_size": "images.batch_size", "image_shuffle_buffer": "images.shuffle_buffer",
+    "image_need_target": "images.need_target", "val_size": "val.size", "val_clip_len": "val.clip_len",
+    "val_batch_size": "val.batch_size", "val_num_workers": "val.num_workers", "val_benchmarks": "val.benchmarks",
+    "pin_memory": "loader.pin_memory", "prefetch_factor": "loader.prefetch_factor",
+    "persistent_workers": "loader.persistent_workers",
 }
 SHARD_KEYS = ("train_shards", "val_shards", "image_shards")
 
@@ -39,7 +49,7 @@ class ConfigProblem(ValueError):
 def _renamed(key: str, value, where: str) -> str | None:
     if key in RENAMED_DATA_KEYS:
         return (f"data.init_args.{key}{where} is now data.init_args.{RENAMED_DATA_KEYS[key]} "
-                "(see the augment:/synthetic: sections in data/README.md)")
+                "(the DataModule's sections: data/README.md §2)")
     if key == "synthetic" and (isinstance(value, bool) or str(value).lower() in ("true", "false")):
         if str(value).lower() == "true":
             return (f"data.init_args.synthetic: true{where} is now a section: synthetic: {{dir: ..., train_clips: "
@@ -68,6 +78,18 @@ def _option_value(args: list[str], i: int, name: str) -> tuple[bool, str | None]
     return False, None
 
 
+def _config_doc(args: list[str], i: int) -> tuple[str | None, object]:
+    """(the file args[i] names when it is a `--config` option, else None; its YAML document, None when unreadable:
+    the parser reports unreadable files itself)."""
+    is_config, path = _option_value(args, i, "--config")
+    if not (is_config and path):
+        return None, None
+    try:
+        return path, yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return path, None
+
+
 def _yaml_get(doc, section: str, key: str):
     """(found, value) of doc[section][key] in a config file's YAML."""
     part = doc.get(section) if isinstance(doc, dict) else None
@@ -84,12 +106,8 @@ def checkpoint_dirpath_for_final_root(args: list[str]) -> str | None:
     """
     root = dirpath = None
     for i in range(len(args)):
-        is_config, path = _option_value(args, i, "--config")
-        if is_config and path:
-            try:
-                doc = yaml.safe_load(Path(path).read_text())
-            except (OSError, UnicodeDecodeError, yaml.YAMLError):
-                continue  # the parser reports unreadable files itself
+        path, doc = _config_doc(args, i)
+        if path:
             found, value = _yaml_get(doc, "trainer", "default_root_dir")
             root = value if found else root
             found, value = _yaml_get(doc, "checkpoint", "dirpath")
@@ -132,6 +150,98 @@ def renamed_key_problem(args: list[str]) -> str | None:
     return None
 
 
+def _model_settings(args: list[str]) -> tuple[str | None, list[tuple[str, object, str, bool]]]:
+    """(the last `model.class_path` set, [(model key, value, where, written beside a class_path)]) from config
+    files and `--model*` options in command-line order; keys under `init_args:` count as the task's keys."""
+    class_path, keys = None, []
+    for i, arg in enumerate(args):
+        path, doc = _config_doc(args, i)
+        if path:
+            model = doc.get("model") if isinstance(doc, dict) else None
+            if isinstance(model, str):
+                class_path = model
+            elif isinstance(model, dict):
+                class_path = model.get("class_path", class_path)
+                init = model.get("init_args")
+                for key, value in [*model.items(), *(init.items() if isinstance(init, dict) else ())]:
+                    if key not in ("class_path", "init_args", "dict_kwargs"):
+                        keys.append((str(key), value, f" (in {path})", "class_path" in model and key in model))
+            continue
+        is_model, value = _option_value(args, i, "--model")
+        if is_model:
+            class_path = value
+        elif arg.startswith("--model."):
+            name, eq, value = arg[len("--model."):].partition("=")
+            value = value if eq else (args[i + 1] if i + 1 < len(args) else None)
+            name = name.removeprefix("init_args.")
+            if name == "class_path":
+                class_path = value
+            else:
+                keys.append((name, value, " (on the command line)", False))
+    return class_path, keys
+
+
+def _task_arguments() -> tuple[set[str], set[str]]:
+    """(arguments only the relative task takes, arguments only the metric task takes)."""
+    import inspect
+
+    from .tasks import MetricDepthTask, RelativeDepthTask
+
+    def own(task) -> set[str]:
+        return set(inspect.signature(task.__init__).parameters) - {"self", "kwargs"}
+
+    return own(RelativeDepthTask) - own(MetricDepthTask), own(MetricDepthTask) - own(RelativeDepthTask)
+
+
+def model_task_problem(args: list[str]) -> str | None:
+    """The first model key that names the old `metric` switch or belongs to the other task, as one line naming
+    where it goes now. Recipes of a task of one's own (another class_path) are left to the parser."""
+    class_path, keys = _model_settings(args)
+    for key, value, where, beside_class_path in keys:
+        if beside_class_path:  # jsonargparse would take it for an argument of the default task
+            return f"model.{key}{where} is written beside class_path: the task's arguments go under init_args:"
+        if key != "metric":
+            continue
+        if str(value).lower() == "true":
+            return f"model.metric: true{where} is now model.class_path: {METRIC_TASK} (docs/metric.md)"
+        return (f"model.metric: {value}{where} is now the task: leave it out for {DEFAULT_TASK} (the default), "
+                f"or set model.class_path: {METRIC_TASK}")
+    task = class_path.rsplit(".", 1)[-1] if isinstance(class_path, str) else "RelativeDepthTask"
+    if task not in ("RelativeDepthTask", "MetricDepthTask"):
+        return None
+    relative_only, metric_only = _task_arguments()
+    for key, _, where, _ in keys:
+        if task == "RelativeDepthTask" and key in metric_only:
+            return f"model.{key}{where} is an argument of the metric task: set model.class_path: {METRIC_TASK}"
+        if task == "MetricDepthTask" and key in relative_only:
+            return (f"model.{key}{where} is an argument of the relative task ({DEFAULT_TASK}), not of "
+                    f"model.class_path: {class_path}")
+    return None
+
+
+def one_line_parse_error(message: str) -> str:
+    """jsonargparse's report on a `model:` or `data:` section (a class chosen by class_path: "Does not validate
+    against any of the Union subtypes ... Problem with given class_path 'X': Parser key "lr": Expected ...") as the
+    one line that matters: `model.lr: Expected ... (X)`; any other message as it is."""
+    lines = [line.strip() for line in message.splitlines()]
+    section = re.fullmatch(r'Parser key "(\w+)":', lines[0]) if lines else None
+    if section is None:
+        return message
+    for i, line in enumerate(lines):
+        problem = re.fullmatch(r"- Problem with given class_path '(.+)':", line)
+        if problem is None or i + 1 >= len(lines):
+            continue
+        where, detail = problem.group(1), lines[i + 1]
+        key = re.fullmatch(r'Parser key "(.+)":', detail)
+        if key and i + 2 < len(lines):
+            return f"{section.group(1)}.{key.group(1)}: {lines[i + 2]} ({where})"
+        unknown = re.fullmatch(r"(?:Option|Key) '(.+)' is not (?:accepted|expected)", detail)
+        if unknown:
+            return f"{section.group(1)}.{unknown.group(1)}: not an argument of {where}"
+        return f"{section.group(1)}: {detail} ({where})"
+    return message
+
+
 def _get(ns, dotted: str):
     for part in dotted.split("."):
         if ns is None:
@@ -169,10 +279,10 @@ def path_problems(config, training: bool = True) -> list[str]:
                     problems.append(f"{e}{hint}")
         if training and not _get(init, "train_shards") and _get(init, "synthetic") is None:
             problems.append("data.init_args.train_shards is empty (give shards, or a synthetic: section)")
-    for key in ("model.init_checkpoint", "model.teacher_checkpoint"):
-        path = _get(config, key)
+    for key in ("init_checkpoint", "teacher_checkpoint"):  # the task's arguments (model.init_args: a class_path)
+        path = _get(config, f"model.init_args.{key}") or _get(config, f"model.{key}")
         if path and not os.path.isfile(str(path)):
-            problems.append(_missing_path(key, path))
+            problems.append(_missing_path(f"model.{key}", path))
     ckpt = _get(config, "ckpt_path")
     if ckpt and ckpt not in ("last", "best", "hpc", "registry") and not os.path.isfile(str(ckpt)) \
             and "://" not in str(ckpt):

@@ -6,7 +6,7 @@ logs `val/<dataset>/<metric>`.
 
 Which settings score a dataset (`io.benchmarks.stream_benchmark`): a stream named after a registered
 benchmark (`kitti`, `bonn`, `scannet`, `nyuv2`, `sintel`, their `_500` variants), or mapped to one by the
-DataModule's `val_benchmarks`, is scored exactly as `vda-eval` scores that benchmark — same registry entry (depth
+DataModule's `val.benchmarks`, is scored exactly as `vda-eval` scores that benchmark — same registry entry (depth
 cap, GT crop, frame range), same long-video inference (the module's `benchmark_inference`), same per-frame
 arrays (`evaluation.sequences.protocol_frame`), same per-sequence functions, ScanNet's TAE setting — so the
 numbers equal `vda-eval`'s for the same model and sequences. Any other dataset gets the default settings: the
@@ -14,7 +14,7 @@ module's `val_max_depth` cap, the clip as the DataModule delivers it, TAE when i
 
 Alignment: the evaluator's `alignment` (`evaluation.functional.align_to_ground_truth`) for every dataset — the
 published relative protocol ("scale_shift") for a relative model, "none" (metres as predicted) for a metric one;
-the module chooses (`VideoDepthModule.val_alignment`).
+the task chooses (`val_alignment`, training/tasks/).
 
 A sequence that cannot be scored (no valid ground-truth pixel, non-finite prediction) is skipped, counted per
 dataset and reason, logged (`val/<dataset>/skipped_<reason>`) and named in a warning; the epoch goes on.
