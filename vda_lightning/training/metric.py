@@ -1,4 +1,4 @@
-"""Metric fine-tuning parts of `VideoDepthModule` (metric mode): targets, the canonical camera, parameter groups.
+"""Metric fine-tuning parts of `MetricDepthTask` (training/tasks/metric.py): targets, canonical camera, param groups.
 
 The recipe follows Depth Anything V2's metric fine-tuning (published `metric_depth/train.py`): the SiLog loss on
 metric depth over valid pixels in [min_depth, max_depth], AdamW, and — when the encoder is trained too — the
