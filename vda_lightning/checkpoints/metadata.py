@@ -53,7 +53,7 @@ class ModelConfigDict(TypedDict):
 
 
 class EncoderSource(TypedDict):
-    """Where a checkpoint that does not embed its frozen encoder reads it from (training/module.py)."""
+    """Where a checkpoint that does not embed its frozen encoder reads it from (training/tasks/base.py)."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     path: Annotated[str, Field(min_length=1, max_length=4096)]
@@ -61,7 +61,7 @@ class EncoderSource(TypedDict):
 
 
 class LightningInfo(TypedDict, total=False):
-    """`checkpoint["vda"]` of a `vda fit` checkpoint (training/module.py `on_save_checkpoint`)."""
+    """`checkpoint["vda"]` of a `vda fit` checkpoint (training/tasks/base.py `on_save_checkpoint`)."""
 
     config: ModelConfigDict
     encoder_source: EncoderSource | None
@@ -134,7 +134,7 @@ Count = Annotated[int, Field(ge=0, le=1 << 62)]
 
 
 class TrainingCounters(TypedDict, total=False):
-    """`checkpoint["vda_counters"]`: what a run skipped so far (training/module.py `on_save_checkpoint`)."""
+    """`checkpoint["vda_counters"]`: what a run skipped so far (training/tasks/base.py `on_save_checkpoint`)."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     skipped_nonfinite_loss: Count
