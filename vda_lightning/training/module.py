@@ -7,17 +7,13 @@ task (`vda fit --ckpt_path`, `load_model`): the state dict and `checkpoint["vda"
 """
 from __future__ import annotations
 
-import inspect
 import warnings
 
+from .config_checks import _task_arguments
 from .tasks import DepthTask, MetricDepthTask, RelativeDepthTask, warmup_cosine
 from .tasks.base import ENCODER_PREFIX
 
 __all__ = ["ENCODER_PREFIX", "VideoDepthModule", "warmup_cosine"]
-
-
-def _own_arguments(task: type[DepthTask]) -> set[str]:
-    return set(inspect.signature(task.__init__).parameters) - {"self", "kwargs"}
 
 
 def VideoDepthModule(metric: bool | None = None, **kwargs) -> DepthTask:  # noqa: N802 (the old class name)
@@ -31,7 +27,7 @@ def VideoDepthModule(metric: bool | None = None, **kwargs) -> DepthTask:  # noqa
                                  dav2_max_depth=kwargs.get("init_dav2_max_depth")).config.metric)
     if metric:
         return MetricDepthTask(**kwargs)
-    metric_only = sorted((_own_arguments(MetricDepthTask) - _own_arguments(RelativeDepthTask)) & set(kwargs))
+    metric_only = sorted(_task_arguments()[1] & set(kwargs))
     if metric_only:
         raise ValueError(f"{metric_only[0]} needs a metric model (metric=True, or MetricDepthTask)")
     return RelativeDepthTask(**kwargs)
