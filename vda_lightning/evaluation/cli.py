@@ -43,7 +43,7 @@ from ..io import rank_world
 from ..io.benchmarks import BENCHMARKS, BenchmarkError
 from ..trust import display
 from .alignment import ALIGNMENTS, PREDICTION_KINDS
-from .report import load_results, markdown_table, skipped_frames_note, write_results
+from .report import extras_table, load_results, markdown_table, skipped_frames_note, write_results
 
 log = logging.getLogger("vda_lightning.evaluation")
 PROG = "vda-eval"
@@ -69,6 +69,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         "a checkpoint: what the model predicts)")
     add_device(p, help="inference device for one process (auto: cuda when a GPU is visible, else cpu)")
     p.add_argument("--tae", action="store_true", help="also compute ScanNet TAE (needs K/pose in the JSON)")
+    p.add_argument("--metrics", default="", metavar="+NAME[,+NAME]",
+                   help="optional metrics added to the published ones: +boundary_f1 (Depth Pro's scale-invariant "
+                        "boundary F1), +drift (frame- vs sequence-aligned AbsRel, AbsRel of the first/last quarter)")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="also write an HTML report (tables, charts, example frames) with PNG charts into DIR")
     p.add_argument("--save-predictions", type=Path, help="write (and resume from) per-frame .npy predictions")
     p.add_argument("--output", type=Path, default=Path("results.json"), help="results JSON (+ .csv, .md beside it)")
     p.add_argument("--devices", type=positive_int, default=1, help="processes, each scoring whole sequences")
@@ -137,7 +142,8 @@ def run(args) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     source, kind = _source(args)
     results = evaluate(args.benchmark_root, args.benchmark_list, source, tae=args.tae,
-                       progress=not args.no_progress, alignment=args.alignment, prediction_kind=kind)
+                       progress=not args.no_progress, alignment=args.alignment, prediction_kind=kind,
+                       metrics=args.metric_names)
     rank, world = rank_world()
     results["meta"] = {"label": _label(args), "benchmark_root": str(args.benchmark_root), "processes": world,
                        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
@@ -146,7 +152,7 @@ def run(args) -> dict:
                        "alignment": results["alignment"], "prediction_kind": results["prediction_kind"]}
     if rank == 0:
         label = _label(args)
-        print(markdown_table({label: results}), end="")
+        print(markdown_table({label: results}) + extras_table({label: results}), end="")
         note = skipped_frames_note(results)
         if note:
             print(note)
@@ -160,12 +166,31 @@ def run(args) -> dict:
                              markdown=args.output.with_suffix(".md").read_text())
             if run_dir is not None:
                 print(f"wandb run: {run_dir}")
+        if args.report is not None:
+            from vda_lightning.dashboards.html_report import write_report
+
+            print(f"wrote {write_report(args.report, {label: results}, source)}")
     return results
+
+
+def _metric_names(text: str, parser) -> list[str]:
+    """`+boundary_f1,+drift` -> ["boundary_f1", "drift"] (a name without + means the same); unknown ones refused."""
+    names = [x.strip().lstrip("+") for x in text.split(",") if x.strip()]
+    if not names:
+        return []
+    from .metrics import EXTRA_METRICS
+
+    unknown = [n for n in names if n not in EXTRA_METRICS]
+    if unknown:
+        parser.error(f"unknown metric(s) {', '.join(unknown)} in --metrics; known: "
+                     f"{', '.join('+' + n for n in EXTRA_METRICS)}")
+    return list(dict.fromkeys(names))
 
 
 def _validate(args, parser) -> None:
     if args.compare:
         return
+    args.metric_names = _metric_names(args.metrics, parser)
     if not args.benchmark or args.benchmark_root is None:
         parser.error("--benchmark and --benchmark-root are required (or use --compare)")
     if args.checkpoint is None and args.predictions is None:
@@ -205,7 +230,12 @@ def compare_rows(paths: list[Path], labels: str | None = None) -> dict[str, dict
 
 def _main(args) -> int:
     if args.compare:
-        print(markdown_table(compare_rows(args.compare, args.labels)), end="")
+        rows = compare_rows(args.compare, args.labels)
+        print(markdown_table(rows) + extras_table(rows), end="")
+        if args.report is not None:
+            from vda_lightning.dashboards.html_report import write_report
+
+            print(f"wrote {write_report(args.report, rows)}")
         return errors.EXIT_OK
     from .distributed import init_from_environment, launch
 

@@ -130,3 +130,36 @@ class TAEMetric(Metric):
         if int(self.sequences) == 0:
             return torch.full((), float("nan"), dtype=torch.float64)
         return self.tae_sum / self.sequences.double()
+
+
+# ------------------------------------------------------------------- optional per-sequence metrics (--metrics)
+
+def _boundary_scores(pred: Tensor, gt_depth: Tensor, max_depth: float, alignment: str,
+                     prediction_kind: str | None) -> dict[str, float]:
+    """Depth Pro's scale-invariant boundary F1 of the protocol-aligned depth, pairs inside the valid GT."""
+    from .boundary import sequence_boundary_f1
+
+    depth, mask = align_to_ground_truth(pred, gt_depth, max_depth, None, alignment, prediction_kind)
+    return {"boundary_f1": sequence_boundary_f1(depth.cpu().numpy(), gt_depth.double().cpu().numpy(),
+                                                mask.cpu().numpy())}
+
+
+def _drift_scores(pred: Tensor, gt_depth: Tensor, max_depth: float, alignment: str,
+                  prediction_kind: str | None) -> dict[str, float]:
+    from .drift import sequence_drift
+
+    return sequence_drift(pred, gt_depth, max_depth, alignment, prediction_kind)
+
+
+# name (as `vda eval --metrics +name` says it) -> f(pred, gt_depth, max_depth, alignment, prediction_kind) ->
+# {result key: float} for one whole sequence; vda eval averages each key over sequences.
+EXTRA_METRICS = {"boundary_f1": _boundary_scores, "drift": _drift_scores}
+
+
+def extra_sequence_scores(names, pred: Tensor, gt_depth: Tensor, max_depth: float, alignment: str = "scale_shift",
+                          prediction_kind: str | None = None) -> dict[str, float]:
+    """The optional metrics `names` of one sequence, merged into one dict."""
+    scores: dict[str, float] = {}
+    for name in names:
+        scores.update(EXTRA_METRICS[name](pred, gt_depth, max_depth, alignment, prediction_kind))
+    return scores

@@ -73,6 +73,31 @@ def markdown_table(runs: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+EXTRA_TITLES = {"boundary_f1": "boundary F1↑", "abs_rel_sequence_aligned": "AbsRel seq-aligned↓",
+                "abs_rel_frame_aligned": "AbsRel frame-aligned↓", "abs_rel_first_quarter": "AbsRel first ¼↓",
+                "abs_rel_last_quarter": "AbsRel last ¼↓"}
+
+
+def extras_table(runs: dict[str, dict]) -> str:
+    """`vda eval --metrics` scores (boundary F1, drift), one row per run and benchmark; "" when no run has any.
+    Drift reads across a row: sequence- minus frame-aligned AbsRel is what inconsistency costs, first vs last
+    quarter whether it grows along the video (`evaluation/drift.py`)."""
+    keys: list[str] = []
+    for r in runs.values():
+        for d in r.get("depth", {}).values():
+            keys += [k for k in d.get("extra", {}) if k not in keys]
+    if not keys:
+        return ""
+    header = ["method", "benchmark"] + [EXTRA_TITLES.get(k, k) for k in keys]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, r in runs.items():
+        for bench, d in r.get("depth", {}).items():
+            extra = d.get("extra", {})
+            lines.append("| " + " | ".join([label, _title(bench)] + [f"{extra[k]:.3f}" if k in extra else "–"
+                                                                     for k in keys]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def skipped_frames_note(results: dict) -> str:
     notes = []
     for kind in ("depth", "tae"):
@@ -109,6 +134,9 @@ def write_results(results: dict, output: Path, label: str) -> list[Path]:
     """`output` (.json) plus `.csv` and `.md` beside it, each written atomically."""
     output = Path(output)
     md = f"# vda-eval: {label}\n\n" + markdown_table({label: results})
+    extras = extras_table({label: results})
+    if extras:
+        md += "\n" + extras
     note = skipped_frames_note(results)
     if note:
         md += "\n" + "\n".join(f"- {line}" for line in note.splitlines()) + "\n"

@@ -23,7 +23,7 @@ from ..io import gather_objects, rank_world
 from ..io.benchmarks import TAE_SETTINGS, BenchmarkSpec, TAESpec, get_benchmark, load_benchmark, load_tae_benchmark
 from .alignment import check_alignment, default_prediction_kind
 from .distributed import device_for_rank, shard_indices
-from .metrics import DepthMetrics, TAEMetric
+from .metrics import DepthMetrics, TAEMetric, extra_sequence_scores
 from .predictions import PredictionSource
 from .sequences import accuracy_arrays, tae_arrays, unit_warning
 
@@ -47,7 +47,8 @@ def _settings(spec, alignment: str, kind: str) -> dict:
 
 
 def evaluate_depth(root: Path, spec: BenchmarkSpec, source: PredictionSource, progress: bool = True,
-                   alignment: str = "scale_shift", prediction_kind: str | None = None) -> dict:
+                   alignment: str = "scale_shift", prediction_kind: str | None = None, metrics=()) -> dict:
+    """`metrics`: names of `metrics.EXTRA_METRICS` to add (their per-sequence scores and means under "extra")."""
     kind = prediction_kind or default_prediction_kind(alignment)
     sequences = load_benchmark(root, spec)
     rank, world = rank_world()
@@ -63,10 +64,13 @@ def evaluate_depth(root: Path, spec: BenchmarkSpec, source: PredictionSource, pr
             log.warning("%s", warning)
         metric.update(torch.from_numpy(arrays.pred).to(device), torch.from_numpy(arrays.gt).to(device))
         scores = metric.last[0]
-        local.append({"index": index, "scene": seq.name, "scores": scores, "missing": arrays.missing})
+        extra = extra_sequence_scores(metrics, torch.from_numpy(arrays.pred).to(device),
+                                      torch.from_numpy(arrays.gt).to(device), spec.max_depth, alignment, kind)
+        local.append({"index": index, "scene": seq.name, "scores": scores, "missing": arrays.missing, "extra": extra})
     totals = {k: float(v) for k, v in metric.compute().items()}
     _check_count(spec.name, metric, len(sequences))
     rows = _rows_in_order(local)
+    extra = _extra_results(rows) if metrics else {}
     return {
         "abs_relative_difference": totals["abs_rel"],
         "rmse_linear": totals["rmse"],
@@ -77,7 +81,15 @@ def evaluate_depth(root: Path, spec: BenchmarkSpec, source: PredictionSource, pr
         "sequences": len(rows),
         "missing_predictions": {r["scene"]: r["missing"] for r in rows if r["missing"]},
         "settings": _settings(spec, alignment, kind),
+        **extra,
     }
+
+
+def _extra_results(rows: list[dict]) -> dict:
+    """{"extra": {key: plain mean over sequences (as the published metrics)}, "extra_per_scene": {key: [...]}}."""
+    keys = list(rows[0]["extra"]) if rows else []
+    per_scene = {key: [r["extra"][key] for r in rows] for key in keys}
+    return {"extra": {key: sum(v) / len(v) for key, v in per_scene.items()}, "extra_per_scene": per_scene}
 
 
 def evaluate_tae(root: Path, spec: TAESpec, source: PredictionSource, progress: bool = True,
@@ -106,7 +118,8 @@ def evaluate_tae(root: Path, spec: TAESpec, source: PredictionSource, progress: 
 
 
 def evaluate(root: Path, benchmarks: list[str], source: PredictionSource, tae: bool = False,
-             progress: bool = True, alignment: str = "scale_shift", prediction_kind: str | None = None) -> dict:
+             progress: bool = True, alignment: str = "scale_shift", prediction_kind: str | None = None,
+             metrics=()) -> dict:
     """Every benchmark (and ScanNet TAE) under one `alignment`; `prediction_kind` None = the alignment's default
     (`functional.default_prediction_kind`)."""
     kind = prediction_kind or default_prediction_kind(alignment)
@@ -114,7 +127,7 @@ def evaluate(root: Path, benchmarks: list[str], source: PredictionSource, tae: b
     specs = [get_benchmark(name) for name in benchmarks]  # fail on a typo before any work
     results: dict = {"depth": {}}
     for spec in specs:
-        results["depth"][spec.name] = evaluate_depth(root, spec, source, progress, alignment, kind)
+        results["depth"][spec.name] = evaluate_depth(root, spec, source, progress, alignment, kind, metrics)
     if tae:
         results["tae"] = {name: evaluate_tae(root, spec, source, progress, alignment, kind)
                           for name, spec in TAE_SETTINGS.items()}
