@@ -25,6 +25,7 @@ from vda_lightning.trust import ReadError
 
 log = logging.getLogger(__name__)
 MAX_SIDE = 320  # each panel's longest side in the page
+MIN_SIDE = 160  # smaller crops are enlarged by a whole factor (nearest), so a tiny benchmark stays readable
 
 
 def _saved_source(results: dict):
@@ -43,7 +44,7 @@ def sequence_panels(sequence, spec, source, alignment: str, kind: str, count: in
     gt_disp = np.where(mask, 1.0 / np.where(mask, arrays.gt, 1.0), np.nan)
     lo, hi = np.nanpercentile(gt_disp, [2, 98]) if mask.any() else (float(aligned.min()), float(aligned.max()))
     rgb = read_rgb_frames(sequence)[arrays.frames][(slice(None), *spec.crop_slices())]
-    hw = fit_size(*arrays.gt.shape[1:], MAX_SIDE)
+    hw = fit_size(*arrays.gt.shape[1:], MAX_SIDE, MIN_SIDE)
     rows = []
     for t in sorted({int(round(x)) for x in np.linspace(0, len(arrays.frames) - 1, count)}):
         image = resize(rgb[t], arrays.gt.shape[1:])  # the crop of a GT that is not the image's size
