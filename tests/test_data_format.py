@@ -30,7 +30,7 @@ def make_record(T=3, H=10, W=12, seed=0, **kw) -> ClipRecord:
                       depth=depth, mask=mask, K=K, poses=poses, **kw)
 
 
-@pytest.mark.parametrize("encoding,tol", [("png16", None), ("f16", 1e-2), ("f32", 0.0)])
+@pytest.mark.parametrize("encoding,tol", [("png16", None), ("f16", 1e-2), ("f32", 0.0), ("f16lz4", 1e-2)])
 def test_round_trip_keeps_everything(encoding, tol):
     rec = make_record()
     members = encode_record(rec, depth_encoding=encoding)

@@ -39,7 +39,7 @@ from typing_extensions import TypedDict
 from .. import trust
 from ..io import gather_objects, rank_world
 from ..io.benchmarks import BENCHMARKS
-from ..models.input_contract import DEFAULT_CONTRACT
+from ..models.input_contract import DEFAULT_CONTRACT, InputContract
 from .datasets import ReaderState, TrainStream, ValStream
 from .format import MAX_SIDE
 from .shards import count_samples, expand_shards
@@ -182,9 +182,10 @@ def resume_plan(state: dict, layout: StreamLayout, rank: int, epoch: int, what: 
     return saved_epoch, {"epoch": saved_epoch, "consumed": consumed, "readers": dict(mine["readers"])}
 
 
-def _hw(size: int | list[int], name: str = "crop_size") -> tuple[int, int]:
+def _hw(size: int | list[int], name: str = "crop_size", patch_size: int = DEFAULT_CONTRACT.patch_size
+        ) -> tuple[int, int]:
     hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[-1]))
-    return DEFAULT_CONTRACT.check_size(hw, f"data: {name}")
+    return InputContract(patch_size=int(patch_size)).check_size(hw, f"data: {name}")
 
 
 def check_counts(**values: tuple[int, int]) -> None:
@@ -280,7 +281,8 @@ class VideoDepthDataModule(L.LightningDataModule):
     """Training: `epoch_length` steps per rank of {"video": B clips, "image": images.batch_size images}.
 
     Args: the shards (flat: data/README.md §1 patterns; `train_weights` mixes the `train_shards` sources); the
-    training stream — clip_len frames per clip, crop_size output size (int or [h, w], multiples of 14),
+    training stream — clip_len frames per clip, crop_size output size (int or [h, w], multiples of patch_size: the
+    model's patch, 14, or 16 for a DINOv3 backbone),
     batch_size clips per step, epoch_length steps per epoch, num_workers loader workers (readers), shuffle_buffer,
     seed; what a sample may hold — min_depth/max_depth mask metric depth outside them at read time (max_depth 0:
     no limit), max_frame_side: samples whose json claims a larger height or width are skipped as `bad_metadata`
@@ -313,6 +315,7 @@ class VideoDepthDataModule(L.LightningDataModule):
         val: ValConfig | None = None,
         loader: LoaderConfig | None = None,
         synthetic: SyntheticConfig | None = None,
+        patch_size: int = DEFAULT_CONTRACT.patch_size,
     ):
         super().__init__()
         self.augment = augment if augment is not None else AugmentConfig()
@@ -334,9 +337,9 @@ class VideoDepthDataModule(L.LightningDataModule):
         if augment_on not in ("cpu", "device"):
             raise ValueError(f"data: augment_on must be 'cpu' or 'device', got {augment_on!r}")
         self.epoch_length = int(epoch_length)
-        self.crop_hw = _hw(crop_size)
+        self.crop_hw = _hw(crop_size, "crop_size", patch_size)
         self.device_augmentation = None  # built on the first device-augmented batch
-        self.val_hw = None if self.val.size in (0, [0], None) else _hw(self.val.size, "val.size")
+        self.val_hw = None if self.val.size in (0, [0], None) else _hw(self.val.size, "val.size", patch_size)
         self.val_benchmarks = self._check_benchmarks(self.val.benchmarks)
         self.train_ds: TrainStream | None = None
         self.val_ds: ValStream | None = None
@@ -450,7 +453,8 @@ class VideoDepthDataModule(L.LightningDataModule):
         return batch
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """`augment_on: device`: augment the training step's clips and images where they now are."""
+        """`augment_on: device`: decode the JPEG frames the workers left as bytes and augment the training step's
+        clips and images, where they now are."""
         if self.hp.augment_on != "device" or not isinstance(batch, dict):
             return batch
         for part in ("video", "image"):
@@ -459,7 +463,10 @@ class VideoDepthDataModule(L.LightningDataModule):
                     from .device_augment import DeviceAugmentation
 
                     self.device_augmentation = DeviceAugmentation(self.crop_hw)
-                batch[part] = self.device_augmentation(batch[part])
+                from .device_decode import decode_deferred  # JPEG frames the workers left as bytes
+
+                part_batch = decode_deferred(batch[part], batch[part]["augment_params"].device)
+                batch[part] = self.device_augmentation(part_batch)
         return batch
 
     def _fingerprint(self) -> str:

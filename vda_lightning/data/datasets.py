@@ -72,7 +72,8 @@ def train_sample(raw: dict, clip_len: int, rng: np.random.Generator, aug: Augmen
     if T < clip_len:
         raise SampleError("too_short", f"{T} frames < clip_len {clip_len}")
     start = int(rng.integers(0, T - clip_len + 1))
-    rec = decode_members(raw, slice(start, start + clip_len), max_side=max_side)
+    # on_device: JPEG frames stay bytes, decoded with the augmentation on the accelerator (data/device_decode.py)
+    rec = decode_members(raw, slice(start, start + clip_len), max_side=max_side, defer_jpeg=on_device)
     s = to_tensors(rec, min_depth, max_depth)
     if need_target and not ("mask" in s and bool(s["mask"].any())):
         raise SampleError("no_valid_target", f"no valid {rec.depth_kind} pixel (max_depth {max_depth})")

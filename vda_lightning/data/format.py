@@ -5,6 +5,7 @@ A sample is one clip (T frames) or one image (T = 1). Members of sample KEY insi
   KEY.frameNNN.png    RGB frame NNN (or .jpg)
   KEY.depthNNN.png    16-bit depth/disparity of frame NNN, value = stored / depth_scale   (encoding "png16")
   KEY.depth.npy       (T, H, W) float16 or float32 array                                  (encoding "f16"/"f32")
+  KEY.depthNNN.f16.lz4 one LZ4 frame of frame NNN's raw float16 depth, row-major         (encoding "f16lz4")
   KEY.maskNNN.png     optional 8-bit validity mask (255 = valid)
 Decoding never trusts a member: the json is checked against `META_SCHEMA` (`check_meta`) and every image header
 against the json before anything is allocated or decoded; every failure raises `SampleError` with a reason from
@@ -21,11 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..trust import ReadError, image_size, npy_header, parse_json
+from ..trust.compressed import lz4_frame_exact
 
 # OpenCV is imported inside the functions that code images: `vda shard --help` reads this module's vocabulary.
 FORMAT_VERSION = 1
 DEPTH_KINDS = ("metric_depth", "relative_disparity", "pseudo_label", "none")
-DEPTH_ENCODINGS = ("png16", "f16", "f32")
+DEPTH_ENCODINGS = ("png16", "f16", "f32", "f16lz4")
+PER_FRAME_DEPTH = {"png16": "png", "f16lz4": "f16.lz4"}  # member suffix of the per-frame encodings
 FRAME_FORMATS = ("png", "jpg")
 SAMPLE_TYPES = ("clip", "image")
 # Why a streamed sample was skipped; the counters in `streams.SkipCounters` use exactly these names.
@@ -96,6 +99,10 @@ class ClipRecord:
     sample_type: str = "clip"
     extra: dict = field(default_factory=dict)  # free-form, stored under "extra" in the json
     key: str = ""
+    # JPEG frames left undecoded (`decode_members(defer_jpeg=True)`: decoded where the augmentation runs,
+    # data/device_decode.py); `frames` is then (T, 0, 0, 3) and the stored size is (height, width) of the json.
+    jpeg: list[bytes] | None = None
+    jpeg_hw: tuple[int, int] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -200,6 +207,13 @@ def _add_depth_members(members: dict[str, bytes], rec: ClipRecord, shape: tuple[
     if depth.shape != shape:
         raise ValueError(f"{rec.sequence}: depth shape {depth.shape} != frames {shape}")
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+    if depth_encoding == "f16lz4":  # per frame, so a worker inflates only its window's frames
+        import lz4.frame
+
+        half = depth.astype(np.float16)
+        for t in range(shape[0]):
+            members[f"depth{t:03d}.f16.lz4"] = lz4.frame.compress(half[t].tobytes())
+        return {"encoding": depth_encoding}
     if depth_encoding != "png16":
         members["depth.npy"] = _npy(depth.astype(np.float16 if depth_encoding == "f16" else np.float32))
         return {"encoding": depth_encoding}
@@ -321,7 +335,7 @@ def _check_camera(K, poses, num_frames: int) -> None:
             _matrix(pose, 4, 4, f"poses[{t}]")
 
 
-_NUMBERED = re.compile(r"^(frame|depth|mask)(\d{3,})\.(\w+)$")
+_NUMBERED = re.compile(r"^(frame|depth|mask)(\d{3,})\.([\w.]+)$")
 
 
 def check_members(meta: dict, members: dict) -> None:
@@ -331,11 +345,11 @@ def check_members(meta: dict, members: dict) -> None:
     kind = meta["depth"]["kind"]
     for t in range(T):
         _need(members, f"frame{t:03d}.{ext}")
-        if kind != "none" and enc == "png16":
-            _need(members, f"depth{t:03d}.png")
+        if kind != "none" and enc in PER_FRAME_DEPTH:
+            _need(members, f"depth{t:03d}.{PER_FRAME_DEPTH[enc]}")
         if meta["has_mask"]:
             _need(members, f"mask{t:03d}.png")
-    if kind != "none" and enc != "png16":
+    if kind != "none" and enc not in PER_FRAME_DEPTH:
         _need(members, "depth.npy")
     stored: dict[str, int] = {}
     for name in members:
@@ -385,7 +399,7 @@ def _decode_png(buf: bytes, flags: int, what: str, reason: str) -> np.ndarray:
 
 
 def decode_members(members: dict, frame_slice: slice = slice(None), depth_dtype=np.float32,
-                   max_side: int | None = MAX_SIDE) -> ClipRecord:
+                   max_side: int | None = MAX_SIDE, defer_jpeg: bool = False) -> ClipRecord:
     """Decode raw tar members into a ClipRecord (only the frames in `frame_slice`), validating everything.
 
     depth_dtype np.float64 gives `stored / scale` in float64: a png16 benchmark shard written at the benchmark's
@@ -394,6 +408,9 @@ def decode_members(members: dict, frame_slice: slice = slice(None), depth_dtype=
     Order: json schema and member list (`parse_meta`), the first frame's header against height/width
     (bad_metadata), then each decoded member's header against them (bad_shape) before it is decoded, so no
     buffer is ever sized from an unchecked number.
+
+    `defer_jpeg`: JPEG frames are header-checked but not decoded; the record carries their bytes (`jpeg`) for a
+    decoder on the accelerator (data/device_decode.py). PNG frames are decoded as always.
     """
     import cv2
 
@@ -402,10 +419,15 @@ def decode_members(members: dict, frame_slice: slice = slice(None), depth_dtype=
     ext = meta["frame_format"]
     ts = list(range(T))[frame_slice]
     _header_check(members[f"frame000.{ext}"], (H, W), "frame 0", "bad_metadata", "bad_image")
-    frames = np.empty((len(ts), H, W, 3), np.uint8)
+    defer = defer_jpeg and ext == "jpg"
+    frames = np.empty((len(ts), 0, 0, 3) if defer else (len(ts), H, W, 3), np.uint8)
+    jpeg = [] if defer else None
     for i, t in enumerate(ts):
         buf = members[f"frame{t:03d}.{ext}"]
         _header_check(buf, (H, W), f"frame {t}", "bad_shape", "bad_image")
+        if defer:
+            jpeg.append(bytes(buf))
+            continue
         img = _decode_png(buf, cv2.IMREAD_COLOR, f"frame {t}", "bad_image")
         if img.shape != (H, W, 3):
             raise SampleError("bad_shape", f"frame {t} is {img.shape}, json says {(H, W, 3)}")
@@ -429,7 +451,8 @@ def decode_members(members: dict, frame_slice: slice = slice(None), depth_dtype=
     return ClipRecord(frames=frames, dataset=meta["dataset"], sequence=meta["sequence"],
                       frame_indices=[meta["frame_indices"][t] for t in ts], depth=depth, mask=mask, K=K,
                       poses=poses, depth_kind=dmeta["kind"], depth_units=dmeta["units"],
-                      sample_type=meta["sample_type"], extra=meta["extra"])
+                      sample_type=meta["sample_type"], extra=meta["extra"], jpeg=jpeg,
+                      jpeg_hw=(H, W) if defer else None)
 
 
 def _npy_array(buf: bytes, want: tuple[int, ...]) -> np.ndarray:
@@ -468,8 +491,24 @@ def _decode_depth(members: dict, dmeta: dict, ts: list[int], T: int, H: int, W: 
                 raise SampleError("bad_shape", f"depth {t} is {d.dtype} {d.shape}, want uint16 {(H, W)}")
             depth[i] = d.astype(dtype) / scale
         return depth
+    if enc == "f16lz4":
+        return _decode_f16lz4(members, ts, H, W, dtype)
     arr = _npy_array(members["depth.npy"], (T, H, W))
     depth = arr[ts].astype(dtype)
+    if not np.isfinite(depth).all():
+        raise SampleError("nonfinite_depth", f"{int((~np.isfinite(depth)).sum())} NaN/Inf depth values")
+    return depth
+
+
+def _decode_f16lz4(members: dict, ts: list[int], H: int, W: int, dtype) -> np.ndarray:
+    """Each frame's LZ4 member inflated to exactly H*W float16 values (trust.compressed: no more is allocated)."""
+    depth = np.empty((len(ts), H, W), dtype)
+    for i, t in enumerate(ts):
+        try:
+            raw = lz4_frame_exact(members[f"depth{t:03d}.f16.lz4"], H * W * 2, f"depth {t}")
+        except ReadError as exn:
+            raise SampleError("bad_depth", str(exn)) from None
+        depth[i] = np.frombuffer(raw, np.float16).reshape(H, W)
     if not np.isfinite(depth).all():
         raise SampleError("nonfinite_depth", f"{int((~np.isfinite(depth)).sum())} NaN/Inf depth values")
     return depth

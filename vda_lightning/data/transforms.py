@@ -116,7 +116,10 @@ def to_tensors(rec: ClipRecord, min_depth: float, max_depth: float) -> dict:
     """Frames uint8 (T,3,H,W) (a channels-last view; `finish` makes them float), target disparity/depth/mask,
     K (zeros if unknown), poses (identity if unknown)."""
     T = rec.frames.shape[0]
-    out = {"frames": torch.from_numpy(rec.frames).permute(0, 3, 1, 2)}
+    if rec.jpeg is not None:  # left for the device to decode (data/device_decode.py): bytes, and the stored size
+        out = {"jpeg": rec.jpeg, "stored_hw": torch.tensor(rec.jpeg_hw, dtype=torch.int64)}
+    else:
+        out = {"frames": torch.from_numpy(rec.frames).permute(0, 3, 1, 2)}
     if rec.depth is not None and rec.depth_kind != "none":
         mask = None if rec.mask is None else torch.from_numpy(rec.mask)
         disp, depth, valid = depth_to_target(torch.from_numpy(rec.depth), mask, rec.depth_kind, min_depth,
@@ -212,7 +215,7 @@ def augment(s: dict, rng: np.random.Generator, cfg: AugmentConfig, out_hw: tuple
             on_device: bool = False) -> dict:
     """Draw one clip's parameters; apply them here (the CPU path) or only attach them (`on_device`: uint8 frames
     and targets stay as stored, `DeviceAugmentation` applies them after the copy to the accelerator)."""
-    H, W = s["frames"].shape[-2:]
+    H, W = s["frames"].shape[-2:] if "frames" in s else s["stored_hw"].tolist()
     params = draw_augmentation(rng, cfg, H, W, out_hw)
     if on_device:
         s["augment_params"] = params
@@ -221,13 +224,14 @@ def augment(s: dict, rng: np.random.Generator, cfg: AugmentConfig, out_hw: tuple
 
 
 BATCH_TENSORS = ("frames", "rgb", "disparity", "depth", "mask", "K", "poses", "has_pose", "frame_indices",
-                 "augment_params")
+                 "augment_params", "stored_hw")
 PADDED = ("frames", "disparity", "depth", "mask")  # (..., H, W): zero-padded where stored sizes differ
 
 
 def _pad_to(v: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return F.pad(v, (0, hw[1] - v.shape[-1], 0, hw[0] - v.shape[-2])) if tuple(v.shape[-2:]) != hw else v
-BATCH_STRINGS = ("dataset", "sequence", "depth_kind", "key", "shard", "benchmark")
+BATCH_STRINGS = ("dataset", "sequence", "depth_kind", "key", "shard", "benchmark",
+                 "jpeg")  # jpeg: each clip's list of JPEG bytes (bytes stay on the host through the transfer)
 
 
 def collate(samples: list[dict], keep_dtypes: bool = False) -> dict:
@@ -239,7 +243,8 @@ def collate(samples: list[dict], keep_dtypes: bool = False) -> dict:
     at the bottom and right to the largest: their drawn crop boxes lie inside their own stored size.
     """
     out = {}
-    sizes = {tuple(s["frames"].shape[-2:]) for s in samples if "frames" in s}
+    sizes = {tuple(s["frames"].shape[-2:]) if "frames" in s else tuple(s["stored_hw"].tolist())
+             for s in samples if "frames" in s or "stored_hw" in s}
     hw = (max(h for h, _ in sizes), max(w for _, w in sizes)) if len(sizes) > 1 else None
     for k in BATCH_TENSORS:
         if all(k in s for s in samples):
