@@ -6,12 +6,16 @@ Session-scoped and shared: treat them as read-only (copy a model with `copy.deep
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ENCODER = "vitt"  # ViT-Ti/14-sized: the real code paths at CPU-test cost
+# The kind probe's verdict cache (checkpoints/probe_cache.py) of this test session, not the user's (subprocesses
+# inherit it).
+os.environ["VDA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vda-test-cache-")
 
 
 def golden_path() -> Path:

@@ -285,7 +285,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 def parse_args(argv, prog: str = PROG) -> argparse.Namespace:
     parser = build_parser(prog)
     args = parser.parse_args(list(argv))  # --help exits here, before torch is imported
-    from ..models.speed import parse_levers
+    from ..models.levers import parse_levers
 
     try:
         args.encoders = comma_list(encoder_names(), "--encoder")(args.encoder)

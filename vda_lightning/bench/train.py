@@ -72,7 +72,7 @@ def run_train_bench(argv, prog: str = PROG) -> int:
 
     if not is_multiple_size([args.size]):
         parser.error(f"--size must be a positive multiple of {PATCH_SIZE} (the patch size); got {args.size}")
-    from ..models.speed import parse_levers
+    from ..models.levers import parse_levers
 
     try:
         args.lever_list = parse_levers(args.levers.replace("+", ","))

@@ -11,6 +11,7 @@ import torch.nn as nn
 from ..models import MODEL_CONFIGS, DepthAnythingV2, ModelConfig, get_config
 from ..models.depth_anything import IMAGE_HEAD
 from ..trust import display
+from .peek import METRIC_NAMES, RELATIVE_NAMES  # the published names; in peek.py, read before torch is imported
 from .read import CheckpointError, RawCheckpoint
 
 
@@ -28,9 +29,6 @@ def infer_encoder(sd: dict) -> str | None:
     return None
 
 
-# The published files' names (Video Depth Anything README, Depth Anything V2 README and metric_depth/README).
-METRIC_NAMES = ("metric_video_depth_anything_", "depth_anything_v2_metric_")
-RELATIVE_NAMES = ("video_depth_anything_", "depth_anything_v2_")
 DAV2_METRIC_MAX_DEPTH = {"hypersim": 20.0, "vkitti": 80.0}  # depth_anything_v2_metric_<dataset>_<enc>.pth
 
 

@@ -115,6 +115,22 @@ def probe_kind(model, device="cpu", scenes: list[dict] | None = None,
     return ProbeResult(decide(correlations, threshold), correlations)
 
 
+def _cached_probe(model, device, path) -> ProbeResult:
+    """`probe_kind`, or the verdict remembered for the file at `path` (the same bytes give the same verdict)."""
+    if path is None:
+        return probe_kind(model, device)
+    from . import probe_cache
+    from .read import file_sha256
+
+    sha = file_sha256(path)
+    cached = probe_cache.lookup(sha)
+    if cached is not None:
+        return ProbeResult(cached["metric"], list(cached["correlations"]))
+    result = probe_kind(model, device)
+    probe_cache.store(sha, result.metric, result.correlations)
+    return result
+
+
 def set_kind(model, metric: bool, source: str):
     """The model with `config.metric` set (configs are frozen dataclasses) and `kind_source` recorded."""
     if bool(model.config.metric) != bool(metric):
@@ -123,12 +139,13 @@ def set_kind(model, metric: bool, source: str):
     return model
 
 
-def resolve_kind(model, device="cpu", probe: bool = True) -> tuple[object, str]:
+def resolve_kind(model, device="cpu", probe: bool = True, path=None) -> tuple[object, str]:
     """(model, one line saying its kind and why). A model whose file said nothing (`kind_source` "none") is
-    probed; an inconclusive probe leaves it relative."""
+    probed; an inconclusive probe leaves it relative. With the checkpoint's `path`, the verdict is remembered by
+    the file's sha256 (`probe_cache.py`) and a file probed before is not probed again."""
     source = getattr(model, "kind_source", "none")
     if source == "none" and probe:
-        result = probe_kind(model, device)
+        result = _cached_probe(model, device, path)
         if result.metric is not None:
             set_kind(model, result.metric, "probe")
             return model, (f"{'metric depth' if result.metric else 'relative disparity'} model (from a probe: "

@@ -199,19 +199,26 @@ def load_model_kind(checkpoint, encoder: str | None, metric: bool | None, *, exp
     """
     from .. import load_model
     from ..checkpoints.kind import set_kind
-    from ..trust.paths import display
 
     model = load_model(checkpoint, encoder=encoder, metric=None, expect=expect)
     if metric is None:
         return model
     if bool(model.config.metric) != metric and getattr(model, "kind_source", "none") == "metadata":
-        says = "a metric depth" if model.config.metric else "a relative disparity"
-        flag = "--metric" if metric else "--relative"
-        raise CommandError(f"{display(checkpoint)}: its metadata says it is {says} model; {flag} cannot override "
-                           f"what the file records (it stands in only for a file that does not say): drop {flag}")
+        raise metadata_refusal(checkpoint, bool(model.config.metric), metric)
     if expect == "video":
         return set_kind(model, metric, "argument")
     return load_model(checkpoint, encoder=encoder, metric=metric, expect=expect)  # image files: the head differs
+
+
+def metadata_refusal(checkpoint, recorded: bool, metric: bool) -> CommandError:
+    """The error for `--metric`/`--relative` (`metric`) against the kind a file's metadata records (`recorded`);
+    also raised before the load, from the metadata alone (inference/preflight.py)."""
+    from ..trust.paths import display
+
+    says = "a metric depth" if recorded else "a relative disparity"
+    flag = "--metric" if metric else "--relative"
+    return CommandError(f"{display(checkpoint)}: its metadata says it is {says} model; {flag} cannot override "
+                        f"what the file records (it stands in only for a file that does not say): drop {flag}")
 
 
 def encoder_or_none(choice: str | None) -> str | None:

@@ -113,7 +113,7 @@ def open_model(backend: str, mode: str, *, checkpoint=None, onnx=None, encoder: 
     if backend == "pytorch":
         from ..checkpoints import resolve_kind
 
-        return resolve_kind(model.to(device).eval(), device)
+        return resolve_kind(model.to(device).eval(), device, path=checkpoint)  # verdicts cached by sha256
     if metric is not None and metric != bool(model.config.metric):  # the export's sidecar says, unless overridden
         model.config = dataclasses.replace(model.config, metric=metric)
         why = "--metric" if metric else "--relative"

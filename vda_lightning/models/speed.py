@@ -12,17 +12,7 @@ import torch
 import torch.nn as nn
 from torch.utils import _pytree as pytree
 
-LEVERS = ("compile", "channels_last", "cuda_graphs")
-
-
-def parse_levers(text: str | list[str] | None) -> list[str]:
-    """'compile,channels_last' -> ['compile', 'channels_last'] ('' / 'none' / None -> [])."""
-    items = text if isinstance(text, list) else [t.strip() for t in (text or "").split(",")]
-    items = [t for t in items if t and t != "none"]
-    unknown = sorted(set(items) - set(LEVERS))
-    if unknown:
-        raise ValueError(f"unknown speed lever(s) {unknown}; choose from {', '.join(LEVERS)} (or none)")
-    return list(dict.fromkeys(items))
+from .levers import LEVERS, parse_levers  # noqa: F401 (torch-free, for the commands' option checks)
 
 
 def set_channels_last(model: nn.Module, enabled: bool = True) -> None:
