@@ -43,7 +43,8 @@ from ..io import rank_world
 from ..io.benchmarks import BENCHMARKS, BenchmarkError
 from ..trust import display
 from .alignment import ALIGNMENTS, PREDICTION_KINDS
-from .report import extras_table, load_results, markdown_table, skipped_frames_note, write_results
+from .cut3r_splits import CUT3R_SPLITS, DEFAULT_ALIGNMENT, PROTOCOLS
+from .report import extras_table, load_results, markdown_table, protocol_of, skipped_frames_note, write_results
 
 log = logging.getLogger("vda_lightning.evaluation")
 PROG = "vda-eval"
@@ -52,21 +53,30 @@ PROG = "vda-eval"
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0], formatter_class=HelpFormatter,
                                 epilog=__doc__.split("\n", 1)[1])
-    p.add_argument("--benchmark", help=f"comma-separated: {', '.join(BENCHMARKS)}")
+    p.add_argument("--benchmark", help=f"comma-separated: {', '.join(BENCHMARKS)} (--protocol cut3r: "
+                                       f"{', '.join(CUT3R_SPLITS)})")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="vda",
+                   help="vda: the published VDA protocol; cut3r: the CUT3R family's (its splits, depth-space "
+                        "alignment, bicubic resize, valid-pixel-weighted means; evaluation/README.md)")
     p.add_argument("--benchmark-root", type=Path, help="folder holding <name>/<name>_video.json")
     src = p.add_mutually_exclusive_group()
     add_checkpoint(src, required=False, type=Path)
-    src.add_argument("--predictions", type=Path, help="per-frame .npy laid out as <dir>/<dataset>/<image>.npy")
+    src.add_argument("--predictions", type=Path,
+                     help="saved predictions of any model, any resolution: per frame .npy/.npz/.png (16-bit)/.exr "
+                          "at <dir>/<dataset>/<image path>, or per sequence <dir>[/<dataset>]/<sequence>.npz (T,H,W) "
+                          "or <dir>[/<dataset>]/<sequence>/ (files in frame order); --prediction-kind says what "
+                          "they hold")
     add_encoder(p)
     add_model_kind(p)
     add_input_size(p)
     add_precision(p, default="fp32", help="inference precision (published benchmarks: fp32)")
-    p.add_argument("--alignment", choices=ALIGNMENTS, default="scale_shift",
-                   help="scale_shift: the published relative protocol; scale: one median scale per sequence; "
-                        "none: metric depth as predicted")
+    p.add_argument("--alignment", choices=ALIGNMENTS, default=None,
+                   help="vda protocol (default scale_shift): scale_shift = the published relative protocol; scale = "
+                        "one median scale per sequence; none = metric depth as predicted. cut3r protocol (default "
+                        "scale): its scale&shift, scale and metric")
     p.add_argument("--prediction-kind", choices=PREDICTION_KINDS, default=None,
-                   help="what the predictions hold (default: disparity under scale_shift, depth under scale/none; "
-                        "a checkpoint: what the model predicts)")
+                   help="what the predictions hold (default: vda protocol disparity under scale_shift, depth under "
+                        "scale/none; cut3r protocol depth; a checkpoint: what the model predicts)")
     add_device(p, help="inference device for one process (auto: cuda when a GPU is visible, else cpu)")
     p.add_argument("--tae", action="store_true", help="also compute ScanNet TAE (needs K/pose in the JSON)")
     p.add_argument("--metrics", default="", metavar="+NAME[,+NAME]",
@@ -141,15 +151,22 @@ def run(args) -> dict:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     source, kind = _source(args)
-    results = evaluate(args.benchmark_root, args.benchmark_list, source, tae=args.tae,
-                       progress=not args.no_progress, alignment=args.alignment, prediction_kind=kind,
-                       metrics=args.metric_names)
+    if args.protocol == "cut3r":
+        from .cut3r_runner import evaluate_cut3r
+
+        results = evaluate_cut3r(args.benchmark_root, args.benchmark_list, source, progress=not args.no_progress,
+                                 alignment=args.alignment, prediction_kind=kind)
+    else:
+        results = evaluate(args.benchmark_root, args.benchmark_list, source, tae=args.tae,
+                           progress=not args.no_progress, alignment=args.alignment, prediction_kind=kind,
+                           metrics=args.metric_names)
     rank, world = rank_world()
     results["meta"] = {"label": _label(args), "benchmark_root": str(args.benchmark_root), "processes": world,
                        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
                        "predictions": str(args.predictions) if args.predictions else None,
                        "input_size": args.input_size if args.checkpoint else None,
-                       "alignment": results["alignment"], "prediction_kind": results["prediction_kind"]}
+                       "protocol": results["protocol"], "alignment": results["alignment"],
+                       "prediction_kind": results["prediction_kind"]}
     if rank == 0:
         label = _label(args)
         print(markdown_table({label: results}) + extras_table({label: results}), end="")
@@ -196,9 +213,15 @@ def _validate(args, parser) -> None:
     if args.checkpoint is None and args.predictions is None:
         parser.error("one of --checkpoint or --predictions is required")
     args.benchmark_list = [b.strip() for b in args.benchmark.split(",") if b.strip()]
-    unknown = [b for b in args.benchmark_list if b not in BENCHMARKS]
+    known = CUT3R_SPLITS if args.protocol == "cut3r" else BENCHMARKS
+    unknown = [b for b in args.benchmark_list if b not in known]
     if unknown:
-        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)} for --protocol {args.protocol}; known: "
+                     f"{', '.join(known)}")
+    if args.protocol == "cut3r" and (args.tae or args.metric_names):
+        parser.error("--tae and --metrics belong to the vda protocol (ScanNet TAE, per-sequence extras of its "
+                     "alignment); the cut3r protocol has its own metric set")
+    args.alignment = args.alignment or DEFAULT_ALIGNMENT[args.protocol]
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
@@ -225,7 +248,20 @@ def compare_rows(paths: list[Path], labels: str | None = None) -> dict[str, dict
             raise errors.CommandError(f"{path}: its row name {name!r} is also that of {first[name]}; "
                                       "name the rows with --labels A,B,...")
         rows[name], first[name] = r, path
+    check_one_protocol(dict(zip(paths, results)))
     return rows
+
+
+def check_one_protocol(results: dict[Path, dict]) -> None:
+    """Results of different protocols are never tabulated together: one line naming a file of each."""
+    by_protocol: dict[str, Path] = {}
+    for path, r in results.items():
+        by_protocol.setdefault(protocol_of(r), path)
+    if len(by_protocol) > 1:
+        said = " but ".join(f"{display(path)} was scored under the {name} protocol"
+                            for name, path in by_protocol.items())
+        raise errors.CommandError(f"--compare: {said}; their numbers are not comparable (different splits, "
+                                  "alignment and averaging): compare results of one --protocol")
 
 
 def _main(args) -> int:

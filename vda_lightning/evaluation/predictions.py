@@ -28,29 +28,68 @@ from typing import Protocol
 import numpy as np
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from ..io import read_frames, read_npy, save_npy_atomic, write_json_atomic
+from ..io import list_files, read_depth, read_frames, read_npy, save_npy_atomic, write_json_atomic
 from ..io.benchmark_json import BenchmarkError, Sequence
 from ..models.configs import canonical_depth_to_metres
 from ..models.input_contract import DEFAULT_INPUT_SIZE
-from ..trust import ReadError, confine, confine_output, display, read_json
+from ..trust import ReadError, confine, confine_output, display, load_npz, read_json
+from .cut3r_splits import prediction_folders
 from .sequences import prediction_relpath
 
 log = logging.getLogger(__name__)
 
 
-def read_prediction(path: Path) -> np.ndarray:
-    """One saved prediction: a non-empty (H, W) array of finite real numbers, as float32; anything else is one
-    line naming the file (`ReadError` from the reader, `BenchmarkError` for the content)."""
-    raw = read_npy(path, "prediction")
+PREDICTION_SUFFIXES = (".npy", ".npz", ".png", ".exr")  # what --predictions reads, per frame (first found wins)
+NPZ_KEYS = ("depth", "disparity", "pred", "prediction")   # the array taken from an .npz holding several
+
+
+def _npz_array(path: Path) -> np.ndarray:
+    arrays = load_npz(path, f"{display(path)}: prediction", BenchmarkError)
+    key = next((k for k in NPZ_KEYS if k in arrays), next(iter(arrays)) if len(arrays) == 1 else None)
+    if key is None:
+        raise BenchmarkError(f"{display(path)}: prediction .npz holds {sorted(arrays)}; name the array one of "
+                             f"{', '.join(NPZ_KEYS)} or store only one")
+    return arrays[key]
+
+
+def _checked(raw: np.ndarray, path: Path, ndim: int = 2) -> np.ndarray:
     if raw.dtype.kind not in "fiu":
         raise BenchmarkError(f"{display(path)}: prediction holds {raw.dtype}, not real numbers")
-    if raw.ndim != 2 or raw.size == 0:
-        raise BenchmarkError(f"{display(path)}: prediction must be a non-empty (H,W) array, got shape {raw.shape}")
+    if raw.ndim != ndim or raw.size == 0:
+        shape = "(H,W)" if ndim == 2 else "(T,H,W)"
+        raise BenchmarkError(f"{display(path)}: prediction must be a non-empty {shape} array, got shape {raw.shape}")
     with np.errstate(over="ignore"):  # beyond float32 becomes inf: refused below, naming the file
         pred = raw.astype(np.float32)
     if not np.isfinite(pred).all():
         cause = "values beyond the float32 range" if np.isfinite(raw).all() else "NaN or inf"
         raise BenchmarkError(f"{display(path)}: prediction contains {cause}")
+    return pred
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    """One saved prediction: a non-empty (H, W) array of finite real numbers, as float32; anything else is one
+    line naming the file (`ReadError` from the reader, `BenchmarkError` for the content).
+
+    `.npy`; `.npz` (the array named depth / disparity / pred / prediction, or its only one); a 16-bit `.png` (the
+    stored integers as they are: no factor, so a scale-free alignment, or depth already in the unit scored); an
+    `.exr` (its Z / depth / Y / R channel)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        raw = read_npy(path, "prediction")
+    elif suffix == ".npz":
+        raw = _npz_array(path)
+    else:
+        raw = read_depth(path, 1.0, np.float64, what="prediction", min_int_bits=16 if suffix == ".png" else 0)
+    raw = np.squeeze(raw) if raw.ndim > 2 else raw
+    return _checked(raw, path)
+
+
+def read_sequence_npz(path: Path, frames: int) -> np.ndarray:
+    """One sequence's predictions from one `.npz`: a (T,H,W) array with T = the sequence's frames."""
+    pred = _checked(_npz_array(path), path, ndim=3)
+    if pred.shape[0] != frames:
+        raise BenchmarkError(f"{display(path)}: holds {pred.shape[0]} frames, the sequence has {frames}")
     return pred
 
 
@@ -67,18 +106,58 @@ class PredictionSource(Protocol):
 
 
 class NpyPredictions:
-    """Per-frame `.npy` files laid out as the published toolkit writes them (`<root>/<dataset>/<image>.npy`)."""
+    """Saved predictions of any model (`--predictions DIR`), found per sequence in the first layout that has them:
+
+    1. per frame, in the published toolkit's layout: `<root>/<dataset>/<image path>` with the image suffix replaced
+       by .npy, .npz, .png or .exr (a frame without its file is skipped under the vda protocol, as published);
+    2. one `.npz` per sequence: `<root>/<dataset>/<sequence>.npz` or `<root>/<sequence>.npz`, (T,H,W);
+    3. one folder per sequence, files in natural order paired with the sequence's frames by position (the CUT3R
+       family's `<output>/<sequence>/frame_0000.npy`): `<root>/<dataset>/<sequence>/` or `<root>/<sequence>/`;
+       its file count must equal the sequence's frame count.
+    A sequence may also go by the family's folder names (`cut3r_splits.prediction_folders`: `balloon2` for
+    `rgbd_bonn_balloon2`, `<drive>_02` for a KITTI drive). Any resolution: the protocols resize to the ground truth.
+    """
 
     def __init__(self, root: Path):
         self.root = Path(root)
         if not self.root.is_dir():
             raise BenchmarkError(f"{self.root}: predictions directory not found")
+        self._key: tuple | None = None
+        self._layout: Callable[[int], np.ndarray | None] = lambda index: None
 
     def frame(self, sequence: Sequence, index: int) -> np.ndarray | None:
-        path = prediction_path(self.root, sequence, index)
-        # published: a frame without a prediction file is skipped; anything else there (a folder, a FIFO, a
-        # dangling link) is read and refused in one line rather than silently skipped or blocking
-        return read_prediction(path) if os.path.lexists(path) else None
+        key = (str(sequence.json_path), sequence.name)
+        if key != self._key:
+            self._layout, self._key = self._find_layout(sequence), key
+        return self._layout(index)
+
+    def _frame_file(self, sequence: Sequence, index: int) -> Path | None:
+        npy = prediction_path(self.root, sequence, index)
+        # anything at the path (a folder, a FIFO, a dangling link) is read and refused in one line, not skipped
+        return next((p for p in (npy.with_suffix(s) for s in PREDICTION_SUFFIXES) if os.path.lexists(p)), None)
+
+    def _find_layout(self, sequence: Sequence) -> Callable[[int], np.ndarray | None]:
+        count = len(sequence.frames)
+        if any(self._frame_file(sequence, i) is not None for i in range(count)):
+            return lambda i: None if (p := self._frame_file(sequence, i)) is None else read_prediction(p)
+        names = prediction_folders(sequence.dataset, sequence.name)
+        places = [(self.root / sequence.dataset, name) for name in names] + [(self.root, name) for name in names]
+        what = f"{display(sequence.json_path)}: sequence {sequence.name!r}: predictions"
+        for parent, name in places:
+            if os.path.lexists(parent / f"{name}.npz"):
+                path = confine(self.root, (parent / f"{name}.npz").relative_to(self.root).as_posix(), what,
+                               BenchmarkError)
+                stack = read_sequence_npz(path, count)
+                return lambda i: stack[i]
+        for parent, name in places:
+            files = list_files(parent / name, PREDICTION_SUFFIXES)
+            if files:
+                if len(files) != count:
+                    raise BenchmarkError(f"{display(parent / name)}: {len(files)} prediction files for the "
+                                         f"{count} frames of sequence {sequence.name!r} (paired by position)")
+                files = [confine(self.root, f.relative_to(self.root).as_posix(), what, BenchmarkError) for f in files]
+                return lambda i: read_prediction(files[i])
+        return lambda i: None
 
 
 def _focal_lengths(sequence: Sequence) -> list[float]:

@@ -37,6 +37,11 @@ def alignment_of(results: dict) -> str:
     return results.get("alignment", "scale_shift")
 
 
+def protocol_of(results: dict) -> str:
+    """The protocol a results file was scored under (files from before `--protocol` existed: the vda one)."""
+    return results.get("protocol", "vda")
+
+
 def markdown_table(runs: dict[str, dict]) -> str:
     """One row per run; columns in registry order of appearance, then TAE, then δ1 rank when runs > 1.
 
@@ -51,7 +56,9 @@ def markdown_table(runs: dict[str, dict]) -> str:
     alignments = {label: alignment_of(r) for label, r in runs.items()}
     kinds = sorted(set(alignments.values())) or ["scale_shift"]
     shared = len(kinds) == 1
-    header = [f"method [alignment: {kinds[0]}]" if shared else "method"]
+    protocols = sorted({protocol_of(r) for r in runs.values()})
+    said = f"protocol: {protocols[0]}, " if protocols != ["vda"] else ""  # the vda header as it always was
+    header = [f"method [{said}alignment: {kinds[0]}]" if shared else (f"method [{said[:-2]}]" if said else "method")]
     if not shared:
         header.append("alignment")
     for b in benchmarks:
@@ -165,6 +172,7 @@ class _Results(TypedDict, total=False):
     depth: Required[dict[str, _Scores]]
     tae: dict[str, _TAEScores]
     alignment: Literal["scale_shift", "scale", "none"]
+    protocol: Literal["vda", "cut3r"]
     meta: _Meta | None
 
 

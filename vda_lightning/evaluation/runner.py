@@ -43,7 +43,7 @@ def _check_count(name: str, metric, expected: int) -> None:
 
 
 def _settings(spec, alignment: str, kind: str) -> dict:
-    return {**dataclasses.asdict(spec), "alignment": alignment, "prediction_kind": kind}
+    return {**dataclasses.asdict(spec), "protocol": "vda", "alignment": alignment, "prediction_kind": kind}
 
 
 def evaluate_depth(root: Path, spec: BenchmarkSpec, source: PredictionSource, progress: bool = True,
@@ -131,5 +131,5 @@ def evaluate(root: Path, benchmarks: list[str], source: PredictionSource, tae: b
     if tae:
         results["tae"] = {name: evaluate_tae(root, spec, source, progress, alignment, kind)
                           for name, spec in TAE_SETTINGS.items()}
-    results["alignment"], results["prediction_kind"] = alignment, kind
+    results["protocol"], results["alignment"], results["prediction_kind"] = "vda", alignment, kind
     return results
