@@ -6,7 +6,14 @@ Measures, per clip of the shards: tar read, member decode (PNG/JPEG frames, 16-b
 sample. With `device` the worker only decodes and draws the parameters; the augmentation's own rate on --device
 (kornia, `data/device_augment.py`, the stored clip copied there first, as after the loader) is reported beside it.
 Without --shards it first writes synthetic clips of frames x size x size (rendered small and upscaled; such frames
-compress better than camera footage, so MB/s on real data is higher per clip/s).
+compress better than camera footage, so MB/s on real data is higher per clip/s), or with `--video` clips of real
+footage: consecutive frames, short side resized to --size and centre-cropped square, with a depth-like map made
+from each frame (its grey level blurred, 1..80 m: piecewise smooth like real depth, so codecs compress it alike).
+
+`--depth-encoding png16,f16lz4` and `--decode-on worker,device` compare the worker's cost per clip: with
+`--augment-on device` and JPEG frames, `device` leaves the frames as bytes (data/device_decode.py decodes them
+with the augmentation on --device), `worker` decodes them in the worker as before. The figure to read is clips per
+CPU-second of the worker (wall time on a shared machine also counts other processes).
 """
 from __future__ import annotations
 
@@ -46,30 +53,80 @@ def _make_bench_shard(path: str, n_clips: int, frames: int, size: int, frame_for
                                K=c["K"] * [[size / small], [size / small], [1]], poses=c["poses"]))
 
 
+def _square(frame: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    h, w = frame.shape[:2]
+    s = size / min(h, w)
+    out = cv2.resize(frame, (max(size, round(w * s)), max(size, round(h * s))),
+                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    y0, x0 = (out.shape[0] - size) // 2, (out.shape[1] - size) // 2
+    return np.ascontiguousarray(out[y0:y0 + size, x0:x0 + size])
+
+
+def footage_clips(videos: list[str], n_clips: int, frames: int, size: int):
+    """`n_clips` clips of consecutive frames of the videos (in turn, from the start), size x size, with the
+    depth-like map of the module docstring."""
+    import cv2
+
+    from ..inference.frame_sources import open_source
+
+    made = 0
+    while made < n_clips:
+        for video in videos:
+            clip = []
+            for f in open_source(video, max_res=4096, max_len=frames * n_clips):
+                clip.append(_square(f, size))
+                if len(clip) == frames:
+                    stack = np.stack(clip)
+                    grey = stack.mean(-1, dtype=np.float32) / 255
+                    depth = np.stack([1 + 79 * cv2.GaussianBlur(g, (0, 0), 3) for g in grey]).astype(np.float32)
+                    yield os.path.basename(video), stack, depth
+                    made, clip = made + 1, []
+                    if made == n_clips:
+                        return
+        if made == 0:
+            raise CommandError(f"{', '.join(videos)}: no clip of {frames} frames in these videos")
+
+
+def _make_video_shard(path: str, videos: list[str], n_clips: int, frames: int, size: int, frame_format: str,
+                      depth_encoding: str):
+    from ..data.shards import ShardWriter, shard_is_complete
+
+    spec = f"video-{'-'.join(map(os.path.basename, videos))}-{n_clips}-{frames}-{size}-{frame_format}-{depth_encoding}"
+    if shard_is_complete(path, spec):
+        return
+    with ShardWriter(path, spec_hash=spec, frame_format=frame_format, depth_encoding=depth_encoding) as w:
+        for i, (name, stack, depth) in enumerate(footage_clips(videos, n_clips, frames, size)):
+            w.write(ClipRecord(stack, "footage", f"{name}-{i}", list(range(frames)), depth=depth))
+
+
 def device_rate(samples: list[dict], crop: int, device) -> dict:
-    """The device augmentation of each stored clip (one clip per call, after a warm-up call): clips/s."""
+    """The device's part of each stored clip (JPEG frames left as bytes decoded there, then the augmentation; one
+    clip per call, after a warm-up call): clips/s."""
     import torch
 
     from ..data.device_augment import DeviceAugmentation
+    from ..data.device_decode import decode_deferred
     from ..data.transforms import collate
     from .workloads import sync
 
     aug = DeviceAugmentation((crop, crop))
     batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in collate([s]).items()} for s in samples]
-    aug(batches[0])
+    aug(decode_deferred(batches[0], device))
     sync(device)
     t0 = time.perf_counter()
     for b in batches:
-        aug(b)
+        aug(decode_deferred(b, device))
     sync(device)
     secs = time.perf_counter() - t0
     return {"device": str(device), "device_clips_per_s": len(batches) / secs, "device_seconds": secs}
 
 
 def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 0, augment_on: str = "cpu",
-            device=None) -> dict:
+            device=None, decode_on: str = "device") -> dict:
     """Per-worker figures of the training sample path; `augment_on="device"` adds the augmentation's rate on
-    `device` (default: CUDA when there is one)."""
+    `device` (default: CUDA when there is one), JPEG frames decoded there unless `decode_on="worker"`."""
     import torch
 
     from ..data.datasets import train_sample
@@ -93,7 +150,8 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
                 t0 = time.perf_counter()
                 try:
                     s = train_sample(raw, clip_len, rng, aug, (crop, crop), 1e-3, 0.0, need_target=True,
-                                     on_device=augment_on == "device")
+                                     on_device=augment_on == "device",
+                                     defer_jpeg=augment_on == "device" and decode_on == "device")
                     if augment_on == "device" and len(kept) < 8:
                         kept.append(s)
                 except SampleError as e:  # skipped and counted, as the training stream does
@@ -115,7 +173,7 @@ def measure(urls: list[str], clip_len: int, crop: int, repeat: int, seed: int = 
     if augment_on == "device":
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         extra = device_rate(kept, crop, device)
-    return {**extra, "augment_on": augment_on,
+    return {**extra, "augment_on": augment_on, "decode_on": decode_on if augment_on == "device" else "worker",
             "cpu_seconds": cpu, "clips_per_cpu_s": clips / cpu, "clips": clips, "clip_len": clip_len, "crop": crop,
             "seconds": total, "read_seconds": read_s,
             "clips_per_s": clips / total, "frames_per_s": clips * clip_len / total,
@@ -134,8 +192,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     ap.add_argument("--crop", type=int, default=518, help="augmentation output size (multiple of 14)")
     ap.add_argument("--frame-format", choices=FRAME_FORMATS, nargs="+", default=list(FRAME_FORMATS),
                     help="frame formats of the synthetic clips")
-    ap.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS, default="png16",
-                    help="depth encoding of the synthetic clips")
+    ap.add_argument("--depth-encoding", type=comma_list(DEPTH_ENCODINGS, "--depth-encoding"), default=["png16"],
+                    help=f"comma list of depth encodings of the written clips ({', '.join(DEPTH_ENCODINGS)})")
+    ap.add_argument("--video", type=lambda v: [x for x in v.split(",") if x], default=None,
+                    help="comma list of videos: clips of real footage instead of synthetic ones")
+    ap.add_argument("--decode-on", type=comma_list(("worker", "device"), "--decode-on"), default=["device"],
+                    help="--augment-on device with JPEG frames: where they are decoded")
     ap.add_argument("--repeat", type=int, default=1, help="passes over the shards")
     ap.add_argument("--augment-on", type=comma_list(("cpu", "device"), "--augment-on"), default=["cpu"],
                     help="where the augmentation runs: cpu (in the worker), device (kornia after the copy)")
@@ -162,18 +224,28 @@ def _bench(a: argparse.Namespace) -> int:
     else:
         runs = []
         for fmt in a.frame_format:
-            path = os.path.join(a.work_dir, f"bench-{a.frames}x{a.size}-{fmt}-{a.depth_encoding}.tar")
-            _make_bench_shard(path, a.clips, a.frames, a.size, fmt, a.depth_encoding)
-            runs.append((f"{fmt}+{a.depth_encoding}", [path]))
-    for (name, urls), on in ((run, on) for run in runs for on in a.augment_on):
-        r = measure(urls, a.frames, a.crop, a.repeat, augment_on=on, device=a.device)
+            for enc in a.depth_encoding:
+                kind = "video" if a.video else "bench"
+                path = os.path.join(a.work_dir, f"{kind}-{a.frames}x{a.size}-{fmt}-{enc}.tar")
+                if a.video:
+                    _make_video_shard(path, a.video, a.clips, a.frames, a.size, fmt, enc)
+                else:
+                    _make_bench_shard(path, a.clips, a.frames, a.size, fmt, enc)
+                runs.append((f"{fmt}+{enc}", [path]))
+    plan = [(run, on, place) for run in runs for on in a.augment_on
+            for place in (a.decode_on if on == "device" and run[0].startswith("jpg") else ["worker"])]
+    for (name, urls), on, place in plan:
+        r = measure(urls, a.frames, a.crop, a.repeat, augment_on=on, device=a.device, decode_on=place)
         r.update(name=name, threads=a.threads)
         results.append(r)
-        dev = f"; augmentation on {r['device']}: {r['device_clips_per_s']:.2f} clips/s" if on == "device" else ""
-        print(f"data [{name}, augment on {on}] {r['clips']} clips of {a.frames}x{a.crop}x{a.crop}: "
+        dev = (f"; {'decode + ' if r['decode_on'] == 'device' else ''}augmentation on {r['device']}: "
+               f"{r['device_clips_per_s']:.2f} clips/s" if on == "device" else "")
+        print(f"data [{name}, augment on {on}, decode in {r['decode_on']}] {r['clips']} clips of "
+              f"{a.frames}x{a.crop}x{a.crop}: "
               f"{r['clips_per_s']:.3f} clips/s, {r['frames_per_s']:.1f} frames/s, {r['MB_per_s']:.1f} MB/s per worker "
               f"({r['MB_per_clip']:.1f} MB/clip, {a.threads} thread; {r['clips_per_cpu_s']:.3f} clips per CPU-s){dev}")
-    out = {"benchmark": "data", "per_worker": results, "cpu_count": os.cpu_count(), "torch": torch.__version__}
+    out = {"benchmark": "data", "per_worker": results, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+           "load_avg_at_end": os.getloadavg(), "videos": a.video}
     write_json_atomic(a.json, out)
     print(f"wrote {a.json}")
     return 0

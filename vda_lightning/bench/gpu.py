@@ -9,8 +9,9 @@ On a CUDA machine (profile `gpu`, sized to finish in about five minutes on one H
      and runner, each with its speed-up and max relative output difference;
   4. `vda bench train`: vits and vitl, bf16-mixed, checkpointing off/on, the per-GPU share of the paper's batch on
      8 GPUs (2 clips x 32 frames + 16 images at 518), beside the loader's clips/s with 8 workers;
-  5. `vda bench data --augment-on cpu,device`: a worker's clips/s with the augmentation in it or only decoding, and
-     the kornia device augmentation's clips/s (32 frames stored at 640, cropped to 518).
+  5. `vda bench data --augment-on cpu,device --decode-on worker,device`: a worker's clips/s with the augmentation in
+     it, only decoding, or (JPEG frames decoded on the device by nvJPEG) only reading the tar and the depth (png16
+     and f16lz4), and the device's decode + kornia augmentation clips/s (32 frames stored at 640, cropped to 518).
 Without CUDA (profile `cpu`) the same steps run at CPU-feasible sizes (the suite then reports its skips): the
 proof that the script works end to end, and the CPU figures beside the GPU ones.
 
@@ -54,8 +55,8 @@ PROFILES: dict[str, list[tuple[str, list[str]]]] = {
                    "--checkpointing", "off,on", "--gpus", "8", "--frames", "32", "--size", "518", "--steps", "3",
                    "--workers", "8", "--loader-size", "640", "--loader-clips", "2", "--json", "{out}/train.json"]),
         ("augment", ["data", "--augment-on", "cpu,device", "--device", "cuda", "--clips", "4", "--frames", "32",
-                     "--size", "640", "--crop", "518", "--frame-format", "jpg",
-                     "--json", "{out}/augment.json"]),
+                     "--size", "640", "--crop", "518", "--frame-format", "jpg", "--decode-on", "worker,device",
+                     "--depth-encoding", "png16,f16lz4", "--json", "{out}/augment.json"]),
     ],
     # fp32 only on the CPU: without avx512_bf16/AMX (this 2-core AMD EPYC) bf16 autocast is emulated, ~25x slower
     # than fp32 (one 32x112x112 vits window: ~75 s vs ~3 s); its numerics are checked by tests/test_precision.py.
@@ -77,8 +78,8 @@ PROFILES: dict[str, list[tuple[str, list[str]]]] = {
                    "--size", "112", "--steps", "2", "--workers", "2", "--loader-size", "160", "--loader-clips", "2",
                    "--json", "{out}/train.json"]),
         ("augment", ["data", "--augment-on", "cpu,device", "--device", "cpu", "--clips", "4", "--frames", "8",
-                     "--size", "160", "--crop", "112", "--frame-format", "jpg",
-                     "--json", "{out}/augment.json"]),
+                     "--size", "160", "--crop", "112", "--frame-format", "jpg", "--decode-on", "worker,device",
+                     "--depth-encoding", "png16,f16lz4", "--json", "{out}/augment.json"]),
     ],
 }
 
@@ -197,7 +198,8 @@ TRAIN_COLUMNS = [("encoder", "{}"), ("precision", "{}"), ("checkpointing", "{}")
                  ("clips_per_s", "{:.3f}"), ("images_per_s", "{:.2f}"), ("peak_gpu_mib", "{:.0f}"),
                  ("loader_clips_per_s", "{:.3f}"), ("bottleneck", "{}")]
 
-AUGMENT_COLUMNS = [("name", "{}"), ("augment_on", "{}"), ("clip_len", "{}"), ("crop", "{}"), ("clips", "{}"),
+AUGMENT_COLUMNS = [("name", "{}"), ("augment_on", "{}"), ("decode_on", "{}"), ("clip_len", "{}"), ("crop", "{}"),
+                   ("clips", "{}"),
                    ("clips_per_s", "{:.3f}"), ("clips_per_cpu_s", "{:.3f}"), ("MB_per_clip", "{:.1f}"),
                    ("device", "{}"), ("device_clips_per_s", "{:.2f}")]
 

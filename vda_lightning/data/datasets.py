@@ -64,16 +64,18 @@ def _describe(s: dict, rec, raw: dict) -> dict:
 
 def train_sample(raw: dict, clip_len: int, rng: np.random.Generator, aug: AugmentConfig, out_hw: tuple[int, int],
                  min_depth: float, max_depth: float, need_target: bool, max_side: int = MAX_SIDE,
-                 on_device: bool = False) -> dict:
+                 on_device: bool = False, defer_jpeg: bool | None = None) -> dict:
     """A random clip_len window of a stored clip, decoded (only those frames), target built, augmented here or,
-    `on_device`, only given its drawn parameters (`transforms.augment`)."""
+    `on_device`, only given its drawn parameters (`transforms.augment`); `defer_jpeg` (default: `on_device`)
+    leaves JPEG frames as bytes for the device (data/device_decode.py)."""
     meta = parse_meta(raw, max_side)
     T = meta["num_frames"]
     if T < clip_len:
         raise SampleError("too_short", f"{T} frames < clip_len {clip_len}")
     start = int(rng.integers(0, T - clip_len + 1))
     # on_device: JPEG frames stay bytes, decoded with the augmentation on the accelerator (data/device_decode.py)
-    rec = decode_members(raw, slice(start, start + clip_len), max_side=max_side, defer_jpeg=on_device)
+    rec = decode_members(raw, slice(start, start + clip_len), max_side=max_side,
+                         defer_jpeg=on_device if defer_jpeg is None else defer_jpeg)
     s = to_tensors(rec, min_depth, max_depth)
     if need_target and not ("mask" in s and bool(s["mask"].any())):
         raise SampleError("no_valid_target", f"no valid {rec.depth_kind} pixel (max_depth {max_depth})")
