@@ -17,9 +17,10 @@ import torch
 from vda_lightning.dashboards.render import GAP, comparison_image, fit_size, labelled, resize
 from vda_lightning.evaluation.alignment import default_prediction_kind
 from vda_lightning.evaluation.functional import align_to_ground_truth
-from vda_lightning.evaluation.predictions import NpyPredictions, read_rgb_frames
+from vda_lightning.evaluation.predictions import NpyPredictions
 from vda_lightning.evaluation.report import alignment_of
 from vda_lightning.evaluation.sequences import accuracy_arrays
+from vda_lightning.io import read_frames
 from vda_lightning.io.benchmarks import get_benchmark, load_benchmark
 from vda_lightning.trust import ReadError
 
@@ -43,11 +44,12 @@ def sequence_panels(sequence, spec, source, alignment: str, kind: str, count: in
     mask = mask.numpy()
     gt_disp = np.where(mask, 1.0 / np.where(mask, arrays.gt, 1.0), np.nan)
     lo, hi = np.nanpercentile(gt_disp, [2, 98]) if mask.any() else (float(aligned.min()), float(aligned.max()))
-    rgb = read_rgb_frames(sequence)[arrays.frames][(slice(None), *spec.crop_slices())]
     hw = fit_size(*arrays.gt.shape[1:], MAX_SIDE, MIN_SIDE)
+    shown = sorted({int(round(x)) for x in np.linspace(0, len(arrays.frames) - 1, count)})
+    images = read_frames(sequence.root / sequence.frames[arrays.frames[t]].image for t in shown)  # only these
     rows = []
-    for t in sorted({int(round(x)) for x in np.linspace(0, len(arrays.frames) - 1, count)}):
-        image = resize(rgb[t], arrays.gt.shape[1:])  # the crop of a GT that is not the image's size
+    for t, image in zip(shown, images):
+        image = resize(image[spec.crop_slices()], arrays.gt.shape[1:])  # the crop of a GT not the image's size
         row = comparison_image(resize(image, hw), resize(aligned[t].astype(np.float32), hw),
                                resize(gt_disp[t].astype(np.float32), hw, nearest=True), float(lo), float(hi))
         rows.append(labelled(row, f"{sequence.name}, frame {arrays.frames[t]}"))
