@@ -28,6 +28,7 @@ class ExportFormat:
     options: str | None = None  # "module:function(parser)" adding the format's options; its writer then takes
     #                             `source=` (the checkpoint) and those options as keywords
     video_only: bool = False  # refuse image (Depth Anything V2) checkpoints
+    image_only: bool = False  # the image model (load_model expect="image"); its writer gets `source=` to refuse video
     folder: bool = False  # several files: the default output goes into a folder of its own
 
 
@@ -42,6 +43,9 @@ FORMATS: dict[str, ExportFormat] = {
     "tensorrt": ExportFormat(".engine", "vda_lightning.deploy.commands:write_tensorrt",
                              "TensorRT engines from the ONNX graphs (needs tensorrt and CUDA)",
                              "vda_lightning.deploy.commands:add_export_options", video_only=True, folder=True),
+    "transformers": ExportFormat("", "vda_lightning.checkpoints.transformers:write_transformers",
+                                 "transformers' DepthAnythingForDepthEstimation folder: model.safetensors + "
+                                 "config.json (Depth Anything V2 image models)", folder=True, image_only=True),
 }
 
 
@@ -63,7 +67,10 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     ckpt = Path(ckpt)
-    model = load_model(ckpt, expect="video" if FORMATS[fmt].video_only else "any")
+    if use_ema and FORMATS[fmt].image_only:
+        raise ValueError(f"--ema exports a trained video head; --format {fmt} takes a Depth Anything V2 image model")
+    model = load_model(ckpt, expect="video" if FORMATS[fmt].video_only else "image" if FORMATS[fmt].image_only
+                       else "any")
     swap = nullcontext()
     if use_ema:
         obj, _ = read_checkpoint(ckpt)
@@ -81,7 +88,7 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
     if output.suffix != spec.suffix:
         raise ValueError(f"{output}: the file name must end in {spec.suffix} for --format {fmt}")
     with swap:
-        if spec.options:
+        if spec.options or spec.image_only:
             return load(spec.writer)(model, output, source=ckpt, **(options or {}))
         return load(spec.writer)(model, output)
 

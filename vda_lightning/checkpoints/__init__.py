@@ -22,6 +22,10 @@ Files `load_model` accepts (the layout is recognised from the keys, not the file
   {"path": str, "sha256": str} | None, "prefix": "model."}` — a referenced encoder is read back from
   `encoder_source["path"]` and must still have that sha256; `checkpoint["vda_ema"] = {"decay", "shadow": {head
   parameter name: tensor}}` when trained with EMA; `checkpoint["vda_counters"]` the skipped-step counters;
+* a transformers `DepthAnythingForDepthEstimation` `model.safetensors` (the `*-hf` repositories) with the
+  `config.json` beside it when there is one (`transformers.py`; key adapter `models/depth_anything_hf.py`): loaded
+  as a published DAv2 file is (image model, video initialisation, teacher); a metric one's image model keeps its
+  sigmoid x max_depth head;
 * any of these saved from a `DataParallel` / DDP wrapper (`module.` prefix).
 
 The model's config comes from our metadata (sidecar, safetensors metadata, `checkpoint["vda"]`); for published

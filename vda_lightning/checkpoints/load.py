@@ -14,6 +14,7 @@ from ..models.depth_anything import (
     sigmoid_head_to_relu,
     video_to_image,
 )
+from ..models.depth_anything_hf import is_transformers_state_dict
 from ..trust import display, regular_file
 from . import adapt
 from .build import (
@@ -26,6 +27,7 @@ from .build import (
     model_config,
 )
 from .read import CheckpointError, RawCheckpoint, file_sha256, read
+from .transformers import from_transformers, transformers_file
 
 
 def _published_layout(raw: RawCheckpoint, follow_reference: bool = True) -> dict:
@@ -39,6 +41,8 @@ def _published_layout(raw: RawCheckpoint, follow_reference: bool = True) -> dict
     sd = adapt.published_vda(adapt.dataparallel_prefix(sd))
     if not sd:
         raise CheckpointError(f"{display(raw.path)}: holds no tensors")
+    if is_transformers_state_dict(sd):  # a transformers DepthAnythingForDepthEstimation (`*-hf`): our image layout
+        sd = from_transformers(sd, raw.path)
     if not any(k.startswith(("pretrained.", "head.", "depth_head.")) for k in sd):
         keys = ", ".join(display(k)[:60] for k in list(sd)[:3])
         raise CheckpointError(f"{display(raw.path)}: holds {len(sd)} tensors, none of a (Video) Depth Anything model "
@@ -119,19 +123,23 @@ def load_model(
     sd = _published_layout(raw)
     check_finite_weights(sd, raw.path)
     image_file = is_image_state_dict(sd)
-    sigmoid_max = (dav2_max_depth or dav2_metric_max_depth(raw.path)) if image_file else None
-    source = "argument" if metric is not None or (image_file and dav2_max_depth) else kind_from_file(raw)[1]
+    hf = transformers_file(raw.path) if is_transformers_state_dict(raw.obj) else None  # its config.json
+    hf_max = hf.max_depth if hf is not None and hf.metric else None
+    sigmoid_max = (dav2_max_depth or dav2_metric_max_depth(raw.path) or hf_max) if image_file else None
+    source = "argument" if metric is not None or (image_file and dav2_max_depth) else \
+        "metadata" if hf is not None and hf.config is not None else kind_from_file(raw)[1]
     if sigmoid_max and metric is None:
         metric = True  # a DAv2 metric file makes a metric video model
-    config = model_config(raw, sd, encoder, metric)
+    config = model_config(raw, sd, encoder or (hf.config.encoder if hf is not None and hf.config else None), metric)
     model = _build(raw, sd, config, image_file, expect, sigmoid_max)
     model.kind_source = source
     return model
 
 
 def _build(raw: RawCheckpoint, sd: dict, config, image_file: bool, expect: str, sigmoid_max: float | None):
-    if expect == "image":
-        return build_model(DepthAnythingV2, config, sd if image_file else video_to_image(sd), raw.path)
+    if expect == "image":  # a DAv2 metric file keeps its sigmoid * max_depth head as the image model
+        model = DepthAnythingV2(config, sigmoid_max) if image_file and sigmoid_max and config.metric else None
+        return build_model(DepthAnythingV2, config, sd if image_file else video_to_image(sd), raw.path, model)
     if not image_file:
         return build_model(VideoDepthAnything, config, sd, raw.path)
     expected = expected_state(VideoDepthAnything, config)  # checked before anything is allocated

@@ -15,6 +15,8 @@ _EXPORTS = {
     "video_model_from_image_model": "depth_anything",
     **dict.fromkeys(["dav2_to_video", "is_image_state_dict", "sigmoid_head_to_relu", "video_to_image"],
                     "depth_anything"),
+    **dict.fromkeys(["dav2_to_transformers", "is_transformers_state_dict", "match_transformers",
+                     "transformers_config", "transformers_to_dav2"], "depth_anything_hf"),
     "DinoV2Encoder": "encoder",
     "interpolate_pos_embed": "encoder",
 }

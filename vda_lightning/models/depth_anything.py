@@ -49,18 +49,25 @@ class DepthAnythingV2(nn.Module):
     """The image model (encoder + DPT head); keys `pretrained.*`, `depth_head.*` as DAv2 publishes them.
 
     forward: (N, 3, H, W) -> (N, H, W) relative disparity. Serves as the teacher and as the start of training.
+    With `max_depth`, the metric DAv2 head (published `metric_depth/depth_anything_v2/dpt.py`): the last activation
+    is a sigmoid and the output sigmoid(z) * max_depth metres (same keys: activations hold no weights).
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, max_depth: float | None = None):
         super().__init__()
         self.config = config
+        self.max_depth = max_depth
         self.pretrained = DinoV2Encoder(config.embed_dim, config.depth, config.num_heads, config.layer_idx)
         self.depth_head = DPTHead(config.embed_dim, config.features, config.out_channels, temporal=False)
+        if max_depth is not None:
+            self.depth_head.scratch.output_conv2[3] = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         features = self.pretrained.get_intermediate_layers(x)
         depth, _ = self.depth_head(features, h // PATCH, w // PATCH)
+        if self.max_depth is not None:
+            return (depth * self.max_depth).squeeze(1)
         return F.relu(depth).squeeze(1)
 
 
