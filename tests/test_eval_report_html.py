@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from vda_lightning.dashboards.html_report import write_report
 from vda_lightning.evaluation.cli import main
 
 from tests.fakes.benchmark import make_tiny_benchmark
@@ -76,6 +77,10 @@ def test_compare_report_groups_by_alignment(reported, tmp_path):
     assert "alignment scale_shift · predictions: disparity" in page
     assert "alignment scale · predictions: disparity" in page
     assert "frames_scannet.png" in page  # frames from the predictions folder the results name
+    # another protocol's run: its own group, and no frames drawn with the vda alignments its names resemble
+    other["protocol"] = "cut3r"
+    page = write_report(tmp_path / "c", {"cut3r run": other}).read_text()
+    assert "protocol cut3r · alignment scale" in page and "no example frames" in page
 
 
 def _browser():

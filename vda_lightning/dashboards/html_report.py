@@ -177,8 +177,8 @@ def write_report(out_dir: Path, runs: dict[str, dict], source=None) -> Path:
         parts.append(f"<h3>{html.escape(_title(bench))} ({html.escape(label)})</h3>"
                      + _img(f"frames_{bench}.png", png, f"{bench} frames"))
     if not frames:
-        parts.append('<p class="note">no predictions readable for example frames (score saved predictions, '
-                     'or keep the --predictions folder the results name)</p>')
+        parts.append('<p class="note">no example frames: they are drawn for a vda-protocol run whose predictions '
+                     'can be read (score saved predictions, or keep the --predictions folder the results name)</p>')
     for name, png in pngs.items():
         write_bytes_atomic(out_dir / name, png)
     page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>vda eval report</title>'

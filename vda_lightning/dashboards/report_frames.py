@@ -58,10 +58,12 @@ def sequence_panels(sequence, spec, source, alignment: str, kind: str, count: in
 
 
 def example_frames(runs: dict[str, dict], source=None, count: int = 3) -> dict[str, tuple[str, bytes]]:
-    """{benchmark: (run label, PNG bytes)} for the first run with readable predictions: `source` stands for the
-    first run's; otherwise a run's saved predictions folder. A benchmark that cannot be shown is left out with a
-    warning naming why (the report is written all the same)."""
+    """{benchmark: (run label, PNG bytes)} for the first vda-protocol run with readable predictions: `source`
+    stands for the first run's; otherwise a run's saved predictions folder. A benchmark that cannot be shown is
+    left out with a warning naming why (the report is written all the same)."""
     for label, results in runs.items():
+        if results.get("protocol", "vda") != "vda":  # drawn with the vda alignments, which another protocol's
+            continue                                  # names would only resemble
         src = source if source is not None else _saved_source(results)
         root = (results.get("meta") or {}).get("benchmark_root")
         if src is None or not root:
