@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -42,7 +41,7 @@ from tqdm import tqdm
 
 from ..cli import errors
 from ..cli.options import HelpFormatter
-from ..io import ReadError, atomic_path, list_files, read_depth, write_bytes_atomic, write_json_atomic
+from ..io import ReadError, list_files, read_depth, write_bytes_atomic, write_json_atomic
 from ..io.benchmarks import BENCHMARKS, TAE_SETTINGS, BenchmarkError
 from ..io.depth import DPT_TAG
 from ..trust import (
@@ -53,8 +52,10 @@ from ..trust import (
     max_json_bytes,
     read_bytes,
     read_image,
-    regular_file,
 )
+from .cut3r_splits import CUT3R_SPLITS
+from .prepare_cut3r import copy_file as _copy
+from .prepare_cut3r import missing_sequences, prepare_sintel_frames, write_cut3r_index
 
 PROG = "vda-prepare-benchmark"
 # OpenCV is imported where images are read or written: `vda prepare-benchmark --help` starts without it.
@@ -101,13 +102,6 @@ def _write_image(path: Path, img: np.ndarray) -> None:
     if not ok:
         raise BenchmarkError(f"{display(path)}: could not encode the image as {path.suffix}")
     write_bytes_atomic(path, buf.tobytes())
-
-
-def _copy(src: Path, dst: Path) -> None:
-    """A byte copy of a regular file (a FIFO or a folder is refused, not waited on), written atomically."""
-    regular_file(src, "file", error=BenchmarkError)
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
@@ -193,21 +187,37 @@ def _indices_for(dataset: str) -> list[tuple[str, tuple]]:
 
 # --------------------------------------------------------------------------------------------- datasets
 
-def prepare_kitti(raw: Path, depth_root: Path, out: Path) -> list[Path]:
+def _protocol_indexes(dst: Path, dataset: str, image_dir: str, factor: float, protocol: str) -> list[Path]:
+    """The vda protocol's indexes (`protocol` vda or all) and the cut3r split's (cut3r or all) over `dst`."""
+    paths = [write_index(dst, dataset, name, frames, image_dir, factor) for name, frames in _indices_for(dataset)
+             ] if protocol != "cut3r" else []
+    if protocol != "vda":
+        paths.append(write_cut3r_index(dst, CUT3R_SPLITS[dataset], required=protocol == "cut3r"))
+    return [p for p in paths if p is not None]
+
+
+def prepare_kitti(raw: Path, depth_root: Path, out: Path, protocol: str = "all") -> list[Path]:
     """KITTI raw (`<date>/<drive>/image_02/data/*.png`) + depth annotations (`<drive>/proj_depth/groundtruth/
-    image_02/*.png`): every annotated drive, whole sequence; images cropped to even H, W."""
+    image_02/*.png`): every annotated drive, whole sequence; images cropped to even H, W. The cut3r split lists
+    every drive's first 110 annotated frames (its images are these even-cropped ones: a row or column less than
+    the family's, which only a model run here sees; predictions scored with --predictions are unaffected)."""
     dst = out / "kitti"
     for seq in tqdm(_subdirs(depth_root), desc="kitti", unit="seq"):
         for depth in _listing(seq / "proj_depth/groundtruth/image_02", (".png",)):
             image = raw / seq.name[:10] / seq.name / "image_02/data" / depth.name
             _write_image(dst / seq.name / "rgb" / depth.name, _even_crop(_read_color(image)))
             _copy(depth, dst / seq.name / "depth" / depth.name)
-    return [write_index(dst, "kitti", name, frames, "rgb", 256.0) for name, frames in _indices_for("kitti")]
+    return _protocol_indexes(dst, "kitti", "rgb", 256.0, protocol)
 
 
-def prepare_bonn(raw: Path, out: Path) -> list[Path]:
-    """Bonn RGB-D Dynamic (`<seq>/rgb/*.png`, `<seq>/depth/*.png`): every sequence; even crop."""
+def prepare_bonn(raw: Path, out: Path, protocol: str = "all") -> list[Path]:
+    """Bonn RGB-D Dynamic (`<seq>/rgb/*.png`, `<seq>/depth/*.png`): every sequence; even crop. The cut3r split
+    lists its five sequences, frames [30:140]."""
     dst = out / "bonn"
+    missing = missing_sequences(raw, CUT3R_SPLITS["bonn"]) if protocol == "cut3r" else []
+    if missing:  # before anything is written
+        raise BenchmarkError(f"{display(raw)} lacks {len(missing)} of the cut3r split's "
+                             f"{len(CUT3R_SPLITS['bonn'].sequences)} sequences ({', '.join(missing[:3])}, ...)")
     for seq in tqdm(_subdirs(raw), desc="bonn", unit="seq"):
         images, depths = _listing(seq / "rgb", (".png",)), _listing(seq / "depth", (".png",))
         if len(images) != len(depths):
@@ -215,7 +225,7 @@ def prepare_bonn(raw: Path, out: Path) -> list[Path]:
         for image, depth in zip(images, depths):
             _write_image(dst / seq.name / "rgb" / image.name, _even_crop(_read_color(image)))
             _copy(depth, dst / seq.name / "depth" / depth.name)
-    return [write_index(dst, "bonn", name, frames, "rgb", 5000.0) for name, frames in _indices_for("bonn")]
+    return _protocol_indexes(dst, "bonn", "rgb", 5000.0, protocol)
 
 
 def _scannet_extras(seq: Path, image: Path) -> dict:
@@ -286,8 +296,19 @@ def read_sintel_cam(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return K, np.linalg.inv(extrinsic)
 
 
-def prepare_sintel(raw: Path, out: Path) -> list[Path]:
-    """MPI-Sintel training (`clean/<seq>/*.png`, `depth/<seq>/*.dpt`, optional `camdata_left/<seq>/*.cam`)."""
+def prepare_sintel(raw: Path, out: Path, protocol: str = "all") -> list[Path]:
+    """MPI-Sintel training (`clean/<seq>/*.png`, `depth/<seq>/*.dpt`, optional `camdata_left/<seq>/*.cam`; the
+    cut3r split also `final/<seq>/*.png`: its 14 sequences, the final pass and the raw .dpt depth)."""
+    paths = []
+    split = CUT3R_SPLITS["sintel"]
+    if protocol != "vda" and prepare_sintel_frames(raw, out, split, required=protocol == "cut3r"):
+        paths.append(write_cut3r_index(out / "sintel", split, required=True))
+    if protocol == "cut3r":
+        return paths
+    return _prepare_sintel_vda(raw, out) + paths
+
+
+def _prepare_sintel_vda(raw: Path, out: Path) -> list[Path]:
     dst = out / "sintel"
     cams = {}
     for seq in tqdm(_subdirs(raw / "clean"), desc="sintel", unit="seq"):
@@ -316,6 +337,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                            formatter_class=HelpFormatter)
         s.add_argument("--raw", type=Path, required=True, help="raw dataset folder")
         s.add_argument("--out", type=Path, required=True, help="benchmark root to write <dataset>/ into")
+        if name in CUT3R_SPLITS:
+            s.add_argument("--protocol", choices=("all", "vda", "cut3r"), default="all",
+                           help="which indexes to write: the vda protocol's, the cut3r split (vda eval --protocol "
+                                "cut3r), or both (all: the cut3r split is skipped with a note when the raw folder "
+                                "lacks its sequences)")
         if name == "kitti":
             s.add_argument("--depth", type=Path, required=True, help="KITTI depth annotations split (e.g. val/)")
         if name == "scannet":
@@ -331,12 +357,13 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 
 def _prepare(args) -> int:
     if args.dataset == "kitti":
-        paths = prepare_kitti(args.raw, args.depth, args.out)
+        paths = prepare_kitti(args.raw, args.depth, args.out, args.protocol)
     elif args.dataset == "scannet":
         paths = prepare_scannet(args.raw, args.out, args.max_scenes, args.max_frames)
+    elif args.dataset == "nyuv2":
+        paths = prepare_nyuv2(args.raw, args.out)
     else:
-        paths = {"bonn": prepare_bonn, "nyuv2": prepare_nyuv2, "sintel": prepare_sintel}[args.dataset](
-            args.raw, args.out)
+        paths = {"bonn": prepare_bonn, "sintel": prepare_sintel}[args.dataset](args.raw, args.out, args.protocol)
     for path in paths:
         print(f"wrote {path}")
     return errors.EXIT_OK
