@@ -202,3 +202,39 @@ def test_adapter_refuses_a_partial_or_foreign_state_dict_in_one_line(dropped, ad
         assert all(p in message for p in shown[:6])
     if unexpected:
         assert f"unexpected {len(unexpected)} key" in message
+
+
+def _valid_config() -> dict:
+    from vda_lightning.models import transformers_config
+
+    return transformers_config(get_config("vitt"))
+
+
+_json_value = st.one_of(st.none(), st.booleans(), st.integers(-3, 600), st.floats(-1e3, 1e3, allow_nan=False),
+                        st.text(max_size=8), st.lists(st.integers(-2, 600), max_size=5))
+_config_keys = sorted(_valid_config()) + [f"backbone_config.{k}" for k in sorted(_valid_config()["backbone_config"])]
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                                   HealthCheck.function_scoped_fixture])
+@given(edits=st.dictionaries(st.sampled_from(_config_keys), _json_value, min_size=1, max_size=3))
+def test_config_json_reader_reads_or_refuses_in_one_line(tmp_path, edits):
+    """The config.json beside a transformers file, any of its values replaced: our model config, or one line naming
+    the file (never another exception)."""
+    from vda_lightning.checkpoints.transformers import TransformersFile, transformers_file
+
+    doc = _valid_config()
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    assert transformers_file(tmp_path / "model.safetensors").config == get_config("vitt")  # what we write, we read
+    for key, value in edits.items():
+        where, _, name = key.rpartition(".")
+        target = doc[where] if where else doc
+        if isinstance(target, dict):  # not when backbone_config itself was replaced
+            target[name] = value
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    try:
+        found = transformers_file(tmp_path / "model.safetensors")
+    except CheckpointError as e:
+        assert "\n" not in str(e) and "config.json" in str(e)
+    else:
+        assert isinstance(found, TransformersFile) and found.config.encoder == "vitt" and found.max_depth > 0
