@@ -14,13 +14,14 @@ import pytest
 from vda_lightning.cluster.submit import main
 
 FIELDS = {"--job-name": "jobname", "--partition": "gpu", "--time": "1:00:00", "--mem": "4G", "--account": "proj",
-          "--qos": "high", "--sbatch": "--comment=ok", "--run-dir": "runs/x", "--config": "c.yaml"}
+          "--qos": "high", "--sbatch": "--comment=ok", "--run-dir": "runs/x", "--config": __file__}
 PAYLOADS = {"newline": "x\ntouch {marker}", "semicolon": "x;touch {marker}", "subshell": "x$(touch {marker})",
             "backtick": "x`touch {marker}`", "quotes": "x'\"touch {marker}\"'", "space": "a b; touch {marker}"}
 
 
 def render(capsys, **values) -> tuple[int, str, str]:
-    args = ["--dry-run", "--gpus-per-node", "0"]
+    """A dry run (every check of a submission runs; the config must exist), with a stand-in interpreter."""
+    args = ["--dry-run", "--gpus-per-node", "0", f"--python={STAND_IN_PYTHON}"]
     for flag, default in FIELDS.items():
         args += [f"{flag}={values.get(flag, default)}"]
     args += ["--", "--trainer.max_steps", values.get("fit", "5")]
@@ -60,12 +61,14 @@ def sbatch_arguments(line: str) -> list[str]:
     return out
 
 
+STAND_IN_PYTHON = "/bin/true"  # the interpreter the script runs (absolute, as --python must be): finds no checkpoint
+
+
 def run_script(text: str, tmp_path) -> subprocess.CompletedProcess:
-    """Run the rendered script with stand-ins for srun and vda-submit (they print their arguments)."""
+    """Run the rendered script with a stand-in for srun (it prints its arguments)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name in ("srun", "vda-submit"):
-        tool = bin_dir / name
+    for tool in [bin_dir / "srun"]:
         tool.write_text("#!/bin/bash\nprintf '%s\\n' \"$0\" \"$@\" >> \"$TOOL_LOG\"\n")
         tool.chmod(0o755)
     script = tmp_path / "job.sbatch"
@@ -140,8 +143,8 @@ def test_values_with_spaces_are_quoted_in_sbatch_lines(capsys):
             directives[key] = value
     assert directives["--partition"] == "gpu a100"
     assert directives["--comment"] == 'my run #1 "best"'
-    assert directives["--output"] == "runs/my run/slurm/%x-%j.out"
-    assert "RUN_DIR='runs/my run'" in text.splitlines()
+    assert directives["--output"] == os.path.abspath("runs/my run/slurm/%x-%j.out")  # pinned: the job starts elsewhere
+    assert f"RUN_DIR='{os.path.abspath('runs/my run')}'" in text.splitlines()
 
 
 def test_job_names_that_switch_lightning_slurm_detection_off_are_refused(tmp_path, capsys, monkeypatch):
@@ -162,6 +165,6 @@ def test_job_names_that_switch_lightning_slurm_detection_off_are_refused(tmp_pat
         assert code == 2 and len(err.strip().splitlines()) == 1 and "job name" in err.replace("job-name", "job name"), \
             (args, err)
     assert not (tmp_path / "run").exists()  # nothing written, nothing submitted
-    assert main(["--dry-run", "--config", "c.yaml", "--run-dir", "r", "--gpus-per-node", "0", "--job-name",
+    assert main(["--dry-run", "--config", __file__, "--run-dir", "r", "--gpus-per-node", "0", "--job-name",
                  "bash-run"]) == 0
     assert "#SBATCH --job-name=bash-run" in capsys.readouterr().out

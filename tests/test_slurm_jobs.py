@@ -5,6 +5,7 @@ Skips (with the reason) only where SLURM/munge are missing or cannot start; CI i
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -112,3 +113,69 @@ def test_sigusr1_requeues_and_the_job_resumes_to_the_configured_step(slurm, tmp_
         assert read_step_keys(str(keys), rank) == ref_keys[rank], f"rank {rank}"
     print(f"requeued at step {requeued_at} of {steps}: {len(ref_head)} head tensors bit-identical to the "
           f"uninterrupted run, per-step sample keys equal on both ranks")
+
+
+def _short_clips(root: Path, frames=(3, 2, 4)) -> list[Path]:
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    clips = []
+    for c, n in enumerate(frames):
+        clip = root / f"clip{c}"
+        clip.mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(clip / f"{i:03d}.png"), rng.integers(0, 255, (28, 42, 3), dtype=np.uint8))
+        clips.append(clip)
+    return clips
+
+
+def test_dry_run_infer_script_runs_two_tasks_under_an_empty_environment(slurm, tmp_path, tiny_checkpoint):
+    """Issue 30: the script of `vda submit --dry-run` runs under `env -i PATH=/usr/bin:/bin` (the interpreter by
+    its absolute path, no venv on PATH); issue 29: a 2-task `vda submit infer` job shares the inputs and writes one
+    manifest."""
+    clips, run_dir, out = _short_clips(tmp_path / "clips"), tmp_path / "inf", tmp_path / "out"
+    submit_args = ["infer", "--run-dir", str(run_dir), "--gpus-per-node", "0", "--tasks-per-node", "2",
+                   "--cpus-per-task", "1", "--dry-run", "--", *map(str, clips), "--checkpoint", str(tiny_checkpoint),
+                   "--input-size", "28", "--device", "cpu", "--output-dir", "out", "--no-progress"]
+    r = subprocess.run([str(BIN / "vda-submit"), *submit_args], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and not run_dir.exists(), r.stderr  # a dry run writes nothing
+    script = tmp_path / "job.sbatch"
+    script.write_text(r.stdout)
+    (run_dir / "slurm").mkdir(parents=True)  # sbatch opens the log there before the script runs
+    empty = ["env", "-i", "PATH=/usr/bin:/bin", f"SLURM_CONF={slurm.conf}"]
+    job = slurm.run([*empty, "sbatch", "--parsable", str(script)]).stdout.strip()
+    state = slurm.wait_job(job, timeout=300)
+    log = (run_dir / "slurm" / f"vda-infer-{job}.out").read_text()
+    assert state == "COMPLETED", log[-3000:]
+    assert "rank 0/2: 1 of 3 inputs, 4 of 9 frames: clip2" in log and "rank 1/2: 2 of 3 inputs" in log
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert [e["input"] for e in manifest["inputs"]] == list(map(str, clips)) and manifest["world_size"] == 2
+    assert manifest["totals"]["complete"] == 3 and manifest["output_dir"] == str(out)  # `cd` to the submit folder
+    assert sorted(p.name for p in out.glob("*_depths.npz")) == ["clip0_depths.npz", "clip1_depths.npz",
+                                                               "clip2_depths.npz"]
+
+
+def test_pseudolabel_job_array_of_two_tasks_labels_each_shard_once(slurm, tmp_path, tiny_checkpoints):
+    from vda_lightning.data import generate_synthetic_shards
+
+    shards = generate_synthetic_shards(str(tmp_path / "shards"), n_train_clips=0, n_val_clips=0, height=28,
+                                       width=42, seed=0, n_image_samples=3, images_per_shard=1,
+                                       progress=False)["image"]
+    run_dir, out = tmp_path / "pl", tmp_path / "labelled"
+    cmd = [str(BIN / "vda-submit"), "pseudolabel", "--run-dir", str(run_dir), "--array-size", "2",
+           "--gpus-per-node", "0", "--tasks-per-node", "1", "--cpus-per-task", "1", "--",
+           "::".join(shards), "--output", str(out), "--teacher-encoder", "vitt",
+           "--teacher-checkpoint", str(tiny_checkpoints["image"]), "--input-size", "28", "--device", "cpu"]
+    job = slurm.run(cmd).stdout.strip()
+    assert job.isdigit(), job
+    logs = []
+    for task in (0, 1):
+        state = slurm.wait_job(f"{job}_{task}", timeout=300)
+        logs.append((run_dir / "slurm" / f"vda-pseudolabel-{job}_{task}.out").read_text())
+        assert state == "COMPLETED", logs[-1][-3000:]
+    assert any("rank 0/2:" in log for log in logs) and any("rank 1/2:" in log for log in logs)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert [e["input"] for e in manifest["inputs"]] == shards and manifest["world_size"] == 2
+    assert manifest["totals"]["complete"] == 3 and manifest["checkpoint_sha256"]
+    assert sorted(p.name for p in out.glob("*.tar")) == sorted(os.path.basename(s) for s in shards)

@@ -1,6 +1,7 @@
 """vda-submit rendering, the resume resolver and the DDP arithmetic (pure; no cluster needed)."""
 import io
 import os
+import sys
 import zipfile
 
 import pytest
@@ -21,7 +22,7 @@ def test_two_nodes_by_eight_gpus_meets_lightnings_slurm_requirements():
                  "#SBATCH --time=24:00:00", "#SBATCH --exclusive", "module load cuda"]:
         assert line in text.splitlines(), line
     launch = next(line for line in text.splitlines() if line.startswith("srun "))
-    assert "vda-fit --config conf/quickstart.yaml" in launch
+    assert f"{sys.executable} -m vda_lightning fit --config conf/quickstart.yaml" in launch  # no PATH lookup
     assert "--trainer.num_nodes 2 --trainer.devices 8 " in launch and "--trainer.accelerator gpu" in launch
     assert "RequeueOnSignal" in launch and '"${RESUME_ARGS[@]}"' in launch
 
@@ -130,3 +131,45 @@ def test_the_script_uses_the_run_folder_and_a_used_folder_needs_resume(tmp_path,
     monkeypatch.setattr("subprocess.run", lambda cmd, **kw: submitted.append(cmd) or
                         type("R", (), {"returncode": 0, "stdout": "42\n", "stderr": ""})())
     assert main([*args, "--resume"]) == 0 and submitted[0][0] == "sbatch"
+
+
+def test_dry_run_checks_what_a_submission_checks_and_a_failed_one_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """Issue 30: --dry-run refuses what a real submit refuses (exit 2, one line); sbatch missing leaves no script
+    and no run folder behind; the script cds to the submitting folder and names the interpreter by its path."""
+    config, run_dir = tmp_path / "c.yaml", tmp_path / "run"
+    args = ["--config", str(config), "--run-dir", str(run_dir), "--gpus-per-node", "0"]
+    assert main([*args, "--dry-run"]) == 2 and "training config not found" in capsys.readouterr().err
+    config.write_text("model: {encoder: vitt}\n")
+    (run_dir / "checkpoints").mkdir(parents=True)
+    torch.save({"global_step": 3}, run_dir / "checkpoints" / "last.ckpt")
+    assert main([*args, "--dry-run"]) == 2 and "already holds a run" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--dry-run", "--resume"]) == 0
+    text = capsys.readouterr().out
+    assert f"cd {tmp_path}" in text.splitlines()
+    assert f"{sys.executable} -m vda_lightning submit --find-checkpoint" in text
+    assert not (run_dir / "slurm").exists()  # a dry run writes nothing
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    fresh = tmp_path / "fresh"
+    assert main(["--config", str(config), "--run-dir", str(fresh), "--gpus-per-node", "0"]) == 2
+    assert "sbatch not found" in capsys.readouterr().err and not fresh.exists()
+    assert main([*args, "--resume"]) == 2 and not (run_dir / "slurm").exists()
+
+
+def test_infer_and_pseudolabel_jobs_render_tasks_arrays_and_a_requeue_trap(capsys):
+    text = render_sbatch(SubmitOptions(config=None, run_dir="/r", command="pseudolabel", gpus_per_node=2,
+                                       array_size=4, job_name="pl", fit_args=["s.tar", "--output", "o"]))
+    lines = text.splitlines()
+    for line in ["#SBATCH --ntasks-per-node=2", "#SBATCH --gres=gpu:2", "#SBATCH --array=0-3",
+                 "#SBATCH --signal=B:USR1@120", "#SBATCH --requeue", "#SBATCH --output=/r/slurm/%x-%A_%a.out",
+                 "export VDA_SHARD_OVER_ARRAY=1  # the array's tasks share the inputs (io/distributed.py)"]:
+        assert line in lines, line
+    launch = next(line for line in lines if line.startswith("srun "))
+    assert launch.endswith(f"{sys.executable} -m vda_lightning pseudolabel s.tar --output o --job-dir /r &")
+    assert any(line.startswith("trap ") and "scontrol requeue" in line for line in lines)
+    for bad in ({"config": "c.yaml"}, {"resume": True}, {"fit_args": ["x", "--job-dir", "d"]},
+                {"python": "python3"}):
+        with pytest.raises(ValueError):
+            SubmitOptions(**{"config": None, "run_dir": "/r", "command": "infer", "fit_args": ["x"], **bad})
+    assert main(["infer", "--run-dir", "/r", "--dry-run"]) == 2  # no inputs after `--`
+    assert "give the infer arguments after `--`" in capsys.readouterr().err

@@ -66,7 +66,9 @@ PRECISION_HELP = ("autocast dtype (default: fp16 on CUDA, as published; fp32 on 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Video Depth Anything inference on videos or frame folders.",
                                 formatter_class=HelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video file or folder of PNG/JPEG frames")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="video file or folder of PNG/JPEG frames")
+    p.add_argument("--inputs", dest="inputs_list", metavar="LIST.txt",
+                   help="a text file of inputs, one path a line (blank lines and # comments skipped), after INPUTs")
     add_checkpoint(p, required=False, help="model weights: published .pth, safetensors, or a vda fit checkpoint "
                    "(required with --backend pytorch; with onnxruntime: the export must come from it)")
     add_encoder(p)
@@ -105,6 +107,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--intrinsics", default=None, metavar="FILE",
                    help="ply: the camera of the input at its own resolution: 3x3 K as text/.npy, or JSON "
                         "{fx, fy, cx, cy[, width, height]}; rescaled with --max-res")
+    p.add_argument("--job-dir", default=None, metavar="DIR",
+                   help="job folder: completion records (a re-run skips what is complete), progress, manifest.json "
+                        "(default under a launcher: <output-dir>/.vda-job; docs/inference.md)")
+    p.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="processes (one per GPU): outside a launcher, starts N under torchrun on this node; under "
+                        "torchrun/srun, checked against their world size")
+    p.add_argument("--num-nodes", type=int, default=1, metavar="M", help="nodes (with --devices, under srun/torchrun)")
     p.add_argument("--speed-levers", default="none", help="comma list of compile, channels_last, cuda_graphs "
                    "(models/speed.py; measured by vda bench infer --levers; off by default; pytorch backend)")
     return p
@@ -172,7 +181,7 @@ def check_output_name(path: Path, name: str) -> None:
 
 def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, camera, *, layout: str = "default",
             grayscale: bool = False, npz_compress: bool = True, progress: bool = True, prog: str = PROG,
-            threads: bool | None = None) -> int:
+            threads: bool | None = None, on_frame=None) -> int:
     """One input through the runner into its outputs; `threads` (default: `pipeline.overlap_pays`) runs decode,
     device work and finishing in three threads, else in this one (the same numbers either way)."""
     from tqdm import tqdm
@@ -189,6 +198,8 @@ def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, cam
             def sink(depth):  # threaded: in the finisher thread, so decoding and writing overlap the device's work
                 spool.append(depth if to_metres is None else to_metres(depth))
                 bar.update(1)
+                if on_frame is not None:
+                    on_frame()
 
             threaded = overlap_pays(runner.device) if threads is None else threads
             if threaded:
@@ -210,7 +221,22 @@ def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, cam
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     parser = build_parser(prog)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.inputs_list:
+        from ..trust import ReadError, read_path_list
+
+        try:
+            args.inputs = [*args.inputs, *read_path_list(args.inputs_list, "--inputs list")]
+        except ReadError as e:
+            return errors.fail(prog, str(e))
+    if not args.inputs:
+        parser.error("the following arguments are required: INPUT (or --inputs LIST.txt)")
+    launched = _check_launch(parser, args)
+    if launched is not None:
+        from .infer_job import relaunch_with_torchrun
+
+        return relaunch_with_torchrun(argv, args.devices, args.num_nodes, prog)
     try:
         formats = parse_save(args.save, args.layout)
     except ValueError as e:
@@ -244,14 +270,14 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
                               known=(CheckpointError, CameraError, OnnxBackendError))
 
 
-def check_frame_shapes(args) -> None:
+def check_frame_shapes(args, items: list | None = None) -> None:
     """Every input's network input size, computed from its first frame before the model is loaded: a frame the
     network cannot take (models/input_contract.py, `checked_network_size`) is a CommandError (exit 2) naming the
     input and its size, and nothing is written. Unreadable inputs are left to the main loop, which reports them."""
     from ..models.input_contract import DEFAULT_CONTRACT, FrameShapeError
     from .frame_sources import InputError, open_source
 
-    for item in args.inputs:
+    for item in args.inputs if items is None else items:
         try:
             frames = iter(open_source(Path(item), max_res=args.max_res, max_len=1, target_fps=args.target_fps))
             try:
@@ -266,13 +292,59 @@ def check_frame_shapes(args) -> None:
             raise errors.CommandError(str(e)) from None
 
 
+def _check_launch(parser, args) -> bool | None:
+    """True when `--devices N` asks for processes that no launcher started (then torchrun starts them); None to
+    run here. Under torchrun or srun the launcher's world size must be what --devices x --num-nodes ask for."""
+    if args.devices is None:
+        if args.num_nodes != 1:
+            parser.error("--num-nodes needs --devices (processes per node)")
+        return None
+    if args.devices < 1 or args.num_nodes < 1:
+        parser.error("--devices and --num-nodes must be >= 1")
+    from ..io import launch_rank_world
+
+    _, world, _ = launch_rank_world()
+    if world > 1 or "RANK" in os.environ or "SLURM_STEP_NUM_TASKS" in os.environ:
+        wanted = args.devices * args.num_nodes
+        if world != wanted and os.environ.get("VDA_SHARD_OVER_ARRAY") != "1":
+            parser.error(f"--devices {args.devices} --num-nodes {args.num_nodes} ask for {wanted} processes; the "
+                         f"launcher started {world}")
+        return None
+    return True if args.devices * args.num_nodes > 1 else None
+
+
+def _open_job(args, paths: list[Path], names: list[str], formats: list[str], out_dir: Path, prog: str):
+    """This process's `ShardedJob` (job.py): the launcher's rank and world, the job folder, the settings."""
+    from ..devices import resolve_device
+    from ..io import launch_rank_world
+    from .infer_job import infer_settings, input_weights, model_sha256
+    from .job import ShardedJob
+
+    _, world, local_rank = launch_rank_world()
+    if world > 1 and args.device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():  # one GPU per process on a node
+            args.device = f"cuda:{local_rank % torch.cuda.device_count()}"
+    job_dir = args.job_dir or (out_dir / ".vda-job" if world > 1 else None)
+    weights = input_weights(paths, args) if world > 1 else [1] * len(paths)
+    settings = infer_settings(args, formats, resolve_device(args.device))
+    return ShardedJob(prog=prog, command="vda infer", inputs=[str(p) for p in paths], names=names, weights=weights,
+                      job_dir=job_dir, out_dir=out_dir, checkpoint_sha256=model_sha256(args) if job_dir else "",
+                      settings=settings, progress=not args.no_progress)
+
+
 def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     import torch
 
     from .camera import camera_from_options
+    from .infer_job import output_paths, remove_stale_staging
     from .runners import make_runner, open_model
 
-    check_frame_shapes(args)
+    paths = [Path(item) for item in args.inputs]
+    names, notes = output_names(paths)
+    job = _open_job(args, paths, names, formats, out_dir, prog)
+    check_frame_shapes(args, [args.inputs[i] for i in job.share])
     camera = camera_from_options(args.focal_length_x, args.focal_length_y, args.intrinsics)
     model, kind_line = open_model(args.backend, args.mode, checkpoint=args.checkpoint, onnx=args.onnx,
                                   encoder=args.encoder, metric=args.metric, device=args.device,
@@ -283,23 +355,37 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     runner = make_runner(model, args.mode, args.input_size, args.device, args.precision,
                          speed_levers=args.speed_levers)
 
-    paths = [Path(item) for item in args.inputs]
-    names, notes = output_names(paths)
     for note in notes:
         print(f"{prog}: {note}", file=sys.stderr)
-    start, frames, failures = time.perf_counter(), 0, 0
-    for path, name in zip(paths, names):
-        count = _infer_one(args, runner, path, name, formats, camera, out_dir, prog)
-        frames += count or 0
-        failures += count is None
+    job.log_share()
+    start, frames, failures, reused = time.perf_counter(), 0, 0, 0
+    with job:
+        for i in job.share:
+            record = job.completed(i)
+            if record is not None:  # its record names this checkpoint and these settings, its outputs exist
+                job.reuse(i, record)
+                reused += 1
+                continue
+            remove_stale_staging(out_dir, names[i], formats, args.layout)
+            result = _infer_one(args, runner, paths[i], names[i], formats, camera, out_dir, prog,
+                                progress=not args.no_progress and job.world == 1, on_frame=job.tick)
+            if isinstance(result, str):
+                failures += 1
+                job.fail(i, result)
+            else:
+                frames += result
+                job.complete(i, output_paths(names[i], formats, args.layout, result), result)
     elapsed = time.perf_counter() - start
     gpu = (f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
            if runner.device.type == "cuda" else "")
+    who = f"rank {job.rank}/{job.world}: " if job.world > 1 else ""
+    done = f" ({reused} already complete)" if reused else ""
     print(
-        f"{prog}: {len(args.inputs) - failures}/{len(args.inputs)} inputs, {frames} frames in {elapsed:.1f} s "
+        f"{prog}: {who}{len(job.share) - failures}/{len(job.share)} inputs{done}, {frames} frames in {elapsed:.1f} s "
         f"({frames / max(elapsed, 1e-9):.2f} frames/s), peak host memory {peak_host_mb():.0f} MiB{gpu} "
         f"-> {display(out_dir)}"
     )
+    job.finish()
     return errors.EXIT_SOME_FAILED if failures else errors.EXIT_OK
 
 
@@ -319,9 +405,9 @@ def check_outputs_possible(model, camera, formats: list[str], source) -> None:
 
 
 def _infer_one(args, runner, path: Path, name: str, formats: list[str], camera, out_dir: Path,
-               prog: str) -> int | None:
-    """One input into its outputs: its frame count, or None after reporting why it failed (nothing of it is
-    left; the other inputs still run)."""
+               prog: str, progress: bool = True, on_frame=None) -> int | str:
+    """One input into its outputs: its frame count, or the one line that reported why it failed (nothing of it
+    is left; the other inputs still run)."""
     import torch
 
     from .frame_sources import InputError, open_source
@@ -332,18 +418,19 @@ def _infer_one(args, runner, path: Path, name: str, formats: list[str], camera, 
         source = open_source(path, max_res=args.max_res, max_len=args.max_len, target_fps=args.target_fps)
         return run_one(runner, source, out_dir, name, formats, bool(runner.model.config.metric), camera,
                        layout=args.layout, grayscale=args.grayscale, npz_compress=args.npz_compress,
-                       progress=not args.no_progress, prog=prog)
+                       progress=progress, prog=prog, on_frame=on_frame)
     except InputError as e:
-        errors.report(prog, e)
+        problem = errors.describe(e)
     except NonFiniteDepthError as e:  # nothing of this input was written
-        errors.report(prog, f"{display(path)}: {e}")
+        problem = f"{display(path)}: {e}"
     except OSError as e:  # e.g. the disk filled up while writing
-        errors.report(prog, f"{display(e.filename or out_dir)}: cannot write output ({e.strerror or e})")
+        problem = f"{display(e.filename or out_dir)}: cannot write output ({e.strerror or e})"
     except torch.cuda.OutOfMemoryError:
-        errors.report(prog, f"{display(path)}: out of GPU memory at --input-size {args.input_size} "
-                            f"(--precision {runner.precision}); try a smaller --input-size or --max-res, or fp16")
+        problem = (f"{display(path)}: out of GPU memory at --input-size {args.input_size} "
+                   f"(--precision {runner.precision}); try a smaller --input-size or --max-res, or fp16")
         torch.cuda.empty_cache()
-    return None
+    errors.report(prog, problem)
+    return problem
 
 
 if __name__ == "__main__":

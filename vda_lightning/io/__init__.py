@@ -18,7 +18,7 @@ from .atomic import (
 )
 from .benchmark_json import BenchmarkError, read_benchmark_index
 from .depth import DEPTH_EXTENSIONS, read_depth, read_float16_png, read_hdf5_array, read_npy, write_dpt
-from .distributed import gather_objects, rank_world
+from .distributed import gather_objects, launch_rank_world, rank_world
 from .errors import ReadError
 from .files import list_files, natural_key
 from .images import IMAGE_EXTENSIONS, read_frame, read_frames, read_mask
@@ -30,7 +30,7 @@ __all__ = [
     "write_bytes_atomic", "write_json_atomic", "write_text_atomic",
     "BenchmarkError", "read_benchmark_index",
     "DEPTH_EXTENSIONS", "read_depth", "read_float16_png", "read_hdf5_array", "read_npy", "write_dpt",
-    "gather_objects", "rank_world",
+    "gather_objects", "launch_rank_world", "rank_world",
     "ReadError",
     "list_files", "natural_key",
     "IMAGE_EXTENSIONS", "read_frame", "read_frames", "read_mask",

@@ -35,3 +35,30 @@ def gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world
     dist.all_gather_object(out, obj)
     return out
+
+
+def launch_rank_world(env: dict[str, str] | None = None) -> tuple[int, int, int]:
+    """(rank, world size, local rank) that a launcher gave this process, read from its environment (pure: `env`
+    defaults to os.environ), for work that shares inputs without a process group (`vda infer`, `vda pseudolabel`).
+
+    torchrun (and Lightning's launcher) export RANK / WORLD_SIZE / LOCAL_RANK. `srun` exports SLURM_PROCID /
+    SLURM_LOCALID and, inside a job step, SLURM_STEP_NUM_TASKS: the batch shell of an sbatch script has
+    SLURM_NTASKS (the allocation's) but no step, and it is one process, so it counts as (0, 1, 0). With
+    VDA_SHARD_OVER_ARRAY=1 (written by `vda submit --array-size K`) the tasks of a SLURM job array share the inputs
+    too: array task a (of SLURM_ARRAY_TASK_COUNT, numbered from SLURM_ARRAY_TASK_MIN) runs ranks a*world .. ."""
+    env = os.environ if env is None else env
+    if "RANK" in env and "WORLD_SIZE" in env:
+        rank, world, local = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0))
+    elif "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env:
+        rank, world = int(env["SLURM_PROCID"]), int(env["SLURM_STEP_NUM_TASKS"])
+        local = int(env.get("SLURM_LOCALID", 0))
+    else:
+        rank, world, local = 0, 1, 0
+    if env.get("VDA_SHARD_OVER_ARRAY") == "1" and "SLURM_ARRAY_TASK_ID" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+        count = int(env.get("SLURM_ARRAY_TASK_COUNT", int(env.get("SLURM_ARRAY_TASK_MAX", first)) - first + 1))
+        task = int(env["SLURM_ARRAY_TASK_ID"]) - first
+        rank, world = task * world + rank, count * world
+    if not 0 <= rank < world:
+        raise ValueError(f"launcher environment: rank {rank} is not in 0..{world - 1}")
+    return rank, world, local

@@ -7,6 +7,11 @@ teacher.
 Every input shard becomes a shard of the same name under --output with the teacher's disparity stored as
 `depth_kind: pseudo_label` (float16 by default), which the DataModule then feeds as image targets instead of
 running the teacher online. Undecodable samples are skipped and counted; finished shards are not redone.
+
+Under torchrun or srun (`vda submit pseudolabel`) each rank labels its share of the shards, balanced by their
+bytes (`inference/job.py`); with a job folder (`--job-dir`, default `<output>/.vda-job` under a launcher) a shard
+is complete when its record names this teacher checkpoint's sha256 and these settings and the shard and its index
+are whole; a re-run labels only the rest, and the job's manifest.json lists every shard once.
 """
 from __future__ import annotations
 
@@ -62,7 +67,12 @@ def label_shard(url: str, out_path: str, teacher, input_size: int, device: str, 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("shards", help="input shards: brace pattern, glob, folder or '::'-joined list")
+    parser.add_argument("shards", nargs="?", help="input shards: brace pattern, glob, folder or '::'-joined list")
+    parser.add_argument("--inputs", dest="inputs_list", metavar="LIST.txt",
+                        help="a text file of shard paths, one a line (blank lines and # comments skipped)")
+    parser.add_argument("--job-dir", default=None, metavar="DIR",
+                        help="job folder: completion records, progress, manifest.json (default under a launcher: "
+                             "<output>/.vda-job)")
     parser.add_argument("--output", required=True, help="output folder (shards keep their names)")
     add_encoder(parser, flag="--teacher-encoder", default="vitl", help="DAv2 size of the teacher")
     add_checkpoint(parser, flag="--teacher-checkpoint", help="DAv2 (or VDA) checkpoint of the teacher")
@@ -73,32 +83,79 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if not args.shards and not args.inputs_list:
+        parser.error("the following arguments are required: shards (or --inputs LIST.txt)")
     from ..checkpoints import CheckpointError
 
     return errors.run_command(prog, lambda: _label_all(args, prog), known=(CheckpointError, ValueError))
 
 
-def _label_all(args, prog: str) -> int:
-    from tqdm import tqdm
+def _shard_job(args, urls: list[str], prog: str, device: str):
+    from ..inference.distributed import files_sha256
+    from ..inference.job import ShardedJob
+    from ..io import launch_rank_world
 
-    from ..data.shards import expand_shards, shard_is_complete
+    _, world, _ = launch_rank_world()
+    job_dir = args.job_dir or (os.path.join(args.output, ".vda-job") if world > 1 else None)
+    weights = [os.path.getsize(u) if os.path.isfile(u) else 1 for u in urls]
+    settings = {"teacher_encoder": args.teacher_encoder, "input_size": args.input_size,
+                "depth_encoding": args.depth_encoding, "device_type": device.split(":")[0]}
+    checkpoint = files_sha256([args.teacher_checkpoint]) if job_dir and args.teacher_checkpoint else ""
+    return ShardedJob(prog=prog, command="vda pseudolabel", inputs=urls, names=[os.path.basename(u) for u in urls],
+                      weights=weights, job_dir=job_dir, out_dir=args.output, checkpoint_sha256=checkpoint,
+                      settings=settings, unit="bytes")
+
+
+def _label_all(args, prog: str) -> int:
+    import glob
+
+    from ..data.shards import expand_shards, index_path, shard_is_complete
+    from ..io import launch_rank_world, remove_stale_temporaries
+    from ..trust import read_path_list
     from .teacher import Teacher
 
-    device = str(resolve_device(args.device))
-    urls = expand_shards(args.shards, "shards")
-    teacher = Teacher(args.teacher_encoder, args.teacher_checkpoint).to(device)
-    from ..io import remove_stale_temporaries
+    urls = expand_shards(args.shards, "shards") if args.shards else []
+    if args.inputs_list:
+        urls += read_path_list(args.inputs_list, "--inputs list", error=ValueError)
+    names = [os.path.basename(u) for u in urls]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"shards named {', '.join(twice[:3])} come more than once; outputs keep the input names, "
+                         "so each name may appear once")
+    device = args.device
+    _, world, local_rank = launch_rank_world()
+    if world > 1 and device in ("auto", "cuda"):
+        import torch
 
-    remove_stale_temporaries(args.output, "*")  # what a killed run left in the output folder
+        if torch.cuda.is_available():
+            device = f"cuda:{local_rank % torch.cuda.device_count()}"
+    device = str(resolve_device(device))
+    job = _shard_job(args, urls, prog, device)
+    job.log_share()
+    teacher = Teacher(args.teacher_encoder, args.teacher_checkpoint).to(device)
     total: Counter = Counter()
-    for url in tqdm(urls, desc="pseudo-labelling", unit="shard"):
-        out_path = os.path.join(args.output, os.path.basename(url))
-        if shard_is_complete(out_path):
-            total["shards_already_done"] += 1
-            continue
-        total.update(label_shard(url, out_path, teacher, args.input_size, device, args.depth_encoding))
-    print(f"{prog}: " + ", ".join(f"{k} {v}" for k, v in sorted(total.items())))
+    with job:
+        for i in job.share:
+            url, out_path = urls[i], os.path.join(args.output, names[i])
+            record = job.completed(i)
+            if record is not None and shard_is_complete(out_path):
+                job.reuse(i, record, done=job.weights[i])
+                total["shards_already_done"] += 1
+                continue
+            if job.job_dir is None and shard_is_complete(out_path):
+                total["shards_already_done"] += 1
+                continue
+            for target in (names[i], os.path.basename(index_path(out_path))):  # what a killed run left of it
+                remove_stale_temporaries(args.output, glob.escape(target))
+            counts = label_shard(url, out_path, teacher, args.input_size, device, args.depth_encoding)
+            total.update(counts)
+            job.tick(job.weights[i])
+            job.complete(i, [names[i], os.path.basename(index_path(out_path))], counts["labelled"])
+    who = f"rank {job.rank}/{job.world}: " if job.world > 1 else ""
+    print(f"{prog}: {who}" + ", ".join(f"{k} {v}" for k, v in sorted(total.items())))
+    job.finish()
     return errors.EXIT_OK
 
 

@@ -34,6 +34,7 @@ from .headers import (
     read_image,
 )
 from .limits import check_array, check_pixels, max_array_bytes, max_json_bytes, max_pixels
+from .lists import parse_path_list, read_path_list
 from .paths import check_name, confine, confine_output, display, read_bytes, regular_file
 from .schema import parse_json, read_json, validate
 from .urls import check_url_from_file, is_remote, scheme
@@ -42,6 +43,7 @@ __all__ = [
     "ReadError",
     "any_image_size", "check_image_bytes", "decode_image", "exr_channels", "image_size", "load_hdf5", "load_npy",
     "load_npz", "npy_header", "read_image",
+    "parse_path_list", "read_path_list",
     "check_array", "check_pixels", "max_array_bytes", "max_json_bytes", "max_pixels",
     "check_name", "confine", "confine_output", "display", "read_bytes", "regular_file",
     "parse_json", "read_json", "validate",
