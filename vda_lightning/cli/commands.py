@@ -39,8 +39,14 @@ BENCH_COMMANDS: dict[str, Command] = {
                     "shard decoding + augmentation: clips/s, MB/s per worker"),
     "train": Command("vda_lightning.bench.train:run_train_bench",
                      "training steps: clips/s and images/s per GPU beside the loader's clips/s"),
+    "startup": Command("vda_lightning.bench.startup:run_startup_bench",
+                       "time to first depth against the published script; how fast refusals come"),
+    "streaming": Command("vda_lightning.bench.streaming:run_streaming_bench",
+                         "streaming per frame against offline per output frame and the published loop"),
     "gpu": Command("vda_lightning.bench.gpu:run_gpu_check",
                    "the CUDA suite + every benchmark in one run: JSON + Markdown (CPU variant without a GPU)"),
+    "speed": Command("vda_lightning.bench.speed:run_speed_bench",
+                     "start-up, streaming and the CPU loop against the published code, in one run"),
 }
 
 COMMANDS: dict[str, Command] = {
