@@ -57,6 +57,7 @@ def hf_folders(tmp_path_factory, frames):
     """{kind: (transformers model, its save_pretrained folder, its depth on `frames`)}, relative and metric."""
     out = {}
     for seed, (kind, max_depth) in enumerate(KINDS.items()):
+        torch.manual_seed(seed)  # transformers' initialisation draws from the global generator
         config = transformers.DepthAnythingConfig(
             backbone_config=BACKBONE, reassemble_hidden_size=192, neck_hidden_sizes=[32, 64, 96, 192],
             fusion_hidden_size=32, head_hidden_size=32, depth_estimation_type=kind, max_depth=max_depth)
@@ -142,6 +143,7 @@ def test_our_image_model_exports_to_transformers(tmp_path, frames):
 
 
 def test_our_metric_image_model_exports_to_transformers(tmp_path, frames):
+    torch.manual_seed(4)
     ours = perturb(DepthAnythingV2(get_config("vitt", metric=True), max_depth=20.0), 4,
                    "depth_head.scratch.output_conv2.2.bias")
     write_transformers(ours, tmp_path / "hf")
