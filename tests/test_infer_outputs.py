@@ -108,6 +108,9 @@ def test_default_layout_src_vis_depth_grayscale_and_uncompressed_npz(tiny, tmp_p
     assert np.abs(alone.astype(int) - grey[..., None]).mean() < 4
     assert np.ptp(alone.astype(int), axis=-1).max() <= 6  # grey: the three channels agree
     assert "clip (writing)" in err and "100%" in err  # the writing phase has its own bar
+    writing = [line for line in err.replace("\r", "\n").splitlines() if "clip (writing)" in line]
+    assert "6/6" in writing[-1] and "/12" not in err  # each frame counted once (npz and videos in one pass)
+    assert "slowest: " in writing[-1]  # the output kind taking the largest share is named
 
 
 def test_visualisation_is_the_published_formula_exactly():

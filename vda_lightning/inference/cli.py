@@ -184,20 +184,19 @@ def run_one(runner, source, out_dir: Path, name: str, formats, metric: bool, cam
             threads: bool | None = None, on_frame=None) -> int:
     """One input through the runner into its outputs; `threads` (default: `pipeline.overlap_pays`) runs decode,
     device work and finishing in three threads, else in this one (the same numbers either way)."""
-    from tqdm import tqdm
-
     from .camera import metres_converter
     from .pipeline import overlap_pays, run_pipelined
+    from .progress import BatchCounting, frame_bar
     from .writers import DepthSpool, write_outputs
 
     spool = DepthSpool(out_dir / f".{name}.depths.f32.partial")
     to_metres = metres_converter(runner.model.config, camera, source)  # None unless a canonical-camera model
     try:
-        with tqdm(total=source.expected_frames(), unit="frame", desc=name, dynamic_ncols=True,
-                  disable=not progress) as bar:
+        with frame_bar(source.expected_frames(), name, progress) as bar:
+            runner = BatchCounting(runner, bar.update)  # the bar moves by whole windows: an honest ETA
+
             def sink(depth):  # threaded: in the finisher thread, so decoding and writing overlap the device's work
                 spool.append(depth if to_metres is None else to_metres(depth))
-                bar.update(1)
                 if on_frame is not None:
                     on_frame()
 

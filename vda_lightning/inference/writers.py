@@ -3,9 +3,10 @@ layout and the published `run.py` one).
 
 Depth maps are appended to a float32 spool file as they become final (while a running min/max is kept,
 which is the exact global range by the end). Everything else is produced from the spool afterwards, under its
-own progress bar: the npz is assembled from it frame by frame (deflate-compressed by default, as the published
-`np.savez_compressed`), and the per-frame folders (png16, exr, ply) and the videos (src, vis, vis-depth) are
-written in one more pass (src, the side-by-side vis and the point clouds re-decode the input). Every output goes
+own progress bar, in one pass over the frames: the npz is assembled frame by frame (deflate-compressed by
+default, as the published `np.savez_compressed`) alongside the per-frame folders (png16, exr, ply) and the videos
+(src, vis, vis-depth; src, the side-by-side vis and the point clouds re-decode the input). The bar counts frames
+once and names the output kind that takes the largest share of the time (`progress.WriteClock`). Every output goes
 to a temporary name first and is renamed when complete (`vda_lightning.io`: `atomic_path` for the npz, an
 `AtomicWrite` for each video and per-frame folder), so an interrupted run leaves no partial output.
 
@@ -21,12 +22,14 @@ import os
 import shutil
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ..io import AtomicWrite, atomic_path
 from .layouts import FOLDER_FORMATS, FORMATS, depth_only, file_name, folder_names
+from .progress import WriteClock
 
 __all__ = ["FORMATS", "DepthSpool", "write_npz", "write_outputs"]
 
@@ -70,16 +73,23 @@ def write_npz(spool: DepthSpool, path: Path, compress: bool = True, on_frame: Ca
     `compress`: deflate at zlib's default level, as the published `np.savez_compressed`; False stores the array
     as is (`np.savez`: faster to write, bigger). `on_frame` is called after each frame (progress).
     """
-    header = {"descr": "<f4", "fortran_order": False, "shape": (spool.count, *spool.shape)}
+    with npz_frames(path, spool.count, spool.shape, compress) as write:
+        for depth in spool.frames():
+            write(depth)
+            if on_frame is not None:
+                on_frame()
+
+
+@contextmanager
+def npz_frames(path: Path, count: int, shape, compress: bool = True):
+    """Yields `write(depth)`, called `count` times in frame order; the npz (as `write_npz`) replaces `path` when the
+    block ends without an exception. Lets `write_outputs` fill the npz in the same pass as the other outputs."""
+    header = {"descr": "<f4", "fortran_order": False, "shape": (count, *shape)}
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    frame_bytes = int(np.prod(spool.shape)) * 4
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=method, allowZip64=True) as zf:
-        with zf.open("depths.npy", "w", force_zip64=True) as out, open(spool.path, "rb") as src:
+        with zf.open("depths.npy", "w", force_zip64=True) as out:
             np.lib.format.write_array_header_2_0(out, header)
-            for _ in range(spool.count):
-                out.write(src.read(frame_bytes))
-                if on_frame is not None:
-                    on_frame()
+            yield lambda depth: out.write(np.ascontiguousarray(depth, dtype="<f4").tobytes())
 
 
 def png16_scale(vmax: float) -> float:
@@ -147,10 +157,10 @@ def write_ply(path: str | os.PathLike, points: np.ndarray, comments: Iterable[st
 class _Video:
     """A video output: a VideoWriter and what it shows (frames, depth, or both side by side)."""
 
-    def __init__(self, path: Path, fps: float, show: str):
+    def __init__(self, path: Path, fps: float, show: str, kind: str = "video"):
         from ..viz import VideoWriter
 
-        self.writer, self.show = VideoWriter(path, fps=fps), show
+        self.writer, self.show, self.kind = VideoWriter(path, fps=fps), show, kind
 
     def frame(self, rgb: np.ndarray | None, depth_rgb: np.ndarray) -> np.ndarray:
         if self.show == "frames":
@@ -183,21 +193,21 @@ def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable
     if unknown:
         raise ValueError(f"unknown output format(s) {unknown}; known: {', '.join(FORMATS)}")
     per_frame = [f for f in formats if f != "npz"]
-    from tqdm import tqdm
+    from .progress import WriteClock, frame_bar
 
-    total = spool.count * (("npz" in formats) + bool(per_frame))
+    clock = WriteClock()
     written: list[Path] = []
-    try:
-        with tqdm(total=total, unit="frame", desc=f"{name} (writing)", dynamic_ncols=True,
-                  disable=not progress) as bar:
+    try:  # one pass over the frames for every output, so the bar counts each frame once
+        with frame_bar(spool.count, f"{name} (writing)", progress) as bar, ExitStack() as npz:
+            npz_write = None
             if "npz" in formats:
-                path = out_dir / file_name("npz", name, layout)
-                write_npz(spool, path, compress=npz_compress, on_frame=lambda: bar.update(1))
-                written.append(path)
-            if per_frame:
-                written += _per_frame_outputs(spool, out_dir, name, per_frame, metric=metric, source=source,
-                                              fps=fps, focal=focal, layout=layout, grayscale=grayscale, bar=bar,
-                                              camera=camera)
+                npz_path = out_dir / file_name("npz", name, layout)
+                npz_write = npz.enter_context(npz_frames(npz_path, spool.count, spool.shape, npz_compress))
+            written += _per_frame_outputs(spool, out_dir, name, per_frame, metric=metric, source=source,
+                                          fps=fps, focal=focal, layout=layout, grayscale=grayscale, bar=bar,
+                                          camera=camera, npz_write=npz_write, clock=clock)
+        if "npz" in formats:  # committed when its block closed, after the per-frame outputs
+            written.append(npz_path)
     except BaseException:  # Ctrl-C or a failure: this input leaves nothing, not some of its outputs
         for path in written:
             _remove(path)
@@ -206,7 +216,7 @@ def write_outputs(spool: DepthSpool, out_dir: Path, name: str, formats: Iterable
 
 
 def _per_frame_outputs(spool, out_dir, name, formats, *, metric, source, fps, focal, layout, grayscale, bar,
-                       camera=None):
+                       camera=None, npz_write=None, clock=None):
     folders, patterns, loose = {}, {}, {}
     for fmt in (f for f in formats if f in FOLDER_FORMATS):
         folder, patterns[fmt] = folder_names(fmt, name, layout)
@@ -220,14 +230,15 @@ def _per_frame_outputs(spool, out_dir, name, formats, *, metric, source, fps, fo
             show = "frames" if fmt == "src" else "depth" if depth_only(fmt, layout) else "both"
             path = out_dir / file_name(fmt, name, layout)
             if path not in videos:
-                videos[path] = _Video(path, fps, show)
+                videos[path] = _Video(path, fps, show, kind=fmt)
         if "ply" in folders:
             from .camera import Camera
 
             h, w = spool.shape
             camera = (camera or Camera(*focal, source="focal=")).at(h, w, getattr(source, "native_size", None))
             (folders["ply"].tmp / "camera.json").write_text(json.dumps(camera.as_dict(h, w), indent=1))
-        _per_frame_pass(spool, folders, patterns, list(videos.values()), source, camera, grayscale, bar)
+        _per_frame_pass(spool, folders, patterns, list(videos.values()), source, camera, grayscale, bar,
+                        npz_write, clock or WriteClock())
         if "png16" in folders:
             sidecar = {
                 "scale": png16_scale(spool.vmax),
@@ -260,30 +271,45 @@ def _per_frame_outputs(spool, out_dir, name, formats, *, metric, source, fps, fo
         raise
 
 
-def _per_frame_pass(spool, folders, patterns, videos, source, camera, grayscale, bar):
+def _per_frame_pass(spool, folders, patterns, videos, source, camera, grayscale, bar, npz_write, clock):
+    """Every output's frame i, then one bar step; the time of each output kind goes to `clock` and the bar's
+    postfix names the slowest (the input's re-decode counts as `decode`, the colour map as `colorize`)."""
     from ..viz import colorize, depth_to_uint8
 
     needs_rgb = "ply" in folders or any(v.show != "depth" for v in videos)
     rgb_frames = iter(source) if needs_rgb else None
     scale = png16_scale(spool.vmax)
     for i, depth in enumerate(spool.frames()):
-        rgb = next(rgb_frames) if needs_rgb else None
+        if needs_rgb:
+            with clock.timing("decode"):
+                rgb = next(rgb_frames)
+        else:
+            rgb = None
+        if npz_write is not None:
+            with clock.timing("npz"):
+                npz_write(depth)
         if "png16" in folders:
-            png = np.clip(np.round(depth.astype(np.float64) * scale), 0, 65535).astype(np.uint16)
-            write_png(folders["png16"].tmp / patterns["png16"].format(i=i), png)
+            with clock.timing("png16"):
+                png = np.clip(np.round(depth.astype(np.float64) * scale), 0, 65535).astype(np.uint16)
+                write_png(folders["png16"].tmp / patterns["png16"].format(i=i), png)
         if "exr" in folders:
-            write_exr(folders["exr"].tmp / patterns["exr"].format(i=i), depth)
+            with clock.timing("exr"):
+                write_exr(folders["exr"].tmp / patterns["exr"].format(i=i), depth)
         if "ply" in folders:
-            h, w = depth.shape
-            cx, cy = camera.principal_point(h, w)
-            write_ply(folders["ply"].tmp / patterns["ply"].format(i=i),
-                      point_cloud(depth, rgb, camera.fx, camera.fy, cx, cy),
-                      comments=[f"camera {camera.describe(h, w)}", "units metre"])
+            with clock.timing("ply"):
+                h, w = depth.shape
+                cx, cy = camera.principal_point(h, w)
+                write_ply(folders["ply"].tmp / patterns["ply"].format(i=i),
+                          point_cloud(depth, rgb, camera.fx, camera.fy, cx, cy),
+                          comments=[f"camera {camera.describe(h, w)}", "units metre"])
         if videos:
-            if grayscale:
-                depth_rgb = np.repeat(depth_to_uint8(depth, spool.vmin, spool.vmax)[..., None], 3, axis=-1)
-            else:
-                depth_rgb = colorize(depth, spool.vmin, spool.vmax)
+            with clock.timing("colorize"):
+                if grayscale:
+                    depth_rgb = np.repeat(depth_to_uint8(depth, spool.vmin, spool.vmax)[..., None], 3, axis=-1)
+                else:
+                    depth_rgb = colorize(depth, spool.vmin, spool.vmax)
             for video in videos:
-                video.writer.write(video.frame(rgb, depth_rgb))
+                with clock.timing(video.kind):
+                    video.writer.write(video.frame(rgb, depth_rgb))
+        bar.set_postfix_str(clock.postfix(), refresh=False)
         bar.update(1)
