@@ -25,6 +25,7 @@ RECIPES = {
     **{f"paper {size} stage {n}": (["paper/base.yaml", f"paper/stage{n}.yaml", f"paper/{size}_stage{n}.yaml"],
                                    RELATIVE) for size in SIZES for n in (1, 2)},
     **{f"metric {size}": (["paper/metric_base.yaml", f"paper/metric_{size}.yaml"], METRIC) for size in SIZES},
+    "dinov3 vits stage 1": (["paper/base.yaml", "paper/stage1.yaml", "paper/dinov3_vits_stage1.yaml"], RELATIVE),
 }
 
 

@@ -106,7 +106,8 @@ def probe_kind(model, device="cpu", scenes: list[dict] | None = None,
     """Run `model` ((B,T,3,H,W) normalised by its input contract -> (B,T,H,W)) on the probe scenes and decide."""
     contract = model.config.input_contract()
     correlations = []
-    for scene in scenes or probe_scenes():
+    patch = contract.patch_size  # 7 x 9 patches: PROBE_SHAPE for DINOv2's 14, 112 x 144 for DINOv3's 16
+    for scene in scenes or probe_scenes((7 * patch, 9 * patch)):
         frames = torch.from_numpy(scene["frames"]).permute(0, 3, 1, 2).float() / 255.0
         x = contract.normalize(frames).unsqueeze(0).to(device)
         out = model(x)[0].float().cpu().numpy()

@@ -6,7 +6,9 @@ its referenced encoder, the EMA state `checkpoint["vda_ema"]`, and the safetenso
 A model config is more than well-typed: a model is *built* from it before any weight is read, so a config naming
 `features: 10000000` would allocate for ever. Every architecture field must therefore equal the registry entry
 of its encoder (`models.configs.MODEL_CONFIGS`: the published `run.py` table plus vitt); only `metric` and
-`canonical_focal` vary between our files.
+`canonical_focal` vary between our files. A timm backbone (`encoder` a timm DINOv2 / DINOv3 name,
+`models/backbones.py`) may be narrower or shallower than its name (tests train small ones), never wider or deeper;
+its head widths and patch must be what `models.configs.get_config` derives, its taps four blocks in order.
 
 Torch-free (the EMA tensors are checked with torch imported on use).
 """
@@ -15,10 +17,11 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 from typing_extensions import NotRequired, TypedDict
 
-from ..models.configs import MODEL_CONFIGS, ModelConfig
+from ..models.backbones import MAX_NAME, is_timm_name
+from ..models.configs import MODEL_CONFIGS, ModelConfig, check_taps, get_config
 from ..trust import display, parse_json, read_json, validate
 
 ENCODERS = tuple(MODEL_CONFIGS)
@@ -36,11 +39,20 @@ Index = Annotated[int, Field(ge=0, le=MAX_SIZE)]
 Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+def _encoder_name(value: str) -> str:
+    if value not in MODEL_CONFIGS and not is_timm_name(value):
+        raise ValueError(f"not a known encoder (one of {', '.join(ENCODERS)} or a timm DINOv2 / DINOv3 ViT name)")
+    return value
+
+
+EncoderName = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(_encoder_name)]
+
+
 class ModelConfigDict(TypedDict):
     """`ModelConfig.to_dict()` (models/configs.py)."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
-    encoder: Literal[ENCODERS]  # type: ignore[valid-type]
+    encoder: EncoderName
     embed_dim: Size
     depth: Size
     num_heads: Size
@@ -50,6 +62,8 @@ class ModelConfigDict(TypedDict):
     num_frames: NotRequired[Annotated[int, Field(ge=1, le=1024)]]
     metric: NotRequired[bool]
     canonical_focal: NotRequired[Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None]
+    patch_size: NotRequired[Literal[14, 16]]
+    timm_version: NotRequired[Annotated[str, Field(pattern=r"^[0-9A-Za-z.+_-]{1,40}$")] | None]
 
 
 class EncoderSource(TypedDict):
@@ -71,7 +85,7 @@ class LightningInfo(TypedDict, total=False):
 class SafetensorsMetadata(TypedDict, total=False):
     """What `save_model` writes into a safetensors header (other keys, e.g. "format", are left alone)."""
 
-    encoder: Literal[ENCODERS]  # type: ignore[valid-type]
+    encoder: EncoderName
     metric: Annotated[str, Field(pattern=r"^(?i:true|false)$")]
     config: Annotated[str, Field(max_length=1 << 16)]
 
@@ -85,13 +99,34 @@ class EMAState(TypedDict):
 
 
 def check_architecture(config: dict, what: str, error: type[Exception]) -> ModelConfig:
-    """The `ModelConfig` of a schema-checked config dict whose architecture is its encoder's registry entry."""
-    reference = MODEL_CONFIGS[config["encoder"]].to_dict()
-    for name in ARCHITECTURE:
+    """The `ModelConfig` of a schema-checked config dict whose architecture is its encoder's registry entry (or,
+    for a timm backbone, what its name derives: `_timm_reference`)."""
+    if is_timm_name(config["encoder"]):
+        reference = _timm_reference(config, what, error)
+    else:
+        reference = MODEL_CONFIGS[config["encoder"]].to_dict()
+    for name in ARCHITECTURE + ("patch_size",):
         if name in config and _as_list(config[name]) != _as_list(reference[name]):
             raise error(f"{what}.{name}: {_as_list(config[name])} is not the {config['encoder']} architecture's "
                         f"{_as_list(reference[name])}")
     return ModelConfig.from_dict(config)
+
+
+def _timm_reference(config: dict, what: str, error: type[Exception]) -> dict:
+    """The config a timm name derives at the stored width, depth and heads, each at most the name's own (a file
+    cannot make us build a larger model than its name); the stored taps, checked to be four blocks in order."""
+    name = config["encoder"]
+    full = get_config(name).to_dict()
+    sizes = {k: int(config[k]) for k in ("embed_dim", "depth", "num_heads")}
+    for key, value in sizes.items():
+        if value > full[key]:
+            raise error(f"{what}.{key}: {value} exceeds the {name} architecture's {full[key]}")
+    try:
+        reference = get_config(name, **{k: v for k, v in sizes.items() if v != full[k]}).to_dict()
+        reference["layer_idx"] = list(check_taps(_as_list(config["layer_idx"]), sizes["depth"], f"{what}"))
+    except (ValueError, AssertionError, RuntimeError) as e:  # timm refuses the sizes, or the taps are out of range
+        raise error(f"{what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return reference
 
 
 def model_config(value: Any, what: str, error: type[Exception]) -> ModelConfig:

@@ -123,15 +123,19 @@ def frame_count(text: str) -> int:
     return value
 
 
+PATCHES = (PATCH_SIZE, 16)  # the patches of the supported backbones: DINOv2 (14), DINOv3 (16)
+
+
 def input_size(text: str) -> int:
-    """argparse type of `--input-size`: a positive multiple of the patch size 14.
+    """argparse type of `--input-size`: a positive multiple of the patch size 14 (or of 16, a DINOv3 backbone's
+    patch: the model's contract rounds it to its own patch, models/input_contract.py).
 
     Chosen over rounding with a notice: the published code accepts any value and silently runs at the next
     multiple of 14 (its resize rounds each side up to one), so `--input-size 100` meant 112; refusing says so and
     names both neighbours.
     """
     value = positive_int(text)
-    if not is_multiple_size((value,)):
+    if not any(is_multiple_size((value,), p) for p in PATCHES):
         low, high = multiples_around(value)
         near = f"{low} or {high}" if low else f"{high}"
         raise argparse.ArgumentTypeError(f"{value} is not a multiple of {PATCH_SIZE} (the ViT patch size); use {near}")
@@ -143,6 +147,16 @@ def encoder_names() -> list[str]:
     return list(MODEL_CONFIGS)
 
 
+def encoder_name(text: str) -> str:
+    """argparse type of `--encoder`: a registry size or a timm DINOv2 / DINOv3 ViT name (models/backbones.py)."""
+    from ..models.configs import ENCODER_HELP, is_encoder_name
+
+    if text != "auto" and not is_encoder_name(text):
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(encoder_names())} or a "
+                                         f"timm name: {ENCODER_HELP})")
+    return text
+
+
 def add_checkpoint(parser, *, flag: str = "--checkpoint", required: bool = True, type=str,
                    help: str = "model weights: published .pth, safetensors, or a vda fit checkpoint") -> None:
     """`flag` without dashes makes it a positional argument (always required)."""
@@ -151,11 +165,11 @@ def add_checkpoint(parser, *, flag: str = "--checkpoint", required: bool = True,
 
 
 def add_encoder(parser, *, flag: str = "--encoder", default: str | None = "auto", help: str | None = None) -> None:
-    """Choices from the model registry; with default "auto" the size is read from the checkpoint."""
-    choices = (["auto"] if default == "auto" else []) + encoder_names()
-    parser.add_argument(flag, default=default, choices=choices,
-                        help=help or ("encoder size (auto: from the checkpoint)" if default == "auto"
-                                      else "encoder size"))
+    """The model registry's sizes or a timm backbone name; with default "auto" the size is read from the checkpoint."""
+    names = "{" + ",".join((["auto"] if default == "auto" else []) + encoder_names()) + "}"  # as argparse shows choices
+    parser.add_argument(flag, default=default, type=encoder_name, metavar=names,
+                        help=help or ("encoder size (auto: from the checkpoint) or a timm DINOv2 / DINOv3 name"
+                                      if default == "auto" else "encoder size or a timm DINOv2 / DINOv3 name"))
 
 
 def add_device(parser, *, flag: str = "--device", default: str = "auto",
@@ -172,7 +186,8 @@ def add_precision(parser, *, default: str | None = None, help: str | None = None
 
 def add_input_size(parser, *, flag: str = "--input-size", default: int = DEFAULT_INPUT_SIZE,
                    help: str = "short side seen by the network (published: 518)") -> None:
-    parser.add_argument(flag, type=input_size, default=default, metavar="PIXELS", help=help + ", a multiple of 14")
+    parser.add_argument(flag, type=input_size, default=default, metavar="PIXELS",
+                        help=help + ", a multiple of the patch: 14 (16 for DINOv3)")
 
 
 def add_model_kind(parser) -> None:

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from ..models.encoder import GRID, PATCH
+from .signatures import patch_of
 
 CUBIC_A = -0.75  # the Keys kernel torch's bicubic uses
 POS_OFFSET = 0.1  # the published DINOv2 `interpolate_offset`
@@ -78,6 +79,51 @@ def pos_embed_graph(pos_embed: torch.Tensor, h, w) -> torch.Tensor:
     return torch.cat([pe[:, :1], patch.reshape(1, -1, dim)], dim=1).to(pos_embed.dtype)
 
 
+def _aa_cubic(x: torch.Tensor) -> torch.Tensor:
+    """The kernel of torch's antialiased bicubic (a = -0.5, PIL's), zero beyond 2."""
+    a, x = -0.5, x.abs()
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def _aa_axis_weights(n, side: int, like: torch.Tensor) -> torch.Tensor:
+    """(n, side) matrix of `F.interpolate(size=n, mode="bicubic", antialias=True)` along one axis (what timm's
+    `resample_abs_pos_embed` calls): centre scale * (i + 0.5), taps (j + 0.5 - centre) / max(scale, 1), rows
+    normalised, scale = side / n. At n == side it is the identity."""
+    dst = torch.arange(n, dtype=torch.float32, device=like.device)
+    scale = side / torch.ones_like(dst).sum()  # n as a tensor: keeps the graph's sizes symbolic
+    centre = (dst + 0.5) * scale
+    src = torch.arange(side, dtype=torch.float32, device=like.device)
+    weights = _aa_cubic((src[None, :] + 0.5 - centre[:, None]) / torch.clamp(scale, min=1.0))
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+def timm_pos_embed_graph(vit):
+    """timm's `VisionTransformer._pos_embed` (dynamic image size; timm `vision_transformer.py`) for a DINOv2 timm
+    backbone, its position-embedding resample (`resample_abs_pos_embed`: bicubic, antialias, which ONNX lacks)
+    as matrix products whose sizes follow the input. Differs from timm's by float rounding only."""
+
+    def pos_embed(x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens
+        old_h, old_w = vit.patch_embed.grid_size
+        table = vit.pos_embed
+        grid = table[:, prefix:].float().reshape(old_h, old_w * c)
+        rows = (_aa_axis_weights(h, old_h, grid) @ grid).reshape(-1, old_w, c)  # (h, old_w, C)
+        patch = torch.matmul(_aa_axis_weights(w, old_w, grid)[None], rows).reshape(1, -1, c)  # (1, h*w, C)
+        pos = torch.cat([table[:, :prefix], patch.to(table.dtype)], dim=1)
+        tokens = [t.expand(b, -1, -1) for t in (vit.cls_token, vit.reg_token) if t is not None]
+        x = x.reshape(b, -1, c)
+        if vit.no_embed_class:  # registers: the table covers the patches only
+            x = torch.cat(tokens + [x + pos], dim=1)
+        else:
+            x = torch.cat(tokens + [x], dim=1) + pos
+        return vit.pos_drop(x)
+
+    return pos_embed
+
+
 class Float32Island(nn.Module):
     """Runs `inner` in float32 with CPU autocast off.
 
@@ -109,16 +155,29 @@ def export_mode(model, fp16: bool = False) -> Iterator[None]:
     """Within the block the model traces with dynamic sizes (see the module docstring); restored afterwards.
     With `fp16`, the output tail and the norms also become float32 islands (see `Float32Island`)."""
     encoder, head = model.pretrained, model.head
-    saved = encoder.resample_pos_embed, head.micro_batch
+    # A timm backbone (models/timm_encoder.py) traces timm's own code, but for a DINOv2 one's position-embedding
+    # resample (antialiased bicubic, no ONNX op); DINOv3's RoPE traces as it is.
+    own_resample = hasattr(encoder, "resample_pos_embed")
+    vit = getattr(encoder, "vit", None)
+    timm_table = vit is not None and getattr(vit, "pos_embed", None) is not None
+    saved = getattr(encoder, "resample_pos_embed", None), head.micro_batch
     islands = _float32_modules(model) if fp16 else []
     originals = [getattr(parent, name) for parent, name in islands]
-    encoder.resample_pos_embed, head.micro_batch = pos_embed_graph, 0
+    head.micro_batch = 0
+    if own_resample:
+        encoder.resample_pos_embed = pos_embed_graph
+    if timm_table:
+        vit._pos_embed = timm_pos_embed_graph(vit)  # an instance attribute over the class's method
     for (parent, name), module in zip(islands, originals):
         setattr(parent, name, Float32Island(module))
     try:
         yield
     finally:
-        encoder.resample_pos_embed, head.micro_batch = saved
+        head.micro_batch = saved[1]
+        if own_resample:
+            encoder.resample_pos_embed = saved[0]
+        if timm_table:
+            del vit._pos_embed
         for (parent, name), module in zip(islands, originals):
             setattr(parent, name, module)
 
@@ -130,6 +189,7 @@ class _Graph(nn.Module):
     def __init__(self, model, fp16: bool = False):
         super().__init__()
         self.model, self.fp16 = model, fp16
+        self.patch = patch_of(model.config)
 
     def forward(self, *inputs):
         with torch.autocast("cpu", dtype=torch.float16, enabled=self.fp16):
@@ -137,22 +197,22 @@ class _Graph(nn.Module):
         return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
 
-def patch_guard(x: torch.Tensor) -> torch.Tensor:
-    """x unchanged, through a reshape that fails at run time unless H and W are multiples of 14: without it a graph
-    given 125 rows would silently predict 112 (the patch convolution floors)."""
+def patch_guard(x: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
+    """x unchanged, through a reshape that fails at run time unless H and W are multiples of the patch (14; 16 for
+    DINOv3): without it a graph given 125 rows would silently predict 112 (the patch convolution floors)."""
     *lead, height, width = x.shape
-    return x.reshape(*lead, height // PATCH, PATCH, width // PATCH, PATCH).reshape(x.shape)
+    return x.reshape(*lead, height // patch, patch, width // patch, patch).reshape(x.shape)
 
 
 class VideoGraph(_Graph):
     def body(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.model(patch_guard(frames))
+        return self.model(patch_guard(frames, self.patch))
 
 
 class EncoderGraph(_Graph):
     def body(self, frames: torch.Tensor):
         out = []
-        for tokens, cls in self.model.forward_features(patch_guard(frames)):
+        for tokens, cls in self.model.forward_features(patch_guard(frames, self.patch)):
             out += [tokens, cls]
         return tuple(out)
 
@@ -161,7 +221,7 @@ class HeadGraph(_Graph):
     def body(self, tokens_0, tokens_1, tokens_2, tokens_3):
         b, t, h, w, _ = tokens_0.shape
         feats = [(x.reshape(b * t, h * w, x.shape[-1]), None) for x in (tokens_0, tokens_1, tokens_2, tokens_3)]
-        depth, _ = self.model.forward_depth(feats, h * PATCH, w * PATCH, b, t)
+        depth, _ = self.model.forward_depth(feats, h * self.patch, w * self.patch, b, t)
         return depth
 
 
@@ -170,7 +230,7 @@ class StreamGraph(_Graph):
 
     def body(self, frame, *caches):
         height, width = frame.shape[-2:]
-        depth, states = self.model.forward_step(patch_guard(frame), height, width, list(caches))
+        depth, states = self.model.forward_step(patch_guard(frame, self.patch), height, width, list(caches))
         return (depth[:, 0], *states)
 
 

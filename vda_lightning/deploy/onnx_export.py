@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .sidecar import input_contract, package_versions, write_sidecar
-from .signatures import FILE_NAMES, MAX_FRAMES, PATCH, dim_value, graph_io, graph_symbols
+from .signatures import FILE_NAMES, MAX_FRAMES, dim_value, graph_io, graph_symbols, patch_of
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}  # 17: the newest that TensorRT 8.6 parses; 18: dynamo's lowest
@@ -93,7 +93,8 @@ def _torch_reference(model, kind: str, feeds: dict[str, np.ndarray]) -> list[np.
         if kind == "head":
             b, f, h, w, _ = t["tokens_0"].shape
             feats = [(t[f"tokens_{i}"].reshape(b * f, h * w, -1), None) for i in range(4)]
-            return [model.forward_depth(feats, h * PATCH, w * PATCH, b, f)[0].numpy()]
+            patch = patch_of(model.config)
+            return [model.forward_depth(feats, h * patch, w * patch, b, f)[0].numpy()]
         frame = t["frame"]
         cached = [t[f"cache_{n}"] for n in CACHE_NAMES]
         depth, states = model.forward_step(frame, *frame.shape[-2:], cached if cached[0].shape[1] else None)
@@ -151,14 +152,15 @@ def _trace(model, kind: str, path: Path, exporter: str, opset: int, fp16: bool) 
                               output_names=list(outputs), dynamic_axes=axes, do_constant_folding=True)
         else:
             program = torch.onnx.export(graph, args, dynamo=True, opset_version=opset, input_names=list(inputs),
-                                        output_names=list(outputs), dynamic_shapes=_dynamic_shapes(inputs),
+                                        output_names=list(outputs),
+                                        dynamic_shapes=_dynamic_shapes(inputs, patch_of(model.config)),
                                         verbose=False)
             program.save(str(path))
 
 
-def _dynamic_shapes(inputs: dict) -> tuple:
+def _dynamic_shapes(inputs: dict, patch: int) -> tuple:
     """torch.export's view of graph_io: h and w as Dims (>= 3, what torch.export can prove for the stride-2
-    layer), image sides as PATCH·h, cache rows left to torch.export (products of symbols are not Dims)."""
+    layer), image sides as patch·h, cache rows left to torch.export (products of symbols are not Dims)."""
     from torch.export import Dim
 
     dims = {"batch": Dim("batch", min=1, max=1024), "frames": Dim("frames", min=1, max=MAX_FRAMES),
@@ -172,8 +174,8 @@ def _dynamic_shapes(inputs: dict) -> tuple:
                 continue
             if d in dims:
                 axes[i] = dims[d]
-            elif d.startswith(f"{PATCH}*"):
-                axes[i] = PATCH * dims[d.split("*", 1)[1]]
+            elif d.startswith(f"{patch}*"):
+                axes[i] = patch * dims[d.split("*", 1)[1]]
             else:
                 axes[i] = Dim.AUTO
         spec.append(axes)
@@ -261,22 +263,22 @@ def sidecar_info(kind: str, config, precision: str = "fp32", exporter: str = "to
         "input_contract": input_contract(config),
         "inputs": {k: {"dtype": "float32", "shape": v} for k, v in inputs.items()},
         "outputs": {k: {"dtype": "float32", "shape": v} for k, v in outputs.items()},
-        "dynamic_axes": _axis_ranges(exporter, graph_symbols(kind, config)),
+        "dynamic_axes": _axis_ranges(exporter, graph_symbols(kind, config), patch_of(config)),
         "opset": opset, "exporter": exporter, "versions": package_versions(),
         "source_checkpoint": source, "export_seconds": round(seconds, 2),
         "export_check": checks or [], "traced_at": TRACE_SIZES,
     }
 
 
-def _axis_ranges(exporter: str, symbols: list[str]) -> dict:
+def _axis_ranges(exporter: str, symbols: list[str], patch: int) -> dict:
     """What each symbol of the graph may be at run time (inclusive; None: unbounded)."""
     side = 3 if exporter == "dynamo" else 1
     ranges = {
         "batch": {"min": 1, "max": None, "meaning": "clips (or frames of the streaming step) per call"},
         "frames": {"min": 1, "max": MAX_FRAMES, "meaning": "frames per clip (the temporal position table)"},
         "n": {"min": 1, "max": None, "meaning": "frames of a flat batch (encoder)"},
-        "h": {"min": side, "max": None, "meaning": f"height / {PATCH}: input height must be a multiple of {PATCH}"},
-        "w": {"min": side, "max": None, "meaning": f"width / {PATCH}: input width must be a multiple of {PATCH}"},
+        "h": {"min": side, "max": None, "meaning": f"height / {patch}: input height must be a multiple of {patch}"},
+        "w": {"min": side, "max": None, "meaning": f"width / {patch}: input width must be a multiple of {patch}"},
         "context": {"min": 0, "max": MAX_FRAMES - 1, "meaning": "cached frames attended by the streaming step "
                                                               "(0 on the first frame, 31 after)"},
     }

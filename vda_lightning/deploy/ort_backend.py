@@ -18,7 +18,7 @@ from ..models.runner_model import RunnerModel
 from ..trust import display
 from .schema import ROLE
 from .sidecar import SidecarError, read_sidecar
-from .signatures import CACHE_NAMES, FILE_NAMES, PATCH, dim_value, graph_io, kind_of, static_dims_differ
+from .signatures import CACHE_NAMES, FILE_NAMES, dim_value, graph_io, kind_of, static_dims_differ
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 MODE_GRAPHS = {"offline": ("encoder", "head"), "streaming": ("stream",), "video": ("video",)}
@@ -147,9 +147,9 @@ class OnnxRuntimeModel(RunnerModel):
         return self
 
     def _check_size(self, kind: str, height: int, width: int) -> None:
-        if not is_multiple_size((height, width)):
+        if not is_multiple_size((height, width), self.config.patch_size):
             raise OnnxBackendError(f"{self.paths[kind]}: input of {height}x{width}: height and width "
-                                   f"must be multiples of {PATCH} (see the sidecar's input_contract)")
+                                   f"must be multiples of {self.config.patch_size} (see the sidecar's input_contract)")
 
     def _run(self, kind: str, feeds: dict) -> list[np.ndarray]:
         feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
@@ -175,7 +175,7 @@ class OnnxRuntimeModel(RunnerModel):
             raise OnnxBackendError(f"{self.folder}: the exported head runs whole clips; the online mode uses "
                                    f"{FILE_NAMES['stream']} (forward_step)")
         self._check_size("head", height, width)
-        h, w = height // PATCH, width // PATCH
+        h, w = height // self.config.patch_size, width // self.config.patch_size
         feeds = {f"tokens_{i}": _numpy(tokens).reshape(batch, num_frames, h, w, -1)
                  for i, (tokens, _cls) in enumerate(features)}
         return torch.from_numpy(self._run("head", feeds)[0]), []
@@ -188,7 +188,8 @@ class OnnxRuntimeModel(RunnerModel):
         self._check_size("stream", height, width)
         feeds = {"frame": _numpy(x)}
         if cached is None:
-            sizes = {"batch": x.shape[0], "h": height // PATCH, "w": width // PATCH, "context": 0}
+            patch = self.config.patch_size
+            sizes = {"batch": x.shape[0], "h": height // patch, "w": width // patch, "context": 0}
             inputs, _ = graph_io("stream", self.config)
             cached = [np.zeros([dim_value(d, sizes) for d in inputs[f"cache_{n}"]], np.float32) for n in CACHE_NAMES]
         feeds.update({f"cache_{n}": _numpy(c) for n, c in zip(CACHE_NAMES, cached)})

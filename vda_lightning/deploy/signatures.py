@@ -2,8 +2,8 @@
 exporter, the sidecar, the onnxruntime backend and the TensorRT profiles all read them from here.
 
 Symbols: `batch`, `frames` (1..32), `n` (frames of a flat batch), `h` = H/PATCH and `w` = W/PATCH (so an image side
-is `PATCH·h`, written `"{PATCH}*h"`), `context` (cached frames of the streaming step, 0..31); cache rows such as
-`batch*h*w` are products.
+is `PATCH·h`, written `"{PATCH}*h"`; PATCH is the model's patch, `patch_of(config)`: 14, or 16 for DINOv3),
+`context` (cached frames of the streaming step, 0..31); cache rows such as `batch*h*w` are products.
 """
 from __future__ import annotations
 
@@ -19,11 +19,17 @@ CACHE_NAMES = tuple(f"tm{m}_attn{a}" for m in range(4) for a in range(2))
 _CACHE_ROWS = ("batch*h*w", "batch*ceil(h/2)*ceil(w/2)", "batch*h*w", "batch*2h*2w")  # B*S per temporal module
 
 
+def patch_of(config) -> int:
+    """The model's patch (`ModelConfig.patch_size`: 14 for DINOv2, 16 for DINOv3); 14 for a config without one."""
+    return int(getattr(config, "patch_size", None) or PATCH)
+
+
 def graph_io(kind: str, config) -> tuple[dict, dict]:
     """(inputs, outputs) of a graph kind (video, encoder, head, stream): name -> shape, each dim an int or a
     symbol (see the module docstring)."""
     d, f = config.embed_dim, config.features
-    image = [f"{PATCH}*h", f"{PATCH}*w"]
+    patch = patch_of(config)
+    image = [f"{patch}*h", f"{patch}*w"]
     if kind == "video":
         return {"frames": ["batch", "frames", 3, *image]}, {"depth": ["batch", "frames", *image]}
     if kind == "encoder":

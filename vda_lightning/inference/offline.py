@@ -73,6 +73,7 @@ class OfflineRunner:
     def __init__(self, model, input_size: int = DEFAULT_INPUT_SIZE, device="cpu", precision: str = "fp32"):
         self.device = resolve_device(device)
         self.model = model.to(self.device)  # in place, like nn.Module.to: the caller's model moves too
+        self.contract = model.config.input_contract()  # the model's patch (14; 16 for DINOv3) sizes the input
         self.input_size = input_size
         self.precision = precision
         self.metric = bool(getattr(model.config, "metric", False))
@@ -92,7 +93,8 @@ class OfflineRunner:
             if k == 0:
                 if not new:
                     raise ValueError("the video has no frames")
-                prep = Preprocessor(*new[0].shape[:2], input_size=self.input_size, device=self.device)
+                prep = Preprocessor(*new[0].shape[:2], input_size=self.input_size, device=self.device,
+                                    contract=self.contract)
             total += len(new)
             exhausted = len(new) < need
             last = exhausted and total <= STRIDE * (k + 1)

@@ -44,6 +44,7 @@ class StreamingRunner:
     def __init__(self, model, input_size: int = DEFAULT_INPUT_SIZE, device="cpu", precision: str = "fp32"):
         self.device = resolve_device(device)
         self.model = model.to(self.device)  # in place, like nn.Module.to: the caller's model moves too
+        self.contract = model.config.input_contract()  # the model's patch (14; 16 for DINOv3) sizes the input
         self.input_size = input_size
         self.precision = precision
         self.reset()
@@ -65,7 +66,8 @@ class StreamingRunner:
         prep, n = None, 0
         for frame in frames:
             if prep is None:
-                prep = Preprocessor(*frame.shape[:2], input_size=self.input_size, device=self.device)
+                prep = Preprocessor(*frame.shape[:2], input_size=self.input_size, device=self.device,
+                                    contract=self.contract)
             yield self._read(n, prep, frame)
             n += 1
         if n == 0:
@@ -95,7 +97,8 @@ class StreamingRunner:
     def step(self, frame: np.ndarray) -> np.ndarray:
         """One uint8 RGB (H, W, 3) frame -> float32 (H, W) depth at the frame's size."""
         if self._prep is None:  # the transform is fixed by the first frame for the whole stream
-            self._prep = Preprocessor(*frame.shape[:2], input_size=self.input_size, device=self.device)
+            self._prep = Preprocessor(*frame.shape[:2], input_size=self.input_size, device=self.device,
+                                      contract=self.contract)
         return self.finish(self.compute(self._read(self.frame_id, self._prep, frame)))[0]
 
     def run(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

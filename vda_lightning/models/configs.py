@@ -1,11 +1,13 @@
-"""Per-variant configuration of Video Depth Anything (the `model_configs` table of the published `run.py`)."""
+"""Per-variant configuration of Video Depth Anything (the `model_configs` table of the published `run.py`), and the
+configs of timm ViT backbones named by their timm name (`backbones.py`)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .input_contract import DEFAULT_CONTRACT, InputContract
+from . import backbones
+from .input_contract import DEFAULT_CONTRACT, DEFAULT_INPUT_SIZE, InputContract, nearest_multiple
 
 
 @dataclass(frozen=True)
@@ -24,14 +26,28 @@ class ModelConfig:
     # Metric models trained for a canonical camera (training/metric.py) predict depth * canonical_focal / fx;
     # multiply by fx / canonical_focal for a camera of focal length fx (pixels). None: plain metric depth.
     canonical_focal: float | None = None
+    # The ViT's patch (14 for DINOv2, 16 for DINOv3): the input contract's multiple and the head's output scale.
+    patch_size: int = DEFAULT_CONTRACT.patch_size
+    # A timm backbone (`encoder` a timm name): the timm version the config was made with (checkpoints record it).
+    timm_version: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def input_contract(self) -> InputContract:
-        """What the network expects as input (patch size, mean / std, the resize rule); the same for every size
-        (DINOv2 / Depth Anything V2). `input_contract().to_dict()` is its JSON form."""
-        return DEFAULT_CONTRACT
+        """What the network expects as input (patch size, mean / std, the resize rule); the same for every DINOv2
+        size (Depth Anything V2). A patch-16 backbone (DINOv3) takes multiples of 16 and a default input size of
+        512 (the multiple of 16 nearest 518); timm's DINOv3 weights use the same ImageNet mean / std.
+        `input_contract().to_dict()` is its JSON form."""
+        if self.patch_size == DEFAULT_CONTRACT.patch_size:
+            return DEFAULT_CONTRACT
+        return InputContract(patch_size=self.patch_size,
+                             input_size=nearest_multiple(DEFAULT_INPUT_SIZE, self.patch_size))
+
+    @property
+    def is_timm(self) -> bool:
+        """Whether the encoder is a timm backbone named by its timm name (`models/timm_encoder.py`)."""
+        return backbones.is_timm_name(self.encoder)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -73,8 +89,43 @@ def canonical_depth_to_metres(depth, fx, canonical_focal: float | None):
     return depth * scale
 
 
-def get_config(encoder: str, metric: bool = False) -> ModelConfig:
-    if encoder not in MODEL_CONFIGS:
-        raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(MODEL_CONFIGS)}")
-    cfg = MODEL_CONFIGS[encoder]
-    return ModelConfig(**{**cfg.to_dict(), "metric": bool(metric)})
+ENCODER_HELP = "vits, vitb, vitl (vitt: tests) or a timm DINOv2 / DINOv3 ViT name, e.g. vit_small_patch16_dinov3"
+TIMM_OVERRIDES = ("embed_dim", "depth", "num_heads")  # timm keyword arguments a config may set (small test models)
+
+
+def is_encoder_name(name) -> bool:
+    """A registry size or a timm name of a supported family (`backbones.FAMILIES`)."""
+    return name in MODEL_CONFIGS or backbones.is_timm_name(name)
+
+
+def get_config(encoder: str, metric: bool = False, layer_idx=None, **timm_overrides) -> ModelConfig:
+    """The config of a registry size (`vits`…) or of a timm backbone name (`backbones.py`: its architecture from
+    timm, the published taps and head widths for published sizes, the rules otherwise). `layer_idx` overrides the
+    four tapped blocks of a timm backbone; `timm_overrides` (embed_dim, depth, num_heads) build a smaller model of
+    the same family (tests)."""
+    if encoder in MODEL_CONFIGS and layer_idx is None and not timm_overrides:
+        cfg = MODEL_CONFIGS[encoder]
+        return ModelConfig(**{**cfg.to_dict(), "metric": bool(metric)})
+    if not backbones.is_timm_name(encoder):
+        raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(MODEL_CONFIGS)} or a timm DINOv2 / "
+                         "DINOv3 ViT name (vit_small_patch14_dinov2, vit_small_patch14_reg4_dinov2, "
+                         "vit_small_patch16_dinov3, ...)")
+    unknown = sorted(set(timm_overrides) - set(TIMM_OVERRIDES))
+    if unknown:
+        raise ValueError(f"encoder {encoder}: cannot override {unknown[0]!r} (only {', '.join(TIMM_OVERRIDES)})")
+    arch = backbones.timm_architecture(encoder, **timm_overrides)
+    taps, features, out_channels = backbones.head_for(arch["embed_dim"], arch["depth"])
+    if layer_idx is not None:
+        taps = check_taps(layer_idx, arch["depth"], encoder)
+    return ModelConfig(encoder, arch["embed_dim"], arch["depth"], arch["num_heads"], tuple(taps), features,
+                       tuple(out_channels), metric=bool(metric), patch_size=arch["patch_size"],
+                       timm_version=backbones.timm_version())
+
+
+def check_taps(layer_idx, depth: int, what: str = "encoder") -> tuple[int, int, int, int]:
+    """Four block indices in [0, depth), in order (the DPT head reads them shallow to deep)."""
+    taps = tuple(int(i) for i in layer_idx)
+    if len(taps) != 4 or any(not 0 <= i < depth for i in taps) or list(taps) != sorted(taps):
+        raise ValueError(f"{what}: layer_idx {list(layer_idx)} must be four block indices in 0..{depth - 1}, in "
+                         "increasing order")
+    return taps  # type: ignore[return-value]

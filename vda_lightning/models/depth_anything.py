@@ -8,21 +8,31 @@ import torch.nn.functional as F
 
 from .configs import ModelConfig, get_config
 from .dpt import DPTHead
-from .encoder import PATCH, DinoV2Encoder
+from .encoder import DinoV2Encoder
+
+
+def build_encoder(config: ModelConfig) -> nn.Module:
+    """The published DINOv2 encoder for a registry size; a timm backbone (`timm_encoder.py`) for a timm name."""
+    if config.is_timm:
+        from .timm_encoder import TimmEncoder
+
+        return TimmEncoder(config)
+    return DinoV2Encoder(config.embed_dim, config.depth, config.num_heads, config.layer_idx)
 
 
 class VideoDepthAnything(nn.Module):
     """Frozen-encoder + spatio-temporal DPT head. Keys: `pretrained.*`, `head.*` (published layout).
 
-    forward: (B, T, 3, H, W) ImageNet-normalised, H and W multiples of 14, T <= 32
+    forward: (B, T, 3, H, W) ImageNet-normalised, H and W multiples of the patch (14; 16 for DINOv3), T <= 32
              -> (B, T, H, W) non-negative relative disparity (metric depth for metric checkpoints).
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.pretrained = DinoV2Encoder(config.embed_dim, config.depth, config.num_heads, config.layer_idx)
-        self.head = DPTHead(config.embed_dim, config.features, config.out_channels, temporal=True)
+        self.pretrained = build_encoder(config)
+        self.head = DPTHead(config.embed_dim, config.features, config.out_channels, temporal=True,
+                            patch_size=config.patch_size)
 
     def forward_features(self, x: torch.Tensor):
         """Encoder features of a batch of frames (N, 3, H, W): 4 (tokens, cls) pairs."""
@@ -30,7 +40,8 @@ class VideoDepthAnything(nn.Module):
 
     def forward_depth(self, features, height: int, width: int, batch: int, num_frames: int, cached=None):
         """Head on precomputed features of B*T frames -> ((B, T, H, W), temporal cache states)."""
-        depth, states = self.head(features, height // PATCH, width // PATCH, num_frames, cached)
+        patch = self.config.patch_size
+        depth, states = self.head(features, height // patch, width // patch, num_frames, cached)
         depth = F.relu(depth)  # the published resize to (H, W) here is an exact no-op and is skipped
         return depth.squeeze(1).unflatten(0, (batch, num_frames)), states
 
@@ -57,27 +68,30 @@ class DepthAnythingV2(nn.Module):
         super().__init__()
         self.config = config
         self.max_depth = max_depth
-        self.pretrained = DinoV2Encoder(config.embed_dim, config.depth, config.num_heads, config.layer_idx)
-        self.depth_head = DPTHead(config.embed_dim, config.features, config.out_channels, temporal=False)
+        self.pretrained = build_encoder(config)
+        self.depth_head = DPTHead(config.embed_dim, config.features, config.out_channels, temporal=False,
+                                  patch_size=config.patch_size)
         if max_depth is not None:
             self.depth_head.scratch.output_conv2[3] = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         features = self.pretrained.get_intermediate_layers(x)
-        depth, _ = self.depth_head(features, h // PATCH, w // PATCH)
+        patch = self.config.patch_size
+        depth, _ = self.depth_head(features, h // patch, w // patch)
         if self.max_depth is not None:
             return (depth * self.max_depth).squeeze(1)
         return F.relu(depth).squeeze(1)
 
 
-def build_video_model(encoder: str = "vits", metric: bool = False) -> VideoDepthAnything:
-    """`build_video_model('vitl')` — random weights; see `vda_lightning.load_model` for checkpoints."""
-    return VideoDepthAnything(get_config(encoder, metric))
+def build_video_model(encoder: str = "vits", metric: bool = False, **config) -> VideoDepthAnything:
+    """`build_video_model('vitl')` or `build_video_model('vit_small_patch16_dinov3')` — random weights; see
+    `vda_lightning.load_model` for checkpoints. `config`: `get_config`'s keywords (a timm backbone's taps)."""
+    return VideoDepthAnything(get_config(encoder, metric, **config))
 
 
-def build_image_model(encoder: str = "vits") -> DepthAnythingV2:
-    return DepthAnythingV2(get_config(encoder))
+def build_image_model(encoder: str = "vits", **config) -> DepthAnythingV2:
+    return DepthAnythingV2(get_config(encoder, **config))
 
 
 def video_model_from_image_model(image_model: DepthAnythingV2) -> VideoDepthAnything:

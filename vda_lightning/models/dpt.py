@@ -71,12 +71,14 @@ class DPTHead(nn.Module):
     """DPT decoder; with `temporal=True` it carries the four temporal modules of VDA.
 
     `features`: list of 4 (patch_tokens (N, h*w, D), cls) pairs from the encoder, N = B*T frames.
-    Returns (depth (N, 1, 14h, 14w), cache states) — states are only collected when asked for.
+    Returns (depth (N, 1, 14h, 14w) — patch_size·h in general, cache states) — states are only collected when asked for.
     """
 
-    def __init__(self, in_dim: int, features: int, out_channels: Sequence[int], temporal: bool = True):
+    def __init__(self, in_dim: int, features: int, out_channels: Sequence[int], temporal: bool = True,
+                 patch_size: int = PATCH_SIZE):
         super().__init__()
         self.temporal = temporal
+        self.patch_size = patch_size  # the output is patch_size times the token grid (14: DINOv2, 16: DINOv3)
         self.gradient_checkpointing = False
         # Frames per chunk of the tail; 0 runs it on all frames at once (the graph export does: the chunking is a
         # Python branch on the frame count, and the result is the same).
@@ -141,7 +143,7 @@ class DPTHead(nn.Module):
         path_3 = s.refinenet3(path_4, layer3_rn, size=layer2_rn.shape[2:])
         path_3 = self._temporal(3, path_3, num_frames, cached, states)
 
-        out_size = (patch_h * PATCH_SIZE, patch_w * PATCH_SIZE)
+        out_size = (patch_h * self.patch_size, patch_w * self.patch_size)
         n = path_3.shape[0]
         mb = self.micro_batch
         if self.temporal and mb and n > mb and n % mb == 0:

@@ -42,7 +42,11 @@ class DepthTask(L.LightningModule):
     """Trains `VideoDepthAnything`; a subclass is one task (relative disparity, metric depth).
 
     Args:
-        encoder: model size (vits / vitb / vitl, or vitt for CPU tests); ignored when `init_checkpoint` says more.
+        encoder: model size (vits / vitb / vitl, or vitt for CPU tests) or a timm DINOv2 / DINOv3 ViT name
+            (`vit_small_patch16_dinov3`: models/backbones.py); ignored when `init_checkpoint` says more.
+        encoder_checkpoint: a timm backbone's pretrained weights without `init_checkpoint` (`hf://timm/<name>.<tag>`,
+            timm's tag such as `lvd1689m`, or a local file: checkpoints/encoder_weights.py); None: random.
+        encoder_taps: the four blocks a timm backbone's head reads (default: published table / evenly spaced).
         init_checkpoint: initial weights — a DAv2 `.pth` (paper: fresh temporal modules), a published VDA
             checkpoint, safetensors, or one of our checkpoints. None: random weights (tests / quick start).
         encoder_storage: "reference" keeps the frozen encoder out of checkpoints (path + sha256 of
@@ -81,6 +85,8 @@ class DepthTask(L.LightningModule):
         freeze_encoder: bool = True,
         encoder_lr: float | None = None,
         speed_levers: list[str] | None = None,
+        encoder_checkpoint: str | None = None,
+        encoder_taps: list[int] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()  # the subclass's own arguments too (Lightning collects every __init__ frame)
@@ -129,7 +135,13 @@ class DepthTask(L.LightningModule):
         (None: as the file says)."""
         encoder, init_checkpoint = self.hparams.encoder, self.hparams.init_checkpoint
         if init_checkpoint is None:
-            return build_video_model(encoder, metric=bool(metric))
+            taps = self.hparams.get("encoder_taps")
+            model = build_video_model(encoder, metric=bool(metric), **({"layer_idx": taps} if taps else {}))
+            if self.hparams.get("encoder_checkpoint"):
+                from ...checkpoints.encoder_weights import load_encoder_weights
+
+                load_encoder_weights(model, self.hparams.encoder_checkpoint)
+            return model
         from ...checkpoints import load_model
 
         model = load_model(init_checkpoint, encoder=encoder, metric=metric, expect="any",
@@ -142,8 +154,8 @@ class DepthTask(L.LightningModule):
 
     def _configure_trainable_parts(self, gradient_checkpointing: bool, speed_levers: list[str] | None) -> None:
         self.model.pretrained.requires_grad_(not self.freeze_encoder).eval()
-        if not self.freeze_encoder:  # the encoder has parameters no forward pass uses: they must not wait for a grad
-            self.model.pretrained.mask_token.requires_grad_(False)
+        if not self.freeze_encoder and hasattr(self.model.pretrained, "mask_token"):  # DINOv2's, never used
+            self.model.pretrained.mask_token.requires_grad_(False)  # in a forward pass: it must not wait for a grad
         # The published head carries refinenet4.resConfUnit1 but never runs it: without gradients it stays
         # out of the optimizer, and plain DDP (find_unused_parameters=False) does not fail on it.
         self.model.head.scratch.refinenet4.resConfUnit1.requires_grad_(False)
