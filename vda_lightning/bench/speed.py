@@ -65,6 +65,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def run_speed_bench(argv, prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(list(argv))
+    args.argv = [str(a) for a in argv]
     return errors.run_command(prog, lambda: _bench(args, prog), known=(ValueError,))
 
 
@@ -216,7 +217,7 @@ def _bench(args, prog: str) -> int:
         if not Path(args.video).is_file():
             raise CommandError(f"--video {args.video}: no such file")
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "command": "vda bench speed " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["speed"] else sys.argv[1:]),
+              "command": " ".join(["vda bench speed", *args.argv]),
               "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="vda-bench-speed-") as tmp:
         if not args.checkpoint:  # one weights file for every part: the seeded random weights, written once
