@@ -81,15 +81,17 @@ def test_onnxruntime_streaming_mode_through_the_cli(golden_video_model, golden_o
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-def test_onnxruntime_backend_errors_are_one_line(golden_onnx_dir, long_pngs, tmp_path, capsys):
+def test_onnxruntime_backend_errors_are_one_line(golden_onnx_dir, long_pngs, tmp_path, capsys, monkeypatch):
     folder, _ = long_pngs
     base = [str(folder), "--backend", "onnxruntime", "--output-dir", str(tmp_path / "o")]
     with pytest.raises(SystemExit) as e:
         infer_main(base)
     assert e.value.code == 2 and "--backend onnxruntime needs --onnx DIR" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:
-        infer_main([str(folder), "--output-dir", str(tmp_path / "o")])
-    assert e.value.code == 2 and "--checkpoint" in capsys.readouterr().err
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # pytorch without --checkpoint: vda-small (docs/models.md),
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # here offline and not cached: one line naming what to fetch
+    assert infer_main([str(folder), "--output-dir", str(tmp_path / "o")]) == 2
+    assert "depth-anything/Video-Depth-Anything-Small" in one_error(capsys.readouterr().err, "vda-infer")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
     cases = [
         ([*base, "--onnx", str(tmp_path / "nowhere")], "nowhere: no such folder of exported ONNX files"),
         ([*base, "--onnx", str(golden_onnx_dir), "--precision", "fp16"],

@@ -1,6 +1,8 @@
-"""`vda export CKPT --format pth|safetensors|onnx|tensorrt [--output PATH] [--ema]` (alias `vda-export`): a training
-checkpoint -> the full model in the published key layout (`pretrained.*` + `head.*`), loadable by `load_model` and by
-the published code; or ONNX graphs with sidecars / TensorRT engines (docs/deploy.md).
+"""`vda export CKPT --format pth|safetensors|onnx|tensorrt|hub [--output PATH | OUT] [--ema]` (alias `vda-export`): a
+training checkpoint -> the full model in the published key layout (`pretrained.*` + `head.*`), loadable by
+`load_model` and by the published code; or ONNX graphs with sidecars / TensorRT engines (docs/deploy.md); or a Hub
+model folder, pushed with `--push-to-hub ORG/NAME` (`checkpoints/hub_format.py`, docs/models.md). CKPT may be a Hub
+name (`hf://...`, `vda-small`): outputs then default to the current folder, not the Hugging Face cache.
 
 Formats come from the `FORMATS` table: a new one is one entry, a writer `write(model, path, **options) -> Path`
 named by "module:function" (resolved by `cli.commands.load`, as commands are) so that `vda export --help` imports
@@ -29,6 +31,7 @@ class ExportFormat:
     #                             `source=` (the checkpoint) and those options as keywords
     video_only: bool = False  # refuse image (Depth Anything V2) checkpoints
     image_only: bool = False  # the image model (load_model expect="image"); its writer gets `source=` to refuse video
+    values: str | None = None  # "module:function(args) -> dict": the writer's keyword options from parsed options
     folder: bool = False  # several files: the default output goes into a folder of its own
 
 
@@ -39,10 +42,16 @@ FORMATS: dict[str, ExportFormat] = {
                         "published key layout as a torch state dict (+ .json config sidecar)"),
     "onnx": ExportFormat(".onnx", "vda_lightning.deploy.commands:write_onnx",
                          "ONNX graphs + JSON sidecars (--parts, --streaming, --fp16)",
-                         "vda_lightning.deploy.commands:add_export_options", video_only=True, folder=True),
+                         "vda_lightning.deploy.commands:add_export_options", video_only=True, folder=True,
+                         values="vda_lightning.deploy.commands:onnx_options"),
     "tensorrt": ExportFormat(".engine", "vda_lightning.deploy.commands:write_tensorrt",
                              "TensorRT engines from the ONNX graphs (needs tensorrt and CUDA)",
-                             "vda_lightning.deploy.commands:add_export_options", video_only=True, folder=True),
+                             "vda_lightning.deploy.commands:add_export_options", video_only=True, folder=True,
+                             values="vda_lightning.deploy.commands:onnx_options"),
+    "hub": ExportFormat("", "vda_lightning.checkpoints.hub_format:write_hub",
+                        "a Hub model folder: model.safetensors + config.json + README.md (--push-to-hub)",
+                        "vda_lightning.checkpoints.hub_format:add_hub_options", folder=True,
+                        values="vda_lightning.checkpoints.hub_format:hub_options"),
     "transformers": ExportFormat("", "vda_lightning.checkpoints.transformers:write_transformers",
                                  "transformers' DepthAnythingForDepthEstimation folder: model.safetensors + "
                                  "config.json (Depth Anything V2 image models)", folder=True, image_only=True),
@@ -59,14 +68,14 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
     """
     from contextlib import nullcontext
 
-    from .checkpoints import CheckpointError, load_model, read_checkpoint
+    from .checkpoints import CheckpointError, checkpoint_path, is_hub_name, load_model, read_checkpoint
     from .checkpoints.metadata import ema_state
     from .training.ema import CHECKPOINT_KEY, HeadEMA
     from .trust import display
 
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    ckpt = Path(ckpt)
+    name, ckpt = ckpt, checkpoint_path(ckpt)  # a Hub name: the cached file (loaded, hashed, named)
     if use_ema and FORMATS[fmt].image_only:
         raise ValueError(f"--ema exports a trained video head; --format {fmt} takes a Depth Anything V2 image model")
     model = load_model(ckpt, expect="video" if FORMATS[fmt].video_only else "image" if FORMATS[fmt].image_only
@@ -81,11 +90,12 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
         swap = HeadEMA.from_state(model.head, state).swapped_in(model.head)
     spec = FORMATS[fmt]
     stem = ckpt.stem + (".ema" if use_ema else "")
-    if output is None:  # beside the checkpoint; several files in a folder of their own
-        output = (ckpt.parent / f"{stem}_{fmt}" / f"model{spec.suffix}") if spec.folder else \
-            ckpt.with_name(stem + spec.suffix)
+    if output is None:  # beside the checkpoint (a Hub name's: here); several files in a folder of their own
+        parent = Path(".") if is_hub_name(name) else ckpt.parent
+        output = parent / f"{stem}_{fmt}" / f"model{spec.suffix}" if spec.folder and spec.suffix else \
+            parent / f"{stem}_{fmt}" if spec.folder else parent / (stem + spec.suffix)
     output = Path(output)
-    if output.suffix != spec.suffix:
+    if spec.suffix and output.suffix != spec.suffix:
         raise ValueError(f"{output}: the file name must end in {spec.suffix} for --format {fmt}")
     with swap:
         if spec.options or spec.image_only:
@@ -99,8 +109,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                                      epilog=f"formats:\n{formats}")
     add_checkpoint(parser, flag="checkpoint", help="a vda fit checkpoint (.ckpt), or any file load_model reads")
     parser.add_argument("--format", choices=list(FORMATS), default="safetensors", help="output format")
+    parser.add_argument("output_dir", nargs="?", default=None, metavar="OUT",
+                        help="output (as --output; hub: the folder)")
     parser.add_argument("--output", "-o", default=None,
-                        help="output file (default: beside the checkpoint; onnx/tensorrt: <stem>_<format>/model.*)")
+                        help="output file (default: beside the checkpoint; onnx/tensorrt: <stem>_<format>/model.*; "
+                             "hub: the folder <stem>_hub)")
     parser.add_argument("--ema", action="store_true", help="export the EMA head weights")
     for option_adder in dict.fromkeys(f.options for f in FORMATS.values() if f.options):
         load(option_adder)(parser)
@@ -108,15 +121,16 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_intermixed_args(argv)  # `CKPT --format hub OUT`: the positional after an option
+    if args.output_dir is not None and args.output is not None:
+        parser.error("give the output once: OUT or --output")
+    output = args.output if args.output is not None else args.output_dir
 
     def export() -> None:
-        options = None
-        if FORMATS[args.format].options:
-            from .deploy.commands import onnx_options
-
-            options = onnx_options(args)
-        print(f"wrote {export_checkpoint(args.checkpoint, args.format, args.output, args.ema, options)}")
+        values = FORMATS[args.format].values
+        options = load(values)(args) if values else None
+        print(f"wrote {export_checkpoint(args.checkpoint, args.format, output, args.ema, options)}")
 
     from .checkpoints import CheckpointError
 

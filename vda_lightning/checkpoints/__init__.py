@@ -26,7 +26,12 @@ Files `load_model` accepts (the layout is recognised from the keys, not the file
   `config.json` beside it when there is one (`transformers.py`; key adapter `models/depth_anything_hf.py`): loaded
   as a published DAv2 file is (image model, video initialisation, teacher); a metric one's image model keeps its
   sigmoid x max_depth head;
-* any of these saved from a `DataParallel` / DDP wrapper (`module.` prefix).
+* any of these saved from a `DataParallel` / DDP wrapper (`module.` prefix);
+* a `vda export --format hub` folder (`model.safetensors` + `config.json`, `hub_format.py`);
+* by name, wherever a path is taken (`hub.py`, resolved in `read` so `load_model`, `file_sha256` and every
+  command get it): `hf://ORG/REPO[/FILE][@REVISION]` and the published models' short names (`vda-small`,
+  `dav2-large`, ... : `hub.PUBLISHED_MODELS`, the one table), fetched through huggingface_hub's cache; the file
+  loaded and hashed is the cached one.
 
 The model's config comes from our metadata (sidecar, safetensors metadata, `checkpoint["vda"]`); for published
 files the encoder size comes from `encoder=` or from the tensor shapes (embedding width), and `metric` from
@@ -63,8 +68,9 @@ _EXPORTS = {
     "probe_kind": "kind", "resolve_kind": "kind", "set_kind": "kind",
     "load_image_model": "load", "load_model": "load",
     "published_state_dict": "save", "save_model": "save",
+    "PUBLISHED_MODELS": "hub", "checkpoint_path": "hub", "parse_hub_name": "hub", "is_hub_name": "hub",
 }
 __all__ = list(_EXPORTS)
-# Names resolve on first use (vda_lightning/lazy.py): `CheckpointError`, `file_sha256` and the metadata schemas
-# (`metadata.py`, read by the export sidecars too) do not import torch.
+# Names resolve on first use (vda_lightning/lazy.py): `CheckpointError`, `file_sha256`, the Hub names (`hub.py`)
+# and the metadata schemas (`metadata.py`, read by the export sidecars too) do not import torch.
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -18,7 +18,11 @@ class CheckpointError(ValueError):
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     """The sha256 of a file's bytes; an existing path that is not a regular file (a FIFO would block for ever, a
-    device never end) is a CheckpointError, a missing one the usual FileNotFoundError."""
+    device never end) is a CheckpointError, a missing one the usual FileNotFoundError. A Hub name or an export
+    folder is the file it stands for (`hub.checkpoint_path`): what was loaded is what is hashed."""
+    from .hub import checkpoint_path
+
+    path = checkpoint_path(path)
     if os.path.exists(path):
         regular_file(path, "file", error=CheckpointError)
     digest = hashlib.sha256()
@@ -35,9 +39,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     HTML page, a Git LFS pointer, a truncated zip, a safetensors file with a damaged header — is refused with one
     line saying what it is.
     """
+    from .hub import checkpoint_path
     from .sniff import sniff
 
-    path = Path(path)
+    path = checkpoint_path(path)  # a Hub name is fetched, an export folder is its model.safetensors
     if not os.path.lexists(path):
         raise CheckpointError(f"{display(path)}: no such checkpoint file")
     regular_file(path, "checkpoint", error=CheckpointError)
@@ -103,10 +108,14 @@ class RawCheckpoint:
 
 def read(path: str | os.PathLike) -> RawCheckpoint:
     """The file's object and metadata, plus the `save_model` sidecar when there is one; every piece of metadata
-    checked against its schema (`metadata.py`), state dict keys checked to be strings."""
+    checked against its schema (`metadata.py`), state dict keys checked to be strings. A Hub name or an export
+    folder is read from the file it stands for (`hub.checkpoint_path`), its `config.json` checked beside it
+    (`hub_format.export_config`)."""
     from . import metadata
+    from .hub import checkpoint_path
+    from .hub_format import export_config
 
-    path = Path(path)
+    path = checkpoint_path(path)
     obj, meta = read_checkpoint(path)
     meta, meta_config = metadata.safetensors_metadata(meta, path, CheckpointError) if meta else ({}, None)
     info = None
@@ -118,4 +127,6 @@ def read(path: str | os.PathLike) -> RawCheckpoint:
         check_keys(obj, path, "its state dict")
     sidecar_path = path.with_name(path.name + ".json")
     sidecar = metadata.config_sidecar(sidecar_path, CheckpointError) if os.path.exists(sidecar_path) else None
+    if sidecar is None:
+        sidecar = export_config(path, meta_config)
     return RawCheckpoint(path, obj, meta, sidecar, info, meta_config)

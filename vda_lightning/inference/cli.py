@@ -1,5 +1,6 @@
 """`vda infer INPUT [INPUT ...] --checkpoint CKPT ...` (alias `vda-infer`): depth for videos or frame folders,
-in bounded memory; `--backend onnxruntime --onnx DIR` runs the same runners on exported graphs (docs/deploy.md).
+in bounded memory (CKPT may be a Hub name; without one, the published `vda-small`: docs/models.md);
+`--backend onnxruntime --onnx DIR` runs the same runners on exported graphs (docs/deploy.md).
 This module parses, checks and reports: the model and its runner come from `runners.py` (`open_model`,
 `make_runner`, as for `infer_video`).
 
@@ -69,8 +70,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="video file or folder of PNG/JPEG frames")
     p.add_argument("--inputs", dest="inputs_list", metavar="LIST.txt",
                    help="a text file of inputs, one path a line (blank lines and # comments skipped), after INPUTs")
-    add_checkpoint(p, required=False, help="model weights: published .pth, safetensors, or a vda fit checkpoint "
-                   "(required with --backend pytorch; with onnxruntime: the export must come from it)")
+    add_checkpoint(p, required=False, help="model weights: published .pth, safetensors, a vda fit checkpoint, or a "
+                   "Hub name (vda-small, hf://ORG/REPO[/FILE][@REV]; docs/models.md); default with --backend "
+                   "pytorch: vda-small; with onnxruntime: the export must come from it")
     add_encoder(p)
     add_model_kind(p)
     add_input_size(p)
@@ -244,8 +246,11 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         parser.error("--layout published writes point%04d.ply straight into the output directory, as run.py does: "
                      "with several inputs they would overwrite each other (one input per --output-dir, or the "
                      "default layout)")
-    if args.backend == "pytorch" and args.checkpoint is None:
-        parser.error("the following arguments are required: --checkpoint (or --backend onnxruntime --onnx DIR)")
+    if args.backend == "pytorch" and args.checkpoint is None:  # the published Small model, by its Hub name
+        from ..checkpoints.hub import DEFAULT_MODEL
+
+        args.checkpoint = DEFAULT_MODEL
+        print(f"{prog}: no --checkpoint: using {DEFAULT_MODEL} (docs/models.md)", file=sys.stderr)
     if args.backend == "onnxruntime" and args.onnx is None:
         parser.error("--backend onnxruntime needs --onnx DIR (an export of vda export --format onnx)")
     from ..models.speed import parse_levers

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from ..checkpoints.hub import EXPORT_FILE, is_hub_name
 from ..cluster.resume import existing_run
 
 __all__ = ["existing_run", "renamed_key_problem", "model_task_problem", "path_problems", "launcher_rank",
@@ -281,7 +282,8 @@ def path_problems(config, training: bool = True) -> list[str]:
             problems.append("data.init_args.train_shards is empty (give shards, or a synthetic: section)")
     for key in ("init_checkpoint", "teacher_checkpoint"):  # the task's arguments (model.init_args: a class_path)
         path = _get(config, f"model.init_args.{key}") or _get(config, f"model.{key}")
-        if path and not os.path.isfile(str(path)):
+        if path and not is_hub_name(str(path)) and not os.path.isfile(  # a Hub name is checked when fetched
+                os.path.join(str(path), EXPORT_FILE) if os.path.isdir(str(path)) else str(path)):
             problems.append(_missing_path(f"model.{key}", path))
     ckpt = _get(config, "ckpt_path")
     if ckpt and ckpt not in ("last", "best", "hpc", "registry") and not os.path.isfile(str(ckpt)) \

@@ -97,9 +97,9 @@ class DepthTask(L.LightningModule):
         self._configure_trainable_parts(gradient_checkpointing, speed_levers)
         self.encoder_source = None
         if init_checkpoint and encoder_storage == "reference" and freeze_encoder:  # a trained encoder is embedded
-            from ...checkpoints import file_sha256
+            from ...checkpoints import checkpoint_path, file_sha256
 
-            path = os.path.abspath(init_checkpoint)
+            path = os.path.abspath(checkpoint_path(init_checkpoint))  # a Hub name: its file in the HF cache
             self.encoder_source = {"path": path, "sha256": file_sha256(path)}
         self.counters = {"skipped_nonfinite_loss": 0, "skipped_nonfinite_grad": 0}
         self.configure_losses()
