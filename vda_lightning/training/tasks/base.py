@@ -165,6 +165,18 @@ class DepthTask(L.LightningModule):
 
             apply_levers(self.model, speed_levers)
 
+    def setup(self, stage: str) -> None:
+        """A DataModule whose crops the encoder cannot take (a DINOv3 backbone's patch is 16, the DataModule's
+        default check 14) is one line here, before any step, rather than a failure deep in the first forward."""
+        data = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        patch = self.model.config.patch_size
+        for name in ("crop_hw", "val_hw"):
+            hw = getattr(data, name, None)
+            if hw and any(int(v) % patch for v in hw):
+                what = "crop_size" if name == "crop_hw" else "val.size"
+                raise ValueError(f"data.{what} {list(hw)} is not a multiple of the {patch}-pixel patch of encoder "
+                                 f"{self.model.config.encoder}: set data.patch_size: {patch} and sizes to match")
+
     def configure_callbacks(self):
         ours = [self.evaluator] + ([self.ema] if self.ema is not None else [])
         attached = getattr(self._trainer, "callbacks", None) or []  # a second fit/validate: already there
