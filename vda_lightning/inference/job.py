@@ -180,7 +180,7 @@ class ShardedJob:
         write_json_atomic(self._rank_file(), report)
         if self.rank == 0 and self.world > 1 and os.environ.get("VDA_SHARD_OVER_ARRAY") != "1":
             self._wait_for_peers()
-        if self.show_totals:  # the job's totals as rank 0 last saw them
+        if self.rank == 0 and self.world > 1:  # the job's totals as rank 0 last saw them (also with --no-progress)
             print(f"{self.prog}: {totals_line(self.totals(), self.world, self.unit)}", file=sys.stderr, flush=True)
         return self._write_manifest()
 
@@ -208,6 +208,10 @@ class ShardedJob:
             reports = self._read_all("rank")
             if len(reports) < self.world:
                 return None
+            key = digest([reports[r] for r in sorted(reports)])
+            marker = self.ranks_dir / ".manifest-of"
+            if marker.exists() and marker.read_text() == key:
+                return None  # a rank that finished at the same time wrote it from these very reports
             try:
                 manifest = merge_manifest([reports[r] for r in sorted(reports)], self.header, len(self.inputs))
             except (KeyError, TypeError, ValueError) as e:
@@ -215,6 +219,7 @@ class ShardedJob:
                 return None
             path = self.job_dir / "manifest.json"
             write_json_atomic(path, manifest)
+            marker.write_text(key)
         t = manifest["totals"]
         print(f"{self.prog}: job: {t['complete']}/{t['inputs']} inputs complete ({t['reused']} already were), "
               f"{t['failed']} failed, {t['frames_computed']} frames computed at {t['frames_per_second']:.2f} "
