@@ -250,7 +250,7 @@ def test_inspect_prints_depth_range_and_valid_fraction_per_dataset(raw, tmp_path
     root, truths = raw["spring"]
     convert_dataset("spring", root, tmp_path / "s")
     capsys.readouterr()
-    assert vda_shard(["inspect", str(tmp_path / "s")]) == 0
+    assert vda_shard(["inspect", str(tmp_path / "s"), "--json"]) == 0
     out = capsys.readouterr()
     summary = json.loads(out.out.splitlines()[-1])
     truth = truths["train/0001/left"].depth

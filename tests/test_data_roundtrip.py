@@ -141,7 +141,7 @@ def test_benchmark_json_and_manifests(tmp_path, capsys):
         assert rec.num_frames == 3 and abs(float(rec.depth[0].mean()) - want_depth) < 1e-3
         assert abs(float(rec.depth[2].mean()) - 3 * want_depth) < 1e-3
     assert np.allclose(only_record(tmp_path / "o_b.json").K, K4[:3, :3])
-    assert vda_shard(["inspect", str(tmp_path / "o_b.json")]) == 0
+    assert vda_shard(["inspect", str(tmp_path / "o_b.json"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["counts"]["ok"] == 1 and report["counts"]["skipped"] == 0 and report["frames"] == 3
 

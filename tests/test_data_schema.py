@@ -311,7 +311,7 @@ def test_the_three_reported_cases_in_inspect(tmp_path, capsys):
 
     path = _issue_cases(tmp_path)
     tracemalloc.start()
-    assert main(["inspect", str(path)]) == 0
+    assert main(["inspect", str(path), "--json"]) == 0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

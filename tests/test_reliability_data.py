@@ -64,7 +64,7 @@ def test_inspect_reports_the_shortfall(tmp_path, capsys, caplog):
             w.write(record(i))
     cut_at_member_boundary(path, 2)
     with caplog.at_level(logging.WARNING, logger="vda_lightning.data"):
-        assert main(["inspect", path]) == 0
+        assert main(["inspect", path, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["indexed_samples"] == 4 and summary["counts"]["ok"] == 2 and summary["counts"]["tar_error"] == 1
     assert "2 of the 4 samples its index lists" in caplog.text

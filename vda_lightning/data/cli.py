@@ -9,13 +9,18 @@ inspect shards.
   vda shard {vkitti2,tartanair,pointodyssey,irs,spring,dynamic-replica,hypersim} ROOT [--out shards/<name>]
                                                                      a training dataset as distributed
 
-Subcommands come from one registry, `SUBCOMMANDS`: `register(name, help, add_arguments, run)`, where
-`add_arguments(parser)` declares its options (`add_shard_options(parser)` adds the shared output options) and
-`run(args) -> dict` does the work and returns the JSON summary printed on success (`write_sequences(seqs, args)`
-turns `SequenceSpec`s into shards with the shared options). The training-dataset converters (`converters/`, one
-`Converter` each) are registered from `converters.CONVERTERS`. Keep a converter module's top-level imports light
-(numpy at most: `vda shard --help` imports it). Bad input raises ValueError (trust.ReadError) or OSError naming
-the file: one error line, exit 2 (a full disk too: the line names the shard being written).
+`vda shard NAME --help` explains each one. synthetic and inspect print a short table (--json: the JSON summary);
+the others print their JSON summary. Bad input: one line naming the file, exit status 2.
+
+For developers (not shown by --help): subcommands come from one registry, `SUBCOMMANDS`:
+`register(name, help, add_arguments, run, table=None)`, where `add_arguments(parser)` declares its options
+(`add_shard_options(parser)` adds the shared output options), `run(args) -> dict` does the work and returns the JSON
+summary printed on success (`write_sequences(seqs, args)` turns `SequenceSpec`s into shards with the shared
+options), and `table(summary, args) -> str`, if given, is printed instead unless `--json` (summary_tables.py).
+The training-dataset converters (`converters/`, one `Converter` each) are registered from `converters.CONVERTERS`.
+Keep a converter module's top-level imports light (numpy at most: `vda shard --help` imports it). Bad input raises
+ValueError (trust.ReadError) or OSError naming the file: one error line, exit 2 (a full disk too: the line names the
+shard being written).
 """
 from __future__ import annotations
 
@@ -39,17 +44,20 @@ class Subcommand:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], dict]
     description: str | None = None  # `vda shard <name> --help` text (default: help)
+    table: Callable[[dict, argparse.Namespace], str] | None = None  # human output; `--json` prints the dict
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
 
 
 def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],
-             run: Callable[[argparse.Namespace], dict], description: str | None = None) -> None:
-    """Add `vda shard <name>`; `run(args)` returns the summary printed as JSON."""
+             run: Callable[[argparse.Namespace], dict], description: str | None = None,
+             table: Callable[[dict, argparse.Namespace], str] | None = None) -> None:
+    """Add `vda shard <name>`; `run(args)` returns the summary printed as JSON (with `table`: printed as
+    `table(summary, args)` unless `--json`)."""
     if name in SUBCOMMANDS:
         raise ValueError(f"vda shard {name}: registered twice")
-    SUBCOMMANDS[name] = Subcommand(help, add_arguments, run, description)
+    SUBCOMMANDS[name] = Subcommand(help, add_arguments, run, description, table)
 
 
 def add_shard_options(p: argparse.ArgumentParser, default_out: str | None = None,
@@ -167,6 +175,7 @@ def _synthetic_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=154, help="frame width")
     p.add_argument("--clips-per-shard", type=int, default=8, help="clips per shard")
     p.add_argument("--seed", type=int, default=0, help="scene generator seed")
+    p.add_argument("--json", action="store_true", help="print the JSON summary instead of the table")
 
 
 def _synthetic(a: argparse.Namespace) -> dict:
@@ -174,7 +183,15 @@ def _synthetic(a: argparse.Namespace) -> dict:
 
     out = generate_synthetic_shards(a.out, a.train_clips, a.val_clips, a.clip_len, a.height, a.width, a.seed,
                                     a.clips_per_shard, a.images)
+    a.shard_paths = out  # for the table
     return {k: len(v) for k, v in out.items()}
+
+
+def _synthetic_table(summary: dict, a: argparse.Namespace) -> str:
+    from .summary_tables import synthetic_table
+
+    clips = {"train": a.train_clips, "val": a.val_clips, "image": a.images}
+    return synthetic_table(a.shard_paths, a.clip_len, a.height, a.width, clips, a.out)
 
 
 def _inspect_arguments(p: argparse.ArgumentParser) -> None:
@@ -183,6 +200,7 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", help="shard files, folders, brace patterns or globs")
     p.add_argument("--max-side", type=positive_int, default=MAX_SIDE,
                    help="samples whose json claims a larger height/width are counted as bad_metadata")
+    p.add_argument("--json", action="store_true", help="print the JSON summary instead of the table")
 
 
 def _inspect(a: argparse.Namespace) -> dict:
@@ -209,8 +227,9 @@ def _inspect(a: argparse.Namespace) -> dict:
             if rec.depth is not None:
                 key = rec.dataset if rec.depth_kind == "metric_depth" else f"{rec.dataset} [{rec.depth_kind}]"
                 depth.setdefault(key, DepthStats(rec.depth_kind, rec.depth_units)).add(rec.depth, rec.mask)
-    for key in sorted(depth):
-        print(depth[key].describe(key), file=sys.stderr)
+    if a.json:  # JSON on stdout for scripts, the ranges for the reader on stderr (the table shows them otherwise)
+        for key in sorted(depth):
+            print(depth[key].describe(key), file=sys.stderr)
     return {"shards": len(urls), "indexed_samples": indexed, "frames": frames, "depth_kinds": dict(kinds),
             "counts": counters.as_dict(), "depth": {k: v.summary() for k, v in depth.items()},
             "geometry": {k: dict(v) for k, v in geometry.items()}}
@@ -219,9 +238,16 @@ def _inspect(a: argparse.Namespace) -> dict:
 register("folders", "ROOT/<sequence>/{frames,depth,[mask]}/ (+ K.txt, poses.txt)", _folders_arguments, _folders)
 register("manifest", "a JSON or CSV manifest", _manifest_arguments, _manifest)
 register("benchmark", "the published benchmark JSON layout", _benchmark_arguments, _benchmark)
-register("synthetic", "procedural scenes (the quick-start data)", _synthetic_arguments, _synthetic)
+register("synthetic", "procedural scenes (the quick-start data)", _synthetic_arguments, _synthetic,
+         table=_synthetic_table)
 register("inspect", "decode every sample; counts per skip reason, depth range per dataset", _inspect_arguments,
-         _inspect)
+         _inspect, table=lambda summary, a: _inspect_table(summary))
+
+
+def _inspect_table(summary: dict) -> str:
+    from .summary_tables import inspect_table
+
+    return inspect_table(summary)
 
 
 def _register_converter(conv) -> None:
@@ -251,8 +277,9 @@ def _register_converters() -> None:
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     _register_converters()
-    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
+    usage = __doc__.split("\n\n")  # description, the commands, how output works; developer notes are not shown
+    ap = argparse.ArgumentParser(prog=prog, description=usage[0], formatter_class=HelpFormatter,
+                                 epilog="\n\n".join(usage[1:3]))
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}")
     for name, command in SUBCOMMANDS.items():
         command.add_arguments(sub.add_parser(name, help=command.help, description=command.description or command.help,
@@ -264,7 +291,12 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     a = build_parser(prog).parse_args(argv)
 
     def run() -> None:
-        print(json.dumps(SUBCOMMANDS[a.cmd].run(a)))
+        command = SUBCOMMANDS[a.cmd]
+        summary = command.run(a)
+        if command.table is None or getattr(a, "json", False):
+            print(json.dumps(summary))
+        else:
+            print(command.table(summary, a))
 
     return errors.run_command(prog, run, known=(ValueError,))
 

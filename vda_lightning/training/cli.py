@@ -52,11 +52,18 @@ from .tasks import DepthTask
 PROG = "vda-fit"
 
 
-def fail(message: str, code: int = 2, prog: str = PROG):
+def current_prog() -> str:
+    """`vda fit` when the `vda` dispatcher runs us (cli/commands.py puts it in argv[0] for LightningCLI), else
+    vda-fit: error lines name the command the user typed."""
+    name = sys.argv[0] if sys.argv else ""
+    return name if name.startswith("vda ") else PROG
+
+
+def fail(message: str, code: int = 2, prog: str | None = None):
     """One line on stderr, then exit: configuration problems are not tracebacks."""
     from ..cli import errors
 
-    errors.report(prog, message)
+    errors.report(prog or current_prog(), message)
     sys.exit(code)
 
 
@@ -75,8 +82,8 @@ class VDACLI(LightningCLI):
     """vda-fit's LightningCLI. `trains=False` (vda validate): the same checks and run folder, but no fresh-run
     refusal and no default `results_file` (a validation must not replace the training run's final table)."""
 
-    def __init__(self, *args, prog: str = PROG, trains: bool = True, **kwargs):
-        self.prog, self.trains = prog, trains  # set before LightningCLI parses (its __init__ does)
+    def __init__(self, *args, prog: str | None = None, trains: bool = True, **kwargs):
+        self.prog, self.trains = prog or current_prog(), trains  # set before LightningCLI parses (its __init__ does)
         super().__init__(*args, parser_class=VDAArgumentParser, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
