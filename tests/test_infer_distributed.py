@@ -201,3 +201,21 @@ def test_two_processes_killed_and_rerun_match_one_process_bit_for_bit(clip_job, 
     print(f"SIGKILL of rank 0 with {spooled // (28 * 42 * 4)} of 130 frames of 'long' spooled, "
           f"{complete} complete; the re-run reused those (mtimes unchanged), computed the rest; "
           f"{len(reference)} files bit-identical to one process; totals {manifest['totals']}")
+
+
+def test_devices_start_torchrun_outside_a_launcher_and_are_checked_inside_one(monkeypatch, capsys, tmp_path):
+    from vda_lightning.inference import cli
+
+    clip = _write_clips(tmp_path)[0]  # a real input: nothing refuses it before the launch
+    started = []
+    monkeypatch.setattr("subprocess.call", lambda cmd: started.append(cmd) or 0)
+    for var in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(var, raising=False)
+    assert cli.main([str(clip), "--devices", "2", "--checkpoint", "x.pth"]) == 0
+    assert started == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+                        "vda_lightning", "infer", str(clip), "--devices", "2", "--checkpoint", "x.pth"]]
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([str(clip), "--devices", "4", "--checkpoint", "x.pth"])
+    assert exit_.value.code == 2 and "ask for 4 processes; the launcher started 2" in capsys.readouterr().err

@@ -78,13 +78,13 @@ def remove_stale_staging(out_dir: Path, name: str, formats: list[str], layout: s
     (out_dir / f".{name}.depths.f32.partial").unlink(missing_ok=True)
 
 
-def relaunch_with_torchrun(argv: list[str], devices: int, num_nodes: int, prog: str) -> int:
+def relaunch_with_torchrun(argv: list[str], devices: int, num_nodes: int, prog: str, command: str = "infer") -> int:
     """`--devices N` outside a launcher: the same command under `torchrun --standalone --nproc-per-node N` (one
     node; several nodes come from srun or torchrun --nnodes, which set the ranks themselves)."""
     if num_nodes > 1:
         raise ValueError(f"--num-nodes {num_nodes}: start one process per device on every node with srun (vda "
                          "submit infer) or torchrun --nnodes; --devices alone starts them on this node only")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
-           "-m", "vda_lightning", prog.removeprefix("vda-"), *argv]
+           "-m", "vda_lightning", command, *argv]
     print(f"{prog}: starting {devices} processes: {' '.join(display(c) for c in cmd)}", file=sys.stderr, flush=True)
     return subprocess.call(cmd)
