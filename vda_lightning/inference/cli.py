@@ -246,14 +246,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         parser.error("--layout published writes point%04d.ply straight into the output directory, as run.py does: "
                      "with several inputs they would overwrite each other (one input per --output-dir, or the "
                      "default layout)")
-    if args.backend == "pytorch" and args.checkpoint is None:  # the published Small model, by its Hub name
-        from ..checkpoints.hub import DEFAULT_MODEL
-
-        args.checkpoint = DEFAULT_MODEL
-        print(f"{prog}: no --checkpoint: using {DEFAULT_MODEL} (docs/models.md)", file=sys.stderr)
     if args.backend == "onnxruntime" and args.onnx is None:
         parser.error("--backend onnxruntime needs --onnx DIR (an export of vda export --format onnx)")
-    from ..models.speed import parse_levers
+    from ..models.levers import parse_levers
 
     try:
         args.speed_levers = parse_levers(args.speed_levers)
@@ -261,6 +256,18 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         parser.error(f"--speed-levers: {e}")
     if args.speed_levers and args.backend != "pytorch":
         parser.error("--speed-levers act on the PyTorch model (--backend pytorch)")
+    from .preflight import unusable_inputs
+
+    unusable = unusable_inputs(args.inputs)
+    if len(unusable) == len(args.inputs):  # nothing could run: say why before a model is named, fetched or loaded
+        for why in unusable.values():
+            errors.report(prog, why)
+        return errors.EXIT_SOME_FAILED
+    if args.backend == "pytorch" and args.checkpoint is None:  # the published Small model, by its Hub name
+        from ..checkpoints.hub import DEFAULT_MODEL
+
+        args.checkpoint = DEFAULT_MODEL
+        print(f"{prog}: no --checkpoint: using {DEFAULT_MODEL} (docs/models.md)", file=sys.stderr)
 
     out_dir = Path(args.output_dir)
     problem = check_output_dir(out_dir)
@@ -339,9 +346,13 @@ def _open_job(args, paths: list[Path], names: list[str], formats: list[str], out
 
 
 def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
+    from .camera import camera_from_options
+    from .preflight import check_before_loading
+
+    camera = camera_from_options(args.focal_length_x, args.focal_length_y, args.intrinsics)
+    check_before_loading(args, formats, camera)  # torch-free: what the files' records refuse, in under a second
     import torch
 
-    from .camera import camera_from_options
     from .infer_job import output_paths, remove_stale_staging
     from .runners import make_runner, open_model
 
@@ -349,7 +360,6 @@ def _infer(args, formats: list[str], out_dir: Path, prog: str) -> int:
     names, notes = output_names(paths)
     job = _open_job(args, paths, names, formats, out_dir, prog)
     check_frame_shapes(args, [args.inputs[i] for i in job.share])
-    camera = camera_from_options(args.focal_length_x, args.focal_length_y, args.intrinsics)
     model, kind_line = open_model(args.backend, args.mode, checkpoint=args.checkpoint, onnx=args.onnx,
                                   encoder=args.encoder, metric=args.metric, device=args.device,
                                   precision=args.precision)
@@ -403,9 +413,9 @@ def check_outputs_possible(model, camera, formats: list[str], source) -> None:
         raise errors.CommandError(f"{display(source)}: {problem}; give this camera with --focal-length-x/-y or "
                                   "--intrinsics")
     if "ply" in formats and not model.config.metric:
-        hint = "" if getattr(model, "kind_source", None) == "metadata" else "; pass --metric if it predicts metres"
-        raise errors.CommandError(f"{display(source)}: --save ply needs a metric model (this one predicts relative "
-                                  f"disparity{hint})")
+        from .preflight import ply_refusal
+
+        raise ply_refusal(source, getattr(model, "kind_source", None) == "metadata")
 
 
 def _infer_one(args, runner, path: Path, name: str, formats: list[str], camera, out_dir: Path,

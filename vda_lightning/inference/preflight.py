@@ -1,0 +1,103 @@
+"""`vda infer`'s checks before weight: everything the command line and the files' own records can refuse is refused
+before torch is imported or a model is loaded, so a mistake costs well under a second (issue 28: a missing input
+took 52 s under load to be named, a `--save ply` refusal 53 s).
+
+Checked here, in this order, each a one-line error: the checkpoint (exists, is a regular readable file that holds
+weights: `checkpoints.peek.checked_checkpoint`), the onnxruntime export folder, what the model's record says
+against what was asked (`--metric`/`--relative` against its metadata, `--save ply` against a relative kind, a
+canonical-camera metric model without a camera), and each input (exists, a folder or a regular readable file).
+The kind comes from the file's metadata or published name (`checkpoints.peek.peek_kind`), else, only when
+`--save ply` needs it, from the probe's verdict cached by the file's sha256 (`checkpoints.probe_cache`); a file
+that says nothing is left to the load and its probe, as before. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..checkpoints.peek import KindHint, checked_checkpoint, peek_kind
+from ..cli.errors import CommandError
+from ..trust import ReadError, display, regular_file
+
+
+def unusable_input(item: str) -> str | None:
+    """Why an input cannot be read (the line `frame_sources.open_source` would give), or None."""
+    path = Path(item)
+    if not path.exists():
+        return f"{display(path)}: no such file or directory"
+    if path.is_dir():
+        readable = os.access(path, os.R_OK | os.X_OK)
+        return None if readable else f"{display(path)}: folder cannot be read (permission denied)"
+    try:
+        regular_file(path, "input")
+    except ReadError as e:
+        return str(e)
+    return None if os.access(path, os.R_OK) else f"{display(path)}: input cannot be read (permission denied)"
+
+
+def ply_refusal(source, from_metadata: bool) -> CommandError:
+    """Point clouds need metres: the error for a relative model (with the hint to say otherwise, unless the
+    file's own metadata is what says relative)."""
+    hint = "" if from_metadata else "; pass --metric if it predicts metres"
+    return CommandError(f"{display(source)}: --save ply needs a metric model (this one predicts relative "
+                        f"disparity{hint})")
+
+
+def cached_probe_kind(checkpoint) -> KindHint:
+    """The probe's remembered verdict for this file's bytes (sha256), or a hint that says nothing."""
+    from ..checkpoints import probe_cache
+    from ..checkpoints.read import file_sha256
+
+    verdict = probe_cache.lookup(file_sha256(checkpoint))
+    if verdict is None or verdict["metric"] is None:
+        return KindHint(None, "none", None)
+    return KindHint(verdict["metric"], "probe", None)
+
+
+def check_kind(args, formats: list[str], camera) -> None:
+    """CommandError when the file's record rules out what was asked (module docstring)."""
+    from ..checkpoints.hub import checkpoint_path
+    from ..cli.options import metadata_refusal
+
+    path = checkpoint_path(args.checkpoint)
+    hint = peek_kind(path)
+    if args.metric is not None and hint.source == "metadata" and hint.metric != args.metric:
+        raise metadata_refusal(args.checkpoint, hint.metric, args.metric)
+    metric = args.metric if args.metric is not None else hint.metric
+    if metric is None and "ply" in formats:  # only here does the kind decide before the load: the probe's verdict
+        hint = cached_probe_kind(path)
+        metric = hint.metric
+    if "ply" in formats and metric is False:
+        raise ply_refusal(args.checkpoint, hint.source == "metadata")
+    if metric and hint.config is not None:
+        from ..models.configs import ModelConfig
+        from .camera import missing_camera
+
+        problem = missing_camera(ModelConfig.from_dict(hint.config), camera)
+        if problem:
+            raise CommandError(f"{display(args.checkpoint)}: {problem}; give this camera with --focal-length-x/-y "
+                               "or --intrinsics")
+
+
+def unusable_inputs(items: list[str]) -> dict[str, str]:
+    """{input: why} for the inputs that cannot be read (`unusable_input`)."""
+    found = {item: unusable_input(item) for item in items}
+    return {item: why for item, why in found.items() if why}
+
+
+def check_before_loading(args, formats: list[str], camera) -> None:
+    """A one-line error (CommandError, CheckpointError) when the command cannot run at all (module docstring).
+    A Hub name is checked by the table's kind only: its file is fetched by the load."""
+    if args.backend != "pytorch":
+        if not os.path.isdir(args.onnx):
+            raise CommandError(f"{display(args.onnx)}: no such folder of exported ONNX files")
+        return
+    from ..checkpoints.hub import PUBLISHED_MODELS, checkpoint_path, is_hub_name
+
+    if is_hub_name(args.checkpoint):
+        known = PUBLISHED_MODELS.get(args.checkpoint)
+        if known is not None and args.metric is None and "ply" in formats and known.kind == "relative":
+            raise ply_refusal(args.checkpoint, False)
+        return
+    checked_checkpoint(checkpoint_path(args.checkpoint))
+    check_kind(args, formats, camera)
