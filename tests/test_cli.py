@@ -65,7 +65,7 @@ SUBCOMMANDS = [(name, sub) for name, cmd in COMMANDS.items() for sub in cmd.subc
 def test_bench_reads_its_subcommands_from_the_one_table():
     from vda_lightning.bench import SUBCOMMANDS as bench_table
 
-    assert SUBCOMMANDS == [("bench", sub) for sub in ("infer", "data", "train", "gpu", "speed")]
+    assert SUBCOMMANDS == [("bench", sub) for sub in ("infer", "data", "train", "gpu", "speed", "startup", "streaming")]
     assert bench_table is COMMANDS["bench"].subcommands
 
 

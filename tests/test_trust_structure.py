@@ -52,6 +52,7 @@ ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
     ("data/streams.py", "gopen"): (1, "URLs from the user's config, or a saved position checked against them"),
     ("inference/writers.py", "np.fromfile"): (1, "our own spool file, written by this process"),
     ("bench/infer.py", "np.fromfile"): (2, "spools this benchmark wrote itself"),
+    ("bench/startup.py", "torch.load"): (1, "weights_only=True: the published script's load of the bench's .pth"),
     ("bench/infer.py", "json.load(s)"): (2, "the stdout of a worker process this benchmark started"),
     ("bench/gpu.py", "json.load(s)"): (1, "results a step of this benchmark wrote"),
     ("dashboards/offline_reader.py", "json.load(s)"): (1, "values of wandb's own run file, already parsed"),

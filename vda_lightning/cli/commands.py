@@ -43,6 +43,10 @@ BENCH_COMMANDS: dict[str, Command] = {
                    "the CUDA suite + every benchmark in one run: JSON + Markdown (CPU variant without a GPU)"),
     "speed": Command("vda_lightning.bench.speed:run_speed_bench",
                      "start-up, streaming and the CPU loop against the published code, in one run"),
+    "startup": Command("vda_lightning.bench.startup:run_startup_bench",
+                       "time to first depth against the published script; how fast refusals come"),
+    "streaming": Command("vda_lightning.bench.streaming:run_streaming_bench",
+                         "streaming per frame against offline per output frame and the published loop"),
 }
 
 COMMANDS: dict[str, Command] = {

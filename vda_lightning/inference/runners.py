@@ -81,8 +81,10 @@ def make_runner(model: RunnerModel, mode: str = "offline", input_size: int = DEF
         from ..models.speed import apply_levers
 
         apply_levers(model, speed_levers)
-    runner_class = offline.OfflineRunner if mode == "offline" else streaming.StreamingRunner
-    return runner_class(model, input_size=input_size, device=device, precision=precision)
+    if mode == "streaming":  # a file's frames read ahead, so that the encoder sees them in one batch
+        return streaming.StreamingRunner(model, input_size=input_size, device=device, precision=precision,
+                                         read_ahead=streaming.default_read_ahead(model, device))
+    return offline.OfflineRunner(model, input_size=input_size, device=device, precision=precision)
 
 
 def open_model(backend: str, mode: str, *, checkpoint=None, onnx=None, encoder: str | None = None,
