@@ -70,7 +70,10 @@ def _referenced_encoder(source: dict, ckpt: Path) -> dict:
     if file_sha256(enc_path) != source["sha256"]:
         raise CheckpointError(f"{display(ckpt)}: the referenced encoder file {display(enc_path)} changed (sha256 "
                               "mismatch)")
-    sd = _published_layout(read(enc_path), follow_reference=False)
+    try:
+        sd = _published_layout(read(enc_path), follow_reference=False)
+    except CheckpointError as e:  # the error names the checkpoint the user gave first, then the file it references
+        raise CheckpointError(f"{display(ckpt)}: its frozen encoder {e}") from None
     return {k: v for k, v in sd.items() if k.startswith("pretrained.")}
 
 
