@@ -130,3 +130,16 @@ def test_disabled_writes_the_same_scalars_to_csv(runs):
         assert csv_losses[step] == pytest.approx(wb_losses[step], rel=1e-5)
     media = {p.suffix for p in (tmp / "run_disabled" / "vda-test" / "quick" / "media").iterdir()}
     assert media == {".png", ".mp4"}
+
+
+def test_the_quick_start_is_quiet_and_ends_with_the_table(runs):
+    """Notices a user cannot act on are silenced (training/quiet.py, the wandb logger); the last lines on stdout are
+    the final validation table (the run's other stdout/stderr output comes before it)."""
+    res = runs["offline"]
+    for noise in ("LeafSpec", "module(s) in eval mode at the start", "anonymous setting", "litlogger"):
+        assert noise not in res.stderr and noise not in res.stdout, noise
+    lines = [line for line in res.stdout.splitlines() if line.strip()]
+    header = max(i for i, line in enumerate(lines) if line.split()[:2] == ["dataset", "metric"])
+    tail = lines[header + 1:]
+    assert tail and all(line.startswith(("synthetic", "---", "(written to ")) for line in tail), tail
+    assert any(line.split()[1] == "abs_rel" for line in tail if line.startswith("synthetic"))

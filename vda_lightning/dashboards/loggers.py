@@ -129,6 +129,8 @@ class ResilientWandbLogger(WandbLogger):
     @property
     @rank_zero_experiment
     def experiment(self):
+        if self._wandb_init.get("anonymous", "") is None:  # Lightning passes None; wandb warns it has no effect
+            del self._wandb_init["anonymous"]
         try:
             return super().experiment
         except Exception as err:  # wandb raises several error types (CommError, UsageError, timeouts)

@@ -187,6 +187,9 @@ def _has_val(datamodule: LightningDataModule) -> bool:
 
 def build(args: list[str] | None = None) -> VDACLI:
     """Parse and check the config, then build model, data and trainer (nothing runs yet)."""
+    from .quiet import silence_known_noise
+
+    silence_known_noise()  # before Lightning starts: its notices that a user cannot act on (training/quiet.py)
     return VDACLI(
         DepthTask,
         LightningDataModule,
