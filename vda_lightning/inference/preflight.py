@@ -88,6 +88,10 @@ def unusable_inputs(items: list[str]) -> dict[str, str]:
 def check_before_loading(args, formats: list[str], camera) -> None:
     """A one-line error (CommandError, CheckpointError) when the command cannot run at all (module docstring).
     A Hub name is checked by the table's kind only: its file is fetched by the load."""
+    if str(args.device).startswith("cuda"):  # an option before the files; only asking for CUDA needs torch here
+        from ..cli.options import resolve_device
+
+        resolve_device(args.device)
     if args.backend != "pytorch":
         if not os.path.isdir(args.onnx):
             raise CommandError(f"{display(args.onnx)}: no such folder of exported ONNX files")
