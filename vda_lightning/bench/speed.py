@@ -28,6 +28,7 @@ from ..cli import errors
 from ..cli.errors import CommandError
 from ..cli.options import HelpFormatter, positive_int
 from ..io import write_json_atomic, write_text_atomic
+from ..models.input_contract import PATCH_SIZE, is_multiple_size
 
 PROG = "vda-bench speed"
 DEFAULT_VIDEO = "../shared/videos/davis_rollercoaster.mp4"
@@ -39,8 +40,9 @@ def _case(text: str) -> tuple[int, int]:
         size, frames = (int(v) for v in text.split(":"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"a case is INPUT_SIZE:FRAMES (e.g. 280:70), got {text!r}") from None
-    if size % 14 or size <= 0 or frames <= 0:
-        raise argparse.ArgumentTypeError(f"case {text!r}: the input size must be a positive multiple of 14")
+    if size <= 0 or frames <= 0 or not is_multiple_size((size, size)):  # the published vits: patch 14
+        raise argparse.ArgumentTypeError(f"case {text!r}: the input size must be a positive multiple of "
+                                         f"{PATCH_SIZE}")
     return size, frames
 
 

@@ -35,12 +35,13 @@ def unusable_input(item: str) -> str | None:
     return None if os.access(path, os.R_OK) else f"{display(path)}: input cannot be read (permission denied)"
 
 
-def ply_refusal(source, from_metadata: bool) -> CommandError:
+def ply_refusal(source, from_metadata: bool, from_command_line: bool = False) -> CommandError:
     """Point clouds need metres: the error for a relative model (with the hint to say otherwise, unless the
-    file's own metadata is what says relative)."""
+    file's own metadata is what says relative); a kind the user gave (--relative) is named as theirs."""
+    said = ", from the command line" if from_command_line else ""
     hint = "" if from_metadata else "; pass --metric if it predicts metres"
     return CommandError(f"{display(source)}: --save ply needs a metric model (this one predicts relative "
-                        f"disparity{hint})")
+                        f"disparity{said}{hint})")
 
 
 def cached_probe_kind(checkpoint) -> KindHint:
@@ -68,7 +69,7 @@ def check_kind(args, formats: list[str], camera) -> None:
         hint = cached_probe_kind(path)
         metric = hint.metric
     if "ply" in formats and metric is False:
-        raise ply_refusal(args.checkpoint, hint.source == "metadata")
+        raise ply_refusal(args.checkpoint, hint.source == "metadata", args.metric is False)
     if metric and hint.config is not None:
         from ..models.configs import ModelConfig
         from .camera import missing_camera
