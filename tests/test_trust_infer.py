@@ -411,9 +411,21 @@ class StubRunner:
     device = "cpu"
 
     @staticmethod
-    def run(frames):
-        for frame in frames:
-            yield frame[..., 0].astype(np.float32) + 1.0
+    def reads(frames):  # one frame per batch: reads -> compute -> finish, as the real runners stage it
+        yield from frames
+
+    @staticmethod
+    def compute(frame):
+        return frame
+
+    @staticmethod
+    def finish(frame):
+        return [frame[..., 0].astype(np.float32) + 1.0]
+
+    @classmethod
+    def run(cls, frames):
+        for frame in cls.reads(frames):
+            yield from cls.finish(cls.compute(frame))
 
 
 @settings(FUZZ, max_examples=40)
@@ -524,7 +536,7 @@ CONTRACTS = {  # option type -> what a value it returns must satisfy
     options.frame_count: lambda v: isinstance(v, int) and (v == -1 or v >= 1),
     options.frame_rate: lambda v: isinstance(v, float) and math.isfinite(v) and v <= options.MAX_FPS,
     options.positive_int: lambda v: isinstance(v, int) and v > 0,
-    options.input_size: lambda v: isinstance(v, int) and v > 0 and v % 14 == 0,
+    options.input_size: lambda v: isinstance(v, int) and v > 0 and (v % 14 == 0 or v % 16 == 0),  # 16: a DINOv3 patch
 }
 
 

@@ -55,6 +55,8 @@ ALLOWED: dict[tuple[str, str], tuple[int, str]] = {
     ("bench/startup.py", "torch.load"): (1, "weights_only=True: the published script's load of the bench's .pth"),
     ("bench/infer.py", "json.load(s)"): (2, "the stdout of a worker process this benchmark started"),
     ("bench/gpu.py", "json.load(s)"): (1, "results a step of this benchmark wrote"),
+    ("bench/speed.py", "json.load(s)"): (2, "the stdout of a worker process this benchmark started, and its argv"),
+    ("bench/speed.py", "np.load"): (2, "depth arrays the benchmark's own workers saved in its temporary folder"),
     ("dashboards/offline_reader.py", "json.load(s)"): (1, "values of wandb's own run file, already parsed"),
     ("inference/writers.py", "OpenEXR.File"): (1, "writing to a Python file object: OpenEXR never sees a name"),
 }
