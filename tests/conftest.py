@@ -166,3 +166,11 @@ def golden_onnx_dir(golden_dir, tmp_path_factory):
                  "--streaming"])
     assert code == 0
     return out.parent
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`-n 2 --dist loadgroup`, pyproject's addopts) the tests of the one local SLURM cluster
+    share a worker: they start and stop its daemons, which two workers at once would fight over."""
+    for item in items:
+        if item.get_closest_marker("slurm") or item.path.name.startswith("test_slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))

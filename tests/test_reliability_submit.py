@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -123,7 +122,7 @@ def test_newlines_are_refused_in_every_field(capsys):
 
 def test_job_name_cannot_leave_the_run_folder(tmp_path, capsys):
     for name in ("../../x", "a/b", ".hidden", "x y", ""):
-        code = main(["--config", sys.argv[0], "--run-dir", str(tmp_path / "run"), "--job-name", name,
+        code = main(["--config", __file__, "--run-dir", str(tmp_path / "run"), "--job-name", name,
                      "--gpus-per-node", "0"])
         err = capsys.readouterr().err
         assert code == 2 and "--job-name" in err and len(err.strip().splitlines()) == 1, (name, err)
@@ -160,7 +159,7 @@ def test_job_names_that_switch_lightning_slurm_detection_off_are_refused(tmp_pat
     assert not slurm._is_slurm_interactive_mode()
     for args in (["--job-name", "bash"], ["--job-name", "interactive"], ["--sbatch=--job-name=bash"],
                  ["--sbatch=-J", "--sbatch=--job=interactive"], ["--sbatch=J=bash"]):
-        code = main(["--config", sys.argv[0], "--run-dir", str(tmp_path / "run"), "--gpus-per-node", "0", *args])
+        code = main(["--config", __file__, "--run-dir", str(tmp_path / "run"), "--gpus-per-node", "0", *args])
         err = capsys.readouterr().err
         assert code == 2 and len(err.strip().splitlines()) == 1 and "job name" in err.replace("job-name", "job name"), \
             (args, err)

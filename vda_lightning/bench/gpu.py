@@ -151,7 +151,8 @@ def _check(args, prog: str) -> int:
     env_py = [sys.executable]
     if wanted is None or "suite" in wanted:
         xml = out / "cuda_suite.xml"
-        cmd = [*env_py, "-m", "pytest", "-m", "cuda", str(_repo_tests() / "cuda"), "-q", "-rs",
+        # -n 0: one process on the one GPU (the README's suite runs two xdist workers on the CPU)
+        cmd = [*env_py, "-m", "pytest", "-n", "0", "-m", "cuda", str(_repo_tests() / "cuda"), "-q", "-rs",
                f"--junitxml={xml}", *args.suite_args.split()]
         print(f"{prog}: CUDA suite: {' '.join(cmd)}", file=sys.stderr, flush=True)
         code, secs, tail = _run(cmd, out / "logs" / "suite.log")
