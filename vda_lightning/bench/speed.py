@@ -29,6 +29,7 @@ from ..cli.errors import CommandError
 from ..cli.options import HelpFormatter, positive_int
 from ..io import write_json_atomic, write_text_atomic
 from ..models.input_contract import PATCH_SIZE, is_multiple_size
+from .published import checkout_problem, published_class
 
 PROG = "vda-bench speed"
 DEFAULT_VIDEO = "../shared/videos/davis_rollercoaster.mp4"
@@ -87,12 +88,7 @@ def _weights(spec: dict):
 
 def _published_model(spec: dict, ours):
     """The published class from the checkout, given our weights (the published key layout, loaded strictly)."""
-    sys.path.insert(0, spec["published"])
-    try:
-        from video_depth_anything.video_depth import VideoDepthAnything  # the checkout's, not a copy
-    except ImportError as e:
-        raise CommandError(f"{spec['published']}: the published code does not import ({e}); install its "
-                           "requirements (einops, easydict, ...) or put them on PYTHONPATH") from None
+    VideoDepthAnything = published_class(spec["published"])
     cfg = ours.config
     model = VideoDepthAnything(encoder=cfg.encoder, features=cfg.features, out_channels=list(cfg.out_channels))
     model.load_state_dict(ours.state_dict(), strict=True)
@@ -213,9 +209,9 @@ def _bench(args, prog: str) -> int:
     if unknown:
         raise CommandError(f"--skip: unknown part(s) {', '.join(sorted(unknown))} (startup, streaming, loop)")
     if "loop" not in skip:
-        if not args.published or not (Path(args.published) / "video_depth_anything" / "video_depth.py").is_file():
-            raise CommandError(f"--published {args.published}: not a checkout of the published code (no "
-                               "video_depth_anything/video_depth.py); give one, or --skip loop")
+        problem = checkout_problem(args.published)
+        if problem:
+            raise CommandError(f"--published {problem}; give one, or --skip loop")
         if not Path(args.video).is_file():
             raise CommandError(f"--video {args.video}: no such file")
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

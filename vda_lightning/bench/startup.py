@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..cli import errors
 from ..cli.options import HelpFormatter, add_input_size, encoder_names, positive_int
+from .published import checkout_problem
 
 PROG = "vda-bench startup"
 PUBLISHED_CONFIGS = {  # run.py's model_configs
@@ -54,11 +55,12 @@ def _ours(spec: dict) -> dict:
 
 
 def _published(spec: dict) -> dict:
-    from ..trust import load_npy
-
-    sys.path.insert(0, spec["published"])
     import torch
-    from video_depth_anything.video_depth import VideoDepthAnything  # the published package, from --published
+
+    from ..trust import load_npy
+    from .published import published_class
+
+    VideoDepthAnything = published_class(spec["published"])
 
     marks = {"import": time.time()}
     model = VideoDepthAnything(**PUBLISHED_CONFIGS[spec["encoder"]])
@@ -174,9 +176,9 @@ def run_startup_bench(argv, prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(argv)
     if not os.path.exists(args.checkpoint):
         return errors.fail(prog, f"{args.checkpoint}: no such checkpoint file")
-    if args.published and not os.path.isdir(os.path.join(args.published, "video_depth_anything")):
-        return errors.fail(prog, f"{args.published}: not a checkout of the published repository "
-                                 "(no video_depth_anything/ in it)")
+    problem = checkout_problem(args.published) if args.published else None
+    if problem:
+        return errors.fail(prog, problem)
 
     def body() -> int:
         result = measure_startup(args.checkpoint, args.encoder, args.input_size, args.frames,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 from ..cli import errors
@@ -37,9 +36,11 @@ def _timed(fn) -> tuple[float, float, object]:
 
 def _published_maps(model_dir: str, state_dict: dict, encoder: str, frames, input_size: int):
     """The published streaming loop over `frames` (a fresh model per pass: its cache lives on the model)."""
-    sys.path.insert(0, model_dir)
     import numpy as np
-    from video_depth_anything.video_depth_stream import VideoDepthAnything  # the published package (--published)
+
+    from .published import published_class
+
+    VideoDepthAnything = published_class(model_dir, "video_depth_stream")
 
     model = VideoDepthAnything(**PUBLISHED_CONFIGS[encoder])
     model.load_state_dict(state_dict, strict=True)
