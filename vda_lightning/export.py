@@ -58,6 +58,35 @@ FORMATS: dict[str, ExportFormat] = {
 }
 
 
+def check_output(output: str | Path, fmt: str) -> None:
+    """ValueError when `output` cannot be what --format `fmt` writes: a file whose name ends in the format's suffix
+    (and is not a folder), or a folder (not an existing file)."""
+    from .trust import display
+
+    spec, output = FORMATS[fmt], Path(output)
+    if spec.suffix and output.suffix != spec.suffix:
+        raise ValueError(f"{display(output)}: the file name must end in {spec.suffix} for --format {fmt}")
+    if spec.suffix and output.is_dir():
+        raise ValueError(f"{display(output)}: is a folder; --format {fmt} writes a file here")
+    if not spec.suffix and output.exists() and not output.is_dir():
+        raise ValueError(f"{display(output)}: is a file; --format {fmt} writes a folder here")
+
+
+def check_export(ckpt: str | Path, fmt: str, output: str | Path | None = None, use_ema: bool = False) -> None:
+    """Everything an export can refuse before torch is imported (issue 28, checks before weight): the format, --ema
+    against it, the output path given, and the checkpoint (`cli.preflight.checked_weights`: a regular readable file
+    that holds weights; a Hub name is the load's to fetch). ValueError / CheckpointError, one line."""
+    from .cli.preflight import checked_weights
+
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if use_ema and FORMATS[fmt].image_only:
+        raise ValueError(f"--ema exports a trained video head; --format {fmt} takes a Depth Anything V2 image model")
+    if output is not None:
+        check_output(output, fmt)
+    checked_weights(ckpt)
+
+
 def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | Path | None = None,
                       use_ema: bool = False, options: dict | None = None) -> Path:
     """Write the model of a vda-fit checkpoint (encoder restored from its reference when not embedded).
@@ -66,6 +95,7 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
     model by the same `HeadEMA.swapped_in` that validation uses. `options`: the keyword options of formats that
     have them (onnx, tensorrt).
     """
+    check_export(ckpt, fmt, output, use_ema)  # torch-free: a mistake is one line before anything is imported
     from contextlib import nullcontext
 
     from .checkpoints import CheckpointError, checkpoint_path, is_hub_name, load_model, read_checkpoint
@@ -73,11 +103,7 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
     from .training.ema import CHECKPOINT_KEY, HeadEMA
     from .trust import display
 
-    if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     name, ckpt = ckpt, checkpoint_path(ckpt)  # a Hub name: the cached file (loaded, hashed, named)
-    if use_ema and FORMATS[fmt].image_only:
-        raise ValueError(f"--ema exports a trained video head; --format {fmt} takes a Depth Anything V2 image model")
     model = load_model(ckpt, expect="video" if FORMATS[fmt].video_only else "image" if FORMATS[fmt].image_only
                        else "any")
     swap = nullcontext()
@@ -95,8 +121,7 @@ def export_checkpoint(ckpt: str | Path, fmt: str = "safetensors", output: str | 
         output = parent / f"{stem}_{fmt}" / f"model{spec.suffix}" if spec.folder and spec.suffix else \
             parent / f"{stem}_{fmt}" if spec.folder else parent / (stem + spec.suffix)
     output = Path(output)
-    if spec.suffix and output.suffix != spec.suffix:
-        raise ValueError(f"{output}: the file name must end in {spec.suffix} for --format {fmt}")
+    check_output(output, fmt)
     with swap:
         if spec.options or spec.image_only:
             return load(spec.writer)(model, output, source=ckpt, **(options or {}))
@@ -128,6 +153,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     output = args.output if args.output is not None else args.output_dir
 
     def export() -> None:
+        check_export(args.checkpoint, args.format, output, args.ema)  # before a format's options import anything
         values = FORMATS[args.format].values
         options = load(values)(args) if values else None
         print(f"wrote {export_checkpoint(args.checkpoint, args.format, output, args.ema, options)}")

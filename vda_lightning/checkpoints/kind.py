@@ -42,13 +42,12 @@ import numpy as np
 import torch
 
 from ..scenes import render_clip
+from .peek import SOURCES  # where a kind came from, in words (torch-free: commands say it before a load)
 
 PROBE_SHAPE = (98, 126)  # multiples of 14: small enough for a vitl forward on the CPU in seconds
 PROBE_FRAMES = 2  # per scene: 2 and 4 frames gave the same rho within 0.07 (module docstring's models)
 PROBE_SEEDS = tuple(range(1201, 1209))  # eight scenes
 PROBE_THRESHOLD = 0.6  # on the median scene's rho (module docstring)
-SOURCES = {"argument": "the command line", "metadata": "the file's metadata", "name": "the file name",
-           "probe": "a probe of its outputs", "none": "nothing (relative assumed)"}
 
 
 @dataclass

@@ -23,12 +23,14 @@ from .read import CheckpointError
 METRIC_NAMES = ("metric_video_depth_anything_", "depth_anything_v2_metric_")
 RELATIVE_NAMES = ("video_depth_anything_", "depth_anything_v2_")
 MAX_HEADER = 100 * 2**20  # the safetensors format's own cap on its JSON header
+SOURCES = {"argument": "the command line", "metadata": "the file's metadata", "name": "the file name",
+           "probe": "a probe of its outputs", "none": "nothing (relative assumed)"}
 
 
 @dataclass(frozen=True)
 class KindHint:
     metric: bool | None  # None: the file does not say
-    source: str          # "metadata", "name" or "none" (kind.SOURCES)
+    source: str          # "metadata", "name" or "none" (SOURCES)
     config: dict | None  # the stored ModelConfig dict, when the metadata holds one
 
 

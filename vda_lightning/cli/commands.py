@@ -23,6 +23,8 @@ class Command:
     alias: str | None = None  # the `vda-*` console script running the same function, if any
     lightning: bool = False  # LightningCLI parses sys.argv itself (its prog comes from sys.argv[0])
     subcommands: Mapping[str, Command] = field(default_factory=dict, hash=False)  # `vda <command> <sub>`
+    preflight: str | None = None  # "module:function": `function(argv, prog) -> int | None`, torch-free checks run
+    #                               before `target`'s module is imported (an exit status stops the command there)
 
     @property
     def module(self) -> str:
@@ -51,9 +53,11 @@ BENCH_COMMANDS: dict[str, Command] = {
 
 COMMANDS: dict[str, Command] = {
     "fit": Command("vda_lightning.training.cli:main",
-                   "train the head from a YAML recipe (LightningCLI; one GPU to multi-node DDP)", "vda-fit", True),
+                   "train the head from a YAML recipe (LightningCLI; one GPU to multi-node DDP)", "vda-fit", True,
+                   preflight="vda_lightning.training.preflight:check_fit"),
     "validate": Command("vda_lightning.training.cli:validate_main",
-                        "validate a checkpoint on a recipe's validation data and print the table", None, True),
+                        "validate a checkpoint on a recipe's validation data and print the table", None, True,
+                        preflight="vda_lightning.training.preflight:check_validate"),
     "eval": Command("vda_lightning.evaluation.cli:main",
                     "zero-shot video-depth benchmarks: AbsRel, delta1, TAE as published", "vda-eval"),
     "infer": Command("vda_lightning.inference.cli:main",
@@ -85,6 +89,10 @@ def load(target: str):
 
 def run(cmd: Command, prog: str, argv: list[str]) -> int:
     """Run `cmd` on `argv` with its usage and error lines saying `prog`; returns the exit status."""
+    if cmd.preflight is not None:  # checks before weight: LightningCLI's module imports torch when imported
+        status = load(cmd.preflight)(argv, prog)
+        if status is not None:
+            return int(status)
     function = load(cmd.target)
     if cmd.lightning:  # LightningCLI reads sys.argv (and warns when given both): hand it the command's own argv
         saved, sys.argv = sys.argv, [prog, *argv]

@@ -204,12 +204,13 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _inspect(a: argparse.Namespace) -> dict:
+    from .shards import expand_shards
+
+    urls = expand_shards(a.paths, "inspect")  # before the decoders' imports (torch): a missing shard is one quick line
     from .depth_stats import DepthStats
     from .format import decode_members
-    from .shards import expand_shards
     from .streams import SkipCounters, decode_stream, indexed_samples, iter_tar_samples
 
-    urls = expand_shards(a.paths, "inspect")
     counters = SkipCounters(1, "inspect")
     kinds, frames, indexed = Counter(), 0, 0
     depth: dict[str, DepthStats] = {}
@@ -259,6 +260,9 @@ def _register_converter(conv) -> None:
         p.set_defaults(**conv.defaults)
 
     def run(a: argparse.Namespace) -> dict:
+        from .converters.base import require_dir
+
+        require_dir(a.root, "dataset")  # one line before a converter's own notices (hypersim's camera file)
         return write_sequences(conv.read_sequences(a), a, unit_hint=conv.unit_hint, plausible=conv.plausible_depth,
                                plausible_for=conv.name)
 

@@ -228,7 +228,61 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     _validate(args, parser)
-    return errors.run_command(prog, lambda: _main(args), known=(BenchmarkError, ValueError))
+    from ..checkpoints.read import CheckpointError
+
+    def body() -> int:
+        check_inputs(args)  # torch-free: a missing folder or a bad checkpoint is one line in well under a second
+        return _main(args)
+
+    return errors.run_command(prog, body, known=(BenchmarkError, CheckpointError, ValueError))
+
+
+def check_inputs(args) -> None:
+    """What `vda eval` can refuse before torch is imported or a model loaded (issue 28, checks before weight), in
+    the order the run meets them: the predictions folder (`NpyPredictions`' own check) or the checkpoint
+    (`cli.preflight.checked_weights`; a Hub name is the load's), `--metric`/`--relative` against the kind its
+    metadata records, `--alignment none` for a model whose kind is known relative without a probe (`check_units`,
+    the line the load would give); then the benchmark root and each benchmark's index file
+    (`io.benchmarks.check_root`, `check_index`)."""
+    if args.compare:
+        return
+    if args.predictions is not None:
+        from .predictions import NpyPredictions
+
+        NpyPredictions(args.predictions)
+    else:
+        check_checkpoint(args)
+    from ..io.benchmarks import check_index, check_root
+    from .cut3r_splits import get_split
+
+    check_root(args.benchmark_root)
+    for name in args.benchmark_list:
+        spec = get_split(name) if args.protocol == "cut3r" else BENCHMARKS[name]
+        check_index(Path(args.benchmark_root) / spec.dataset / spec.json_name)
+
+
+def check_checkpoint(args) -> None:
+    """`check_inputs`' checkpoint part: the file, then what its record (or a published name) says of its kind."""
+    from ..checkpoints.hub import PUBLISHED_MODELS
+    from ..checkpoints.peek import SOURCES, peek_kind
+    from ..cli.options import metadata_refusal
+    from ..cli.preflight import checked_weights
+
+    path = checked_weights(str(args.checkpoint))
+    if path is None:
+        known = PUBLISHED_MODELS.get(str(args.checkpoint))
+        named = known is not None and known.layout == "published"  # its file name says the kind, as for run.py's
+        hint_metric, hint_source = (known.kind == "metric", "name") if named else (None, "none")
+    else:
+        hint = peek_kind(path)
+        hint_metric, hint_source = hint.metric, hint.source
+        if args.metric is not None and hint_source == "metadata" and hint_metric != args.metric:
+            raise metadata_refusal(args.checkpoint, hint_metric, args.metric)
+    metric, source = (args.metric, "argument") if args.metric is not None else (hint_metric, hint_source)
+    if metric is not None and source != "none":  # known without the probe: the load would say the same
+        kind = "metric depth" if metric else "relative disparity"
+        check_units(args.checkpoint, args.alignment, metric, f"{kind} model (from {SOURCES[source]})",
+                    args.prediction_kind)
 
 
 def compare_rows(paths: list[Path], labels: str | None = None) -> dict[str, dict]:

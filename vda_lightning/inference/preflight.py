@@ -3,9 +3,10 @@ before torch is imported or a model is loaded, so a mistake costs well under a s
 took 52 s under load to be named, a `--save ply` refusal 53 s).
 
 Checked here, in this order, each a one-line error: the checkpoint (exists, is a regular readable file that holds
-weights: `checkpoints.peek.checked_checkpoint`), the onnxruntime export folder, what the model's record says
-against what was asked (`--metric`/`--relative` against its metadata, `--save ply` against a relative kind, a
-canonical-camera metric model without a camera), and each input (exists, a folder or a regular readable file).
+weights: `cli.preflight.checked_weights`, which every command shares), the onnxruntime export folder, what the
+model's record says against what was asked (`--metric`/`--relative` against its metadata, `--save ply` against a
+relative kind, a canonical-camera metric model without a camera), and each input (exists, a folder or a regular
+readable file: `cli.preflight.unusable_input`).
 The kind comes from the file's metadata or published name (`checkpoints.peek.peek_kind`), else, only when
 `--save ply` needs it, from the probe's verdict cached by the file's sha256 (`checkpoints.probe_cache`); a file
 that says nothing is left to the load and its probe, as before. Nothing here imports torch.
@@ -13,26 +14,13 @@ that says nothing is left to the load and its probe, as before. Nothing here imp
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from ..checkpoints.peek import KindHint, checked_checkpoint, peek_kind
+from ..checkpoints.peek import KindHint, peek_kind
 from ..cli.errors import CommandError
-from ..trust import ReadError, display, regular_file
+from ..cli.preflight import checked_weights, unusable_input
+from ..trust import display
 
-
-def unusable_input(item: str) -> str | None:
-    """Why an input cannot be read (the line `frame_sources.open_source` would give), or None."""
-    path = Path(item)
-    if not path.exists():
-        return f"{display(path)}: no such file or directory"
-    if path.is_dir():
-        readable = os.access(path, os.R_OK | os.X_OK)
-        return None if readable else f"{display(path)}: folder cannot be read (permission denied)"
-    try:
-        regular_file(path, "input")
-    except ReadError as e:
-        return str(e)
-    return None if os.access(path, os.R_OK) else f"{display(path)}: input cannot be read (permission denied)"
+__all__ = ["check_before_loading", "check_kind", "ply_refusal", "unusable_input", "unusable_inputs"]
 
 
 def ply_refusal(source, from_metadata: bool, from_command_line: bool = False) -> CommandError:
@@ -97,12 +85,11 @@ def check_before_loading(args, formats: list[str], camera) -> None:
         if not os.path.isdir(args.onnx):
             raise CommandError(f"{display(args.onnx)}: no such folder of exported ONNX files")
         return
-    from ..checkpoints.hub import PUBLISHED_MODELS, checkpoint_path, is_hub_name
+    from ..checkpoints.hub import PUBLISHED_MODELS
 
-    if is_hub_name(args.checkpoint):
+    if checked_weights(args.checkpoint) is None:  # a Hub name: the table's kind only, the load fetches the file
         known = PUBLISHED_MODELS.get(args.checkpoint)
         if known is not None and args.metric is None and "ply" in formats and known.kind == "relative":
             raise ply_refusal(args.checkpoint, False)
         return
-    checked_checkpoint(checkpoint_path(args.checkpoint))
     check_kind(args, formats, camera)

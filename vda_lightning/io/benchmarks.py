@@ -107,20 +107,26 @@ def get_benchmark(name: str) -> BenchmarkSpec:
 def read_sequences(json_path: Path, dataset: str, need_pose: bool = False) -> list[Sequence]:
     """All sequences of a published-layout JSON (`io.read_benchmark_index`), sorted by name; frames keep their
     JSON order."""
+    json_path = check_index(json_path)
+    return sorted(read_benchmark_index(json_path, [dataset], need_pose), key=lambda s: s.name)
+
+
+def check_index(json_path: Path) -> Path:
+    """`json_path` if it is a file, else the one-line BenchmarkError (also `vda eval`'s check before weight)."""
     json_path = Path(json_path)
     if not json_path.is_file():
         raise BenchmarkError(f"{json_path}: benchmark index not found (run vda-prepare-benchmark, or check "
                              "--benchmark-root)")
-    return sorted(read_benchmark_index(json_path, [dataset], need_pose), key=lambda s: s.name)
+    return json_path
 
 
 def load_benchmark(root: Path, spec: BenchmarkSpec) -> list[Sequence]:
-    _check_root(root)
+    check_root(root)
     return read_sequences(Path(root) / spec.dataset / spec.json_name, spec.dataset)
 
 
 def load_tae_benchmark(root: Path, spec: TAESpec) -> list[Sequence]:
-    _check_root(root)
+    check_root(root)
     candidates = [Path(root) / spec.dataset / n for n in spec.json_names]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
@@ -128,7 +134,8 @@ def load_tae_benchmark(root: Path, spec: TAESpec) -> list[Sequence]:
     return read_sequences(path, spec.dataset, need_pose=True)[: spec.max_sequences]
 
 
-def _check_root(root: Path) -> None:
+def check_root(root: Path) -> None:
+    """A BenchmarkError unless `root` is a folder holding something (also `vda eval`'s check before weight)."""
     root = Path(root)
     if not root.is_dir():
         raise BenchmarkError(f"{root}: benchmark root is not a directory")

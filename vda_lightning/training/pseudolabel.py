@@ -89,7 +89,30 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         parser.error("the following arguments are required: shards (or --inputs LIST.txt)")
     from ..checkpoints import CheckpointError
 
-    return errors.run_command(prog, lambda: _label_all(args, prog), known=(CheckpointError, ValueError))
+    return errors.run_command(prog, lambda: _label_all(args, prog, check_inputs(args)),
+                              known=(CheckpointError, ValueError))
+
+
+def check_inputs(args) -> list[str]:
+    """The input shards, once everything `vda pseudolabel` can refuse before torch is imported has been checked
+    (issue 28, checks before weight): the shards exist (`expand_shards`, `--inputs`), no two share a name, the output
+    is not a file, the teacher checkpoint holds weights (`cli.preflight.checked_weights`; a Hub name is the load's)."""
+    from ..cli.preflight import checked_weights
+    from ..data.shards import expand_shards
+    from ..trust import display, read_path_list
+
+    urls = expand_shards(args.shards, "shards") if args.shards else []
+    if args.inputs_list:
+        urls += read_path_list(args.inputs_list, "--inputs list", error=ValueError)
+    names = [os.path.basename(u) for u in urls]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"shards named {', '.join(twice[:3])} come more than once; outputs keep the input names, "
+                         "so each name may appear once")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise errors.CommandError(f"{display(args.output)}: --output is a file, not a folder")
+    checked_weights(args.teacher_checkpoint)
+    return urls
 
 
 def _shard_job(args, urls: list[str], prog: str, device: str):
@@ -108,22 +131,15 @@ def _shard_job(args, urls: list[str], prog: str, device: str):
                       settings=settings, unit="bytes")
 
 
-def _label_all(args, prog: str) -> int:
+def _label_all(args, prog: str, urls: list[str]) -> int:
+    """Label `urls` (`check_inputs`' shards)."""
     import glob
 
-    from ..data.shards import expand_shards, index_path, shard_is_complete
+    from ..data.shards import index_path, shard_is_complete
     from ..io import launch_rank_world, remove_stale_temporaries
-    from ..trust import read_path_list
     from .teacher import Teacher
 
-    urls = expand_shards(args.shards, "shards") if args.shards else []
-    if args.inputs_list:
-        urls += read_path_list(args.inputs_list, "--inputs list", error=ValueError)
     names = [os.path.basename(u) for u in urls]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"shards named {', '.join(twice[:3])} come more than once; outputs keep the input names, "
-                         "so each name may appear once")
     device = args.device
     _, world, local_rank = launch_rank_world()
     if world > 1 and device in ("auto", "cuda"):
