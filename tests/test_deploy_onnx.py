@@ -117,7 +117,7 @@ def test_streaming_step_reproduces_the_golden_online_mode(golden_onnx_dir, long_
     assert out.shape == ref["depths"].shape == (60, 90, 160)
     err = np.abs(out - ref["depths"]).reshape(60, -1).max(1) / np.abs(ref["depths"]).max()
     assert err.max() <= TOL, f"frame {err.argmax()}: {err.max():.2e}"
-    assert len(runner._cache) == 42  # the runner's bounded cache, fed by the graph's named state outputs
+    assert runner.cached_frames == 42  # the runner's bounded cache, fed by the graph's named state outputs
 
 
 def test_sidecars_describe_the_export(golden_onnx_dir, golden_dir, golden_video_model):

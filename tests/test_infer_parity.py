@@ -39,4 +39,4 @@ def test_streaming_mode_matches_published(golden_video_model, long_case, golden_
     runner = StreamingRunner(golden_video_model, input_size=int(ref["input_size"]))
     out = np.stack(list(runner.run(iter(long_case["frames"][: int(ref["n_frames"])]))))
     _check(out, ref["depths"])
-    assert len(runner._cache) == 42  # bounded
+    assert runner.cached_frames == 42  # bounded

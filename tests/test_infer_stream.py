@@ -59,3 +59,27 @@ def test_bench_compares_runner_and_baseline_in_one_run(tmp_path):
     assert rows["runner"]["encoder_frame_passes"] == 30 and rows["runner"]["frames"] == 30
     assert rows["runner"]["max_rel_diff_runner_vs_baseline"] <= 1e-5
     assert rows["baseline"]["speedup_vs_baseline"] == 1.0 and rows["runner"]["peak_host_mib"] > 0
+
+
+def test_streaming_batches_give_the_one_frame_at_a_time_maps_past_the_cache_bound():
+    """The grouped head (8 frames per batch, projected keys/values cached, each frame attending to its published
+    slots through KeyValue.index) against the published step (one frame, the 31 cached pre-PE states re-projected),
+    on a model whose temporal layers act (a fresh model's are identities) over 60 frames: the cache list fills to
+    its bound (42) and starts dropping frames. The temporal layers must matter here, or the check says nothing."""
+    import torch
+
+    from vda_lightning.bench.workloads import perturbed_model
+    from vda_lightning.inference import StreamingRunner
+
+    with torch.random.fork_rng(devices=[]):
+        model = perturbed_model("vitt", seed=3)
+    frames = np.random.default_rng(2).integers(0, 256, (60, 20, 30, 3), dtype=np.uint8)
+    grouped = StreamingRunner(model, input_size=28, read_ahead=8)
+    published = StreamingRunner(model, input_size=28, read_ahead=1)
+    published.project_cache = False  # the published step: pre-PE states in, re-projected every frame
+    out = np.stack(list(grouped.run(iter(frames))))
+    ref = np.stack(list(published.run(iter(frames))))
+    assert grouped.cached_frames == published.cached_frames == 42
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+    frame_alone = np.stack([StreamingRunner(model, input_size=28).step(f) for f in frames])  # no context at all
+    assert np.abs(ref - frame_alone)[1:].max() > 1e-3 * np.abs(ref).max()

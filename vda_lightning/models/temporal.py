@@ -6,6 +6,7 @@ published key layout (`temporal_transformer.transformer_blocks.0.attention_block
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -36,6 +37,26 @@ class PositionalEncoding(nn.Module):
         return x + self.pe[:, : x.shape[1]].to(x.dtype)
 
 
+class KeyValue(NamedTuple):
+    """Keys and values without their position term: `to_k` / `to_v` of pre-PE states, (B*S, U, C) each.
+
+    Passed as `cached`, it asks the attention for the new frames' KeyValue in return, so that a streamed frame is
+    projected once, not again in each of the 32 steps that attend to it (issue 28). `index` (T, L) says which rows
+    of [cached ; new frames] each new frame attends to, in slot order (slot i carries position i; the frame itself
+    is the last), so T streamed frames run through the head in one batch, each with the context the published
+    one-frame-at-a-time loop gives it (`inference/streaming.py` builds it). The result is the published attention
+    up to float rounding: `to_k` and `to_v` have no bias, so to_k(state + pe) = to_k(state) + to_k(pe).
+    `KeyValue(None, None)`: nothing cached yet; the new frames attend to each other at positions 0..T-1.
+    """
+
+    key: torch.Tensor | None
+    value: torch.Tensor | None
+    index: torch.Tensor | None = None
+
+
+EMPTY_CONTEXT = KeyValue(None, None)
+
+
 class TemporalAttention(nn.Module):
     """Multi-head self-attention over the time axis with the sinusoidal position added to its input."""
 
@@ -49,27 +70,58 @@ class TemporalAttention(nn.Module):
         self.pos_encoder = PositionalEncoding(channels, max_len)
 
     def forward(
-        self, x: torch.Tensor, num_frames: int, cached: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B*T, S, C) LayerNorm-ed tokens. `cached`: (B*S, Tc, C) pre-PE states of earlier frames.
+        self, x: torch.Tensor, num_frames: int, cached: torch.Tensor | KeyValue | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | KeyValue]:
+        """x: (B*T, S, C) LayerNorm-ed tokens. `cached`: (B*S, Tc, C) pre-PE states of earlier frames, or their
+        `KeyValue`.
 
         Returns the attention output for the T new frames, (B*T, S, C), and their pre-PE states
-        (B*S, T, C), which the streaming mode caches (published `video_depth_stream.py`).
+        (B*S, T, C), which the streaming mode caches (published `video_depth_stream.py`) — their KeyValue when
+        `cached` is one.
         """
         bt, s, c = x.shape
         b = bt // num_frames
         state = x.reshape(b, num_frames, s, c).transpose(1, 2).reshape(b * s, num_frames, c)
-        seq = state if cached is None else torch.cat([cached.to(state.dtype), state], dim=1)
-        seq = self.pos_encoder(seq)
-        q = self.to_q(seq[:, -num_frames:])
-        k = self.to_k(seq)
-        v = self.to_v(seq)
-        q, k, v = (t.unflatten(-1, (self.num_heads, c // self.num_heads)).transpose(1, 2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).flatten(2)
+        if isinstance(cached, KeyValue):
+            out, state = self._attend_projected(state, cached)
+        else:
+            seq = state if cached is None else torch.cat([cached.to(state.dtype), state], dim=1)
+            seq = self.pos_encoder(seq)
+            q = self.to_q(seq[:, -num_frames:])
+            k = self.to_k(seq)
+            v = self.to_v(seq)
+            q, k, v = (t.unflatten(-1, (self.num_heads, c // self.num_heads)).transpose(1, 2) for t in (q, k, v))
+            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2)
         out = self.to_out[1](self.to_out[0](out))
         out = out.reshape(b, s, num_frames, c).transpose(1, 2).reshape(bt, s, c)
         return out, state
+
+    def _attend_projected(self, state: torch.Tensor, cached: KeyValue) -> tuple[torch.Tensor, KeyValue]:
+        """Attention of the new frames `state` (B*S, T, C) over their `cached.index` context (KeyValue's
+        docstring) -> (B*S, T, C) before `to_out`, and the new frames' KeyValue."""
+        bs, t, c = state.shape
+        heads, d = self.num_heads, c // self.num_heads
+        new = KeyValue(self.to_k(state), self.to_v(state))
+        split = lambda x: x.unflatten(-1, (heads, d)).transpose(-3, -2)  # noqa: E731  (.., L, C) -> (.., h, L, d)
+        if cached.key is None:
+            pe = self.pos_encoder(state.new_zeros(1, t, c))
+            q, k, v = self.to_q(state + pe), new.key + self.to_k(pe), new.value + self.to_v(pe)
+            out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+            return out.transpose(1, 2).flatten(2), new
+        index = cached.index
+        slots = index.shape[1]
+        pe = self.pos_encoder(state.new_zeros(1, slots, c))[0]  # (L, C): slot i's position
+        q = split(self.to_q(state + pe[-1])) * d**-0.5  # (BS, h, T, d): each new frame in the last slot
+        keys = split(torch.cat([cached.key.to(state.dtype), new.key], dim=1))  # (BS, h, U+T, d)
+        values = split(torch.cat([cached.value.to(state.dtype), new.value], dim=1))
+        gather = index.expand(bs, heads, t, slots)
+        # score(slot) = q . (key of the slot's frame + to_k(pe[slot])): the content term is gathered from one
+        # product with every row, so no key is copied per slot (the early context repeats frame 0 many times).
+        scores = (q @ keys.transpose(-1, -2)).gather(-1, gather) + q @ split(self.to_k(pe)).transpose(-1, -2)
+        weights = scores.softmax(dim=-1)  # (BS, h, T, L)
+        per_row = weights.new_zeros(bs, heads, t, keys.shape[-2]).scatter_add_(-1, gather, weights)
+        out = per_row @ values + weights @ split(self.to_v(pe))
+        return out.transpose(1, 2).flatten(2), new
 
 
 class GEGLU(nn.Module):
