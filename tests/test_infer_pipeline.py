@@ -77,7 +77,11 @@ def test_threaded_runner_is_bit_identical_to_the_serial_and_to_the_runner_before
     clip = frames[:length]
     serial = np.stack(list(OfflineRunner(model, 28).run(iter(clip))))
     assert np.array_equal(threaded(OfflineRunner(model, 28), clip), serial)
-    assert np.array_equal(serial, runner_before_threads(model, clip, 28))
+    before = runner_before_threads(model, clip, 28)
+    if length == INFER_LEN:  # no padding slot: the same convolutions on the same batches
+        assert np.array_equal(serial, before)
+    else:  # since issue 28 the padding slots skip the head's tail: its convolutions see fewer frames per batch
+        assert np.abs(serial - before).max() <= 1e-5 * np.abs(before).max()
 
 
 def test_threaded_streaming_is_bit_identical(model, frames):

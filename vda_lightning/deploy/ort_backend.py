@@ -167,8 +167,10 @@ class OnnxRuntimeModel(RunnerModel):
         outs = self._run("encoder", {"frames": _numpy(x)})
         return [(torch.from_numpy(outs[2 * i]), torch.from_numpy(outs[2 * i + 1])) for i in range(4)]
 
-    def forward_depth(self, features, height: int, width: int, batch: int, num_frames: int, cached=None):
-        """Head on the features of batch*num_frames frames -> ((B, T, H, W) depth, no states)."""
+    def forward_depth(self, features, height: int, width: int, batch: int, num_frames: int, cached=None,
+                      outputs: int | None = None):
+        """Head on the features of batch*num_frames frames -> ((B, T, H, W) depth, no states); `outputs`: the
+        first frames' maps only (the graph computes them all)."""
         import torch
 
         if cached is not None:
@@ -178,7 +180,8 @@ class OnnxRuntimeModel(RunnerModel):
         h, w = height // self.config.patch_size, width // self.config.patch_size
         feeds = {f"tokens_{i}": _numpy(tokens).reshape(batch, num_frames, h, w, -1)
                  for i, (tokens, _cls) in enumerate(features)}
-        return torch.from_numpy(self._run("head", feeds)[0]), []
+        depth = torch.from_numpy(self._run("head", feeds)[0])
+        return (depth if outputs is None else depth[:, :outputs]), []
 
     def forward_step(self, x, height: int, width: int, cached=None):
         """One online step: frames (B, 3, H, W) + the 8 cached state tensors (B*S, Tc, C), or None on the first

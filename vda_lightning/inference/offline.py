@@ -122,10 +122,14 @@ class OfflineRunner:
             parts.append(_repeat_last(self._last, need - read.new))
         window = _concat(*parts) if len(parts) > 1 else parts[0]
         h, w = read.prep.shape
+        real = (0 if read.k == 0 else OVERLAP) + read.new  # slots after these are padding: no map is read
         with autocast(self.device, self.precision):
-            depth, _ = self.model.forward_depth(window, h, w, 1, INFER_LEN)
+            depth, _ = self.model.forward_depth(window, h, w, 1, INFER_LEN, outputs=real)
         self.windows_run += 1
-        raw = Download(to_frame_size(depth[0], read.prep.frame_size))
+        maps = to_frame_size(depth[0], read.prep.frame_size)
+        if real < INFER_LEN:  # the stitcher takes 32 maps; the padding slots' are never emitted
+            maps = torch.cat([maps, maps[-1:].expand(INFER_LEN - real, *maps.shape[1:])])
+        raw = Download(maps)
         self._carried = _select(window, list(KEYFRAMES))
         return WindowResult(read.k, raw, read.total if read.exhausted else None, read.last)
 

@@ -64,12 +64,13 @@ def make_runner(model: RunnerModel, mode: str = "offline", input_size: int = DEF
 
     A PyTorch model runs on `device` ("auto": CUDA when visible) at `precision` (None: fp16 on CUDA, as published,
     fp32 elsewhere), with `speed_levers` applied (models/speed.py). Any other model (the onnxruntime graphs) gets
-    host tensors in fp32: its session owns the providers, and the export fixed its precision."""
+    host tensors in fp32: its session owns the providers, and the export fixed its precision. On the CPU the
+    process keeps freed memory for reuse (`devices.keep_freed_host_memory`)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     import torch
 
-    from ..devices import default_precision, resolve_device
+    from ..devices import default_precision, keep_freed_host_memory, resolve_device
     from . import offline, streaming  # looked up at call time: tests stand in their own runner classes
 
     if isinstance(model, torch.nn.Module):
@@ -77,6 +78,8 @@ def make_runner(model: RunnerModel, mode: str = "offline", input_size: int = DEF
         precision = precision or default_precision(device)
     else:
         device, precision = resolve_device("cpu"), "fp32"
+    if device.type == "cpu":
+        keep_freed_host_memory()
     if speed_levers:
         from ..models.speed import apply_levers
 

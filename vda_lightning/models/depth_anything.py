@@ -38,12 +38,14 @@ class VideoDepthAnything(nn.Module):
         """Encoder features of a batch of frames (N, 3, H, W): 4 (tokens, cls) pairs."""
         return self.pretrained.get_intermediate_layers(x)
 
-    def forward_depth(self, features, height: int, width: int, batch: int, num_frames: int, cached=None):
-        """Head on precomputed features of B*T frames -> ((B, T, H, W), temporal cache states)."""
+    def forward_depth(self, features, height: int, width: int, batch: int, num_frames: int, cached=None,
+                      outputs: int | None = None):
+        """Head on precomputed features of B*T frames -> ((B, T, H, W), temporal cache states); with `outputs`,
+        the maps of each clip's first `outputs` frames only, (B, outputs, H, W) (`DPTHead.forward`)."""
         patch = self.config.patch_size
-        depth, states = self.head(features, height // patch, width // patch, num_frames, cached)
+        depth, states = self.head(features, height // patch, width // patch, num_frames, cached, outputs)
         depth = F.relu(depth)  # the published resize to (H, W) here is an exact no-op and is skipped
-        return depth.squeeze(1).unflatten(0, (batch, num_frames)), states
+        return depth.squeeze(1).unflatten(0, (batch, -1)), states
 
     def forward_step(self, x: torch.Tensor, height: int, width: int, cached=None):
         """One online step (published `video_depth_stream.py::infer_video_depth_one`): B new frames (B, 3, H, W)

@@ -15,8 +15,16 @@ from .temporal import TemporalModule
 MICRO_BATCH = 4  # frames per chunk in the high-resolution tail (memory only; per-frame ops)
 
 
+def nhwc(setting: bool | None, x: torch.Tensor) -> bool:
+    """Whether the head keeps its feature maps channels-last (NHWC): the lever's setting (models/speed.py), or by
+    default (None) on the CPU, where oneDNN's convolutions run NHWC faster whatever the weights' layout (the vits
+    head 5.1 -> 3.4 s per 32-frame window at 280x504, 17 -> 13 s at 518x924; issue 28). Same operations, another
+    summation order (~1e-6 relative in fp32)."""
+    return x.device.type == "cpu" if setting is None else setting
+
+
 def _resize(x: torch.Tensor, size=None, scale_factor=None, channels_last: bool = False) -> torch.Tensor:
-    """Bilinear, align_corners=True (the published head); NHWC in and out under the channels-last lever."""
+    """Bilinear, align_corners=True (the published head); NHWC in and out when channels_last."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return F.interpolate(x.contiguous(memory_format=fmt), size=size, scale_factor=scale_factor, mode="bilinear",
                          align_corners=True)
@@ -38,16 +46,16 @@ class FeatureFusionBlock(nn.Module):
         self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
         self.out_conv = nn.Conv2d(features, features, 1)
-        self.channels_last = False  # models/speed.py
+        self.channels_last: bool | None = None  # `nhwc`; models/speed.py sets it
 
     def forward(self, x, skip=None, size=None):
         if skip is not None:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
         if size is not None:
-            x = _resize(x, size=size, channels_last=self.channels_last)
+            x = _resize(x, size=size, channels_last=nhwc(self.channels_last, x))
         else:
-            x = _resize(x, scale_factor=2, channels_last=self.channels_last)
+            x = _resize(x, scale_factor=2, channels_last=nhwc(self.channels_last, x))
         return self.out_conv(x)
 
 
@@ -83,7 +91,7 @@ class DPTHead(nn.Module):
         # Frames per chunk of the tail; 0 runs it on all frames at once (the graph export does: the chunking is a
         # Python branch on the frame count, and the result is the same).
         self.micro_batch = MICRO_BATCH
-        self.channels_last = False  # models/speed.py: NHWC feature maps for the convolutions
+        self.channels_last: bool | None = None  # NHWC feature maps: `nhwc` (None: on the CPU); models/speed.py
         self.projects = nn.ModuleList([nn.Conv2d(in_dim, c, 1) for c in out_channels])
         self.resize_layers = nn.ModuleList(
             [
@@ -103,7 +111,7 @@ class DPTHead(nn.Module):
         s = self.scratch
         path_2 = s.refinenet2(path_3, layer2_rn, size=layer1_rn.shape[2:])
         path_1 = s.refinenet1(path_2, layer1_rn)
-        out = _resize(s.output_conv1(path_1), size=out_size, channels_last=self.channels_last)
+        out = _resize(s.output_conv1(path_1), size=out_size, channels_last=nhwc(self.channels_last, path_1))
         # The published model runs the last convolutions in float32 under autocast (fp16 and bf16 lose the
         # low-contrast detail there: black / banded maps, Video Depth Anything issues #92, #97). Its guard names
         # only CUDA, so under CPU autocast the published code runs them in bfloat16; this one turns off autocast
@@ -124,11 +132,15 @@ class DPTHead(nn.Module):
         states.extend(st)
         return x
 
-    def forward(self, features, patch_h: int, patch_w: int, num_frames: int = 1, cached=None):
+    def forward(self, features, patch_h: int, patch_w: int, num_frames: int = 1, cached=None,
+                outputs: int | None = None):
+        """`outputs`: only the first `outputs` frames of each clip get a depth map (B*outputs maps): the layers
+        after the last temporal module work frame by frame, so frames whose maps nobody reads (a long video's
+        padding slots) skip the high-resolution tail, most of the head's work."""
         layers = []
         for i, (tokens, _cls) in enumerate(features):
             x = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], patch_h, patch_w)
-            if self.channels_last:
+            if nhwc(self.channels_last, x):
                 x = x.contiguous(memory_format=torch.channels_last)
             layers.append(self.resize_layers[i](self.projects[i](x)))
         layer_1, layer_2, layer_3, layer_4 = layers
@@ -144,9 +156,12 @@ class DPTHead(nn.Module):
         path_3 = self._temporal(3, path_3, num_frames, cached, states)
 
         out_size = (patch_h * self.patch_size, patch_w * self.patch_size)
+        if outputs is not None and outputs < num_frames:
+            keep = lambda x: x.unflatten(0, (-1, num_frames))[:, :outputs].flatten(0, 1)  # noqa: E731
+            path_3, layer2_rn, layer1_rn = keep(path_3), keep(layer2_rn), keep(layer1_rn)
         n = path_3.shape[0]
         mb = self.micro_batch
-        if self.temporal and mb and n > mb and n % mb == 0:
+        if self.temporal and mb and n > mb:
             chunks = [
                 self._run_tail(path_3[i : i + mb], layer2_rn[i : i + mb], layer1_rn[i : i + mb], out_size)
                 for i in range(0, n, mb)

@@ -27,8 +27,9 @@ class RunnerModel(Protocol):
         ...
 
     def forward_depth(self, features, height: int, width: int, batch: int, num_frames: int,
-                      cached=None) -> tuple[torch.Tensor, list]:
-        """Offline: the head on batch * num_frames frames' features -> ((B, T, H, W) depth, temporal states)."""
+                      cached=None, outputs: int | None = None) -> tuple[torch.Tensor, list]:
+        """Offline: the head on batch * num_frames frames' features -> ((B, T, H, W) depth, temporal states);
+        `outputs`: the maps of each clip's first `outputs` frames only, (B, outputs, H, W)."""
         ...
 
     def forward_step(self, x: torch.Tensor, height: int, width: int,

@@ -15,10 +15,11 @@ from torch.utils import _pytree as pytree
 from .levers import LEVERS, parse_levers  # noqa: F401 (torch-free, for the commands' option checks)
 
 
-def set_channels_last(model: nn.Module, enabled: bool = True) -> None:
+def set_channels_last(model: nn.Module, enabled: bool | None = True) -> None:
     """The head's convolution weights and its reassembled feature maps in channels-last (NHWC) layout: cuDNN's
     fast convolution kernels (tensor cores) work in NHWC, and the temporal modules' NCHW -> tokens permute becomes
-    a view. Numerics: same operations, different summation order (~1e-6 relative in fp32)."""
+    a view. Numerics: same operations, different summation order (~1e-6 relative in fp32). None: the head's
+    default (`dpt.nhwc`: NHWC feature maps on the CPU, weights as loaded), False: NCHW everywhere."""
     head = model.head if hasattr(model, "head") else model.depth_head
     fmt = torch.channels_last if enabled else torch.contiguous_format
     for m in head.modules():
@@ -105,7 +106,7 @@ def unapply(model: nn.Module) -> nn.Module:
     for name in getattr(model, "_plain_entry_points", {}):
         model.__dict__.pop(name, None)
     model.__dict__.pop("_plain_entry_points", None)
-    if getattr(getattr(model, "head", None), "channels_last", False):
-        set_channels_last(model, False)
+    if getattr(getattr(model, "head", None), "channels_last", None) is not None:
+        set_channels_last(model, None)
     model.speed_levers = []
     return model
