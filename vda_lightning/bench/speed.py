@@ -1,6 +1,7 @@
 """`vda bench speed`: where users wait, in one run against the published code — start-up (time to first depth),
-streaming against offline, and the CPU long-video loop at input 280 and 518, each as a ratio to the published
-script measured in the same run, with the outputs' largest difference. Writes OUT_DIR/speed_<date>.json and .md.
+streaming against offline (inputs 70 and 280), and the CPU long-video loop at input 280 and 518, each as a ratio to
+the published script measured in the same run, with the outputs' largest difference. Writes
+OUT_DIR/speed_<date>.json and .md.
 
 The loop: the published `VideoDepthAnything.infer_video_depth` (video_depth_anything/video_depth.py, from a
 checkout given by --published, run as it is: this package copies none of it) against `make_runner`'s offline
@@ -34,6 +35,7 @@ from .published import checkout_problem, published_class
 PROG = "vda-bench speed"
 DEFAULT_VIDEO = "../shared/videos/davis_rollercoaster.mp4"
 GOALS = {280: 2.5, 518: 4.0}  # issue 28: the CPU loop's speed-up over the published one
+STREAMING_SIZES = (70, 280)  # streaming per frame against offline: issue 28's input, and the loop's
 
 
 def _case(text: str) -> tuple[int, int]:
@@ -117,8 +119,14 @@ def loop_worker(spec: dict) -> dict:
             from ..deploy.ort_backend import OnnxRuntimeModel
 
             model = OnnxRuntimeModel(spec["onnx"], "offline", "cpu", spec.get("threads") or 0)
+        from ..inference.pipeline import run_pipelined
+
         runner = make_runner(model, "offline", spec["input_size"], "cpu", "fp32")
-        run = lambda: np.stack(list(runner.run(frames)))  # noqa: E731
+
+        def run():  # as vda infer runs it: reading, the model and stitching in their three threads
+            maps = []
+            run_pipelined(runner, iter(frames), maps.append)
+            return np.stack(maps)
     start, cpu = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         depth = np.asarray(run(), np.float32)
@@ -180,7 +188,7 @@ def _export(base: dict, tmp: Path, prog: str) -> Path:
     return folder
 
 
-def _other_part(name: str, args) -> dict:
+def _other_part(name: str, args, input_size: int = 280) -> dict:
     """start-up / streaming from bench/startup.py (another part of issue 28), called with the options it takes."""
     try:
         from . import startup
@@ -190,7 +198,7 @@ def _other_part(name: str, args) -> dict:
     if fn is None:
         return {"missing": f"bench/startup.py has no measure_{name}: no figure"}
     offered = {"published": args.published, "video": args.video, "checkpoint": args.checkpoint,
-               "encoder": args.encoder, "max_res": args.max_res, "input_size": 280, "threads": args.threads}
+               "encoder": args.encoder, "max_res": args.max_res, "input_size": input_size, "threads": args.threads}
     params = inspect.signature(fn).parameters
     takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in offered.items() if takes_all or k in params}
@@ -223,8 +231,10 @@ def _bench(args, prog: str) -> int:
 
             args.checkpoint = str(save_model(_weights({"encoder": args.encoder}), Path(tmp) / "random.safetensors"))
             report["weights"] = f"seeded random {args.encoder} weights (active temporal layers)"
-        for name in ("startup", "streaming"):
-            report[name] = {"skipped": True} if name in skip else _other_part(name, args)
+        report["startup"] = {"skipped": True} if "startup" in skip else _other_part("startup", args)
+        report["streaming"] = ({"skipped": True} if "streaming" in skip else  # the issue's input, and the loop's
+                               {f"input {size}": _other_part("streaming", args, input_size=size)
+                                for size in STREAMING_SIZES})
         report["loop"] = [] if "loop" in skip else measure_loops(args, Path(tmp), prog)
     report["load_avg_at_end"] = os.getloadavg()
     out = Path(args.out_dir)
@@ -248,7 +258,7 @@ def markdown(report: dict) -> str:
         if part.get("skipped") or part.get("missing"):
             lines += ["skipped (--skip)" if part.get("skipped") else part["missing"], ""]
         else:
-            lines += [f"- {k}: {_fmt(v)}" for k, v in part.items()] + [""]
+            lines += _items(part) + [""]
     lines += ["## The CPU long-video loop against the published `infer_video_depth`", ""]
     if report["loop"]:
         lines += ["| input | frames | published s | ours s | speed-up (goal) | CPU-s ratio | max abs diff | backend |",
@@ -261,6 +271,16 @@ def markdown(report: dict) -> str:
     else:
         lines.append("skipped (--skip loop)")
     return "\n".join(lines) + "\n"
+
+
+def _items(part: dict, indent: str = "") -> list[str]:
+    lines = []
+    for k, v in part.items():
+        if isinstance(v, dict):
+            lines += [f"{indent}- {k}:"] + _items(v, indent + "  ")
+        else:
+            lines.append(f"{indent}- {k}: {_fmt(v)}")
+    return lines
 
 
 def _load(v) -> str:
