@@ -99,3 +99,12 @@ def test_hub_names_pass_through_to_the_loader():
     assert checked_weights("vda-small") is None and checked_weights("hf://depth-anything/Some-Repo@v1") is None
     with pytest.raises(CheckpointError, match="not a Hugging Face repository name"):
         checked_weights("hf://bad..name")
+
+
+def test_vda_eval_keeps_a_hub_name_whole():
+    """`vda eval --checkpoint hf://ORG/REPO/FILE` reaches the loader as typed (parsed as a Path it lost a slash)."""
+    from vda_lightning.evaluation.cli import build_parser
+
+    name = "hf://depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth"
+    args = build_parser().parse_args(["--benchmark", "kitti", "--benchmark-root", "root", "--checkpoint", name])
+    assert args.checkpoint == name

@@ -60,7 +60,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         "alignment, bicubic resize, valid-pixel-weighted means; evaluation/README.md)")
     p.add_argument("--benchmark-root", type=Path, help="folder holding <name>/<name>_video.json")
     src = p.add_mutually_exclusive_group()
-    add_checkpoint(src, required=False, type=Path)
+    add_checkpoint(src, required=False)  # a str: hf://ORG/REPO names would lose a slash as Paths
     src.add_argument("--predictions", type=Path,
                      help="saved predictions of any model, any resolution: per frame .npy/.npz/.png (16-bit)/.exr "
                           "at <dir>/<dataset>/<image path>, or per sequence <dir>[/<dataset>]/<sequence>.npz (T,H,W) "
@@ -104,7 +104,7 @@ def _label(args) -> str:
     if args.label:
         return args.label
     source = args.checkpoint or args.predictions
-    return source.stem if args.checkpoint else source.resolve().name
+    return Path(source).stem if args.checkpoint else Path(source).resolve().name
 
 
 def _source(args):
