@@ -36,6 +36,10 @@ KEYS = {"Abs Rel": "abs_rel", "Sq Rel": "sq_rel", "RMSE": "rmse", "Log RMSE": "l
 RESULT_KEYS = {"abs_rel": "abs_relative_difference", "rmse": "rmse_linear", "delta1": "delta1_acc",
                "sq_rel": "sq_rel", "log_rmse": "log_rmse", "delta2": "delta2_acc", "delta3": "delta3_acc"}
 REL = 1e-5
+# The published scale / scale_shift fits run float32 Adam steps whose rounding depends on the CPU's SIMD paths: the
+# published function itself gives values up to 8.6e-5 apart (relative) on the machine that made the fixture and on
+# an AMD EPYC (regenerated there with the command above: ours then matched it within REL). Same machine: 0 apart.
+FIT_REL = {"scale_shift": 5e-4, "scale": 5e-4, "none": REL}
 
 
 def write_fixture(depth_evaluation) -> None:
@@ -85,9 +89,9 @@ def test_cut3r_protocol_matches_the_published_functions(cut3r_benchmark, alignme
         for mine, theirs in zip(res["per_scene_metrics"], exp["per_sequence"]):
             assert mine["valid_pixels"] == theirs["valid_pixels"] > 0
             for key in RESULT_KEYS:
-                assert mine[key] == pytest.approx(theirs[key], rel=REL, abs=1e-12), (split, key)
+                assert mine[key] == pytest.approx(theirs[key], rel=FIT_REL[alignment], abs=1e-12), (split, key)
         for key, result_key in RESULT_KEYS.items():
-            assert res[result_key] == pytest.approx(exp["mean"][key], rel=REL), (split, key)
+            assert res[result_key] == pytest.approx(exp["mean"][key], rel=FIT_REL[alignment]), (split, key)
 
 
 def test_cut3r_default_alignment_is_scale_and_compare_refuses_mixed_protocols(cut3r_benchmark, tmp_path, capsys):
@@ -97,7 +101,7 @@ def test_cut3r_default_alignment_is_scale_and_compare_refuses_mixed_protocols(cu
     got = json.loads(out.read_text())
     expected = json.loads(FIXTURE.read_text())["bonn"]["scale"]["mean"]
     assert got["alignment"] == "scale" and got["depth"]["bonn"]["abs_relative_difference"] == pytest.approx(
-        expected["abs_rel"], rel=REL)
+        expected["abs_rel"], rel=FIT_REL["scale"])
     assert "protocol: cut3r, alignment: scale" in out.with_suffix(".md").read_text()
     vda = {"depth": {"bonn": {"abs_relative_difference": 0.1, "delta1_acc": 0.9}}, "alignment": "scale_shift",
            "meta": {"label": "vda-run"}}  # a file from before --protocol: the vda protocol
