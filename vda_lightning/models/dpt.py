@@ -17,10 +17,13 @@ MICRO_BATCH = 4  # frames per chunk in the high-resolution tail (memory only; pe
 
 def nhwc(setting: bool | None, x: torch.Tensor) -> bool:
     """Whether the head keeps its feature maps channels-last (NHWC): the lever's setting (models/speed.py), or by
-    default (None) on the CPU, where oneDNN's convolutions run NHWC faster whatever the weights' layout (the vits
-    head 5.1 -> 3.4 s per 32-frame window at 280x504, 17 -> 13 s at 518x924; issue 28). Same operations, another
-    summation order (~1e-6 relative in fp32)."""
-    return x.device.type == "cpu" if setting is None else setting
+    default (None) for inference on the CPU, where oneDNN's convolutions run NHWC faster whatever the weights'
+    layout (the vits head 5.1 -> 3.4 s per 32-frame window at 280x504, 17 -> 13 s at 518x924; issue 28). Same
+    operations, another summation order (~1e-6 relative in fp32). Training (grad enabled) keeps NCHW unless the
+    lever says otherwise: its gradients' layout is what DDP's buckets were built for."""
+    if setting is not None:
+        return setting
+    return x.device.type == "cpu" and not torch.is_grad_enabled()
 
 
 def _resize(x: torch.Tensor, size=None, scale_factor=None, channels_last: bool = False) -> torch.Tensor:
