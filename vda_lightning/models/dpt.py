@@ -94,7 +94,7 @@ class DPTHead(nn.Module):
         # Frames per chunk of the tail; 0 runs it on all frames at once (the graph export does: the chunking is a
         # Python branch on the frame count, and the result is the same).
         self.micro_batch = MICRO_BATCH
-        self.channels_last: bool | None = None  # NHWC feature maps: `nhwc` (None: on the CPU); models/speed.py
+        self.channels_last: bool | None = None  # NHWC maps: `nhwc` (None: CPU inference); models/speed.py
         self.projects = nn.ModuleList([nn.Conv2d(in_dim, c, 1) for c in out_channels])
         self.resize_layers = nn.ModuleList(
             [
