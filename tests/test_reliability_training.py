@@ -129,6 +129,35 @@ def test_sigterm_saves_at_the_next_step_exits_143_and_resumes(shards, tmp_path):
     assert "Traceback" not in res.stderr
 
 
+def test_sigterm_after_the_step_check_is_saved_at_the_next_step(shards, tmp_path):
+    """A SIGTERM that lands after `SaveOnSignal` looked at step 3 and before Lightning's loop looks: the gate keeps
+    it from Lightning (which used to end the run there with status 0 and no checkpoint) and step 4 saves it."""
+    run = tmp_path / "run"
+    cfg = recipe(shards, run, max_steps=500, every=1000)
+    cfg["trainer"]["callbacks"] = [{"class_path": "tests.fakes.signal_self.SignalSelf",
+                                    "init_args": {"when": "after_step_check", "step": 3}}]
+    res = fit("--config", config(tmp_path, cfg), timeout=240)
+    last = run / "checkpoints" / "last.ckpt"
+    assert res.returncode == 143, res.stderr[-3000:]
+    assert f"SIGTERM: saved {last} at step 4; resume with --ckpt_path last" in res.stderr
+    assert step_of(last) == 4
+
+
+def test_sigterm_during_validation_exits_143_without_a_new_checkpoint(shards, tmp_path):
+    """In-loop validation is not a step boundary: Lightning stops the run, `vda fit` says so and exits 143 (its
+    `SIGTERMException` is a `SystemExit` of status 0, which the run once passed on as a clean exit)."""
+    run = tmp_path / "run"
+    cfg = recipe(shards, run, max_steps=500, every=1000, val_shards=str(shards / "val-*.tar"))
+    cfg["trainer"].update(limit_val_batches=2, val_check_interval=2, num_sanity_val_steps=0)
+    cfg["trainer"]["callbacks"] = [{"class_path": "tests.fakes.signal_self.SignalSelf",
+                                    "init_args": {"when": "validation", "step": 2}}]
+    res = fit("--config", config(tmp_path, cfg), timeout=240)
+    errors = error_lines(res)
+    assert res.returncode == 143, res.stderr[-3000:]
+    assert len(errors) == 1 and "SIGTERM while no training step ran" in errors[0], res.stderr[-3000:]
+    assert not (run / "checkpoints" / "last.ckpt").exists()
+
+
 def test_sigusr1_without_the_requeue_callback_saves_and_exits_138(shards, tmp_path):
     run = tmp_path / "run"
     marker = tmp_path / "step"

@@ -261,6 +261,10 @@ def main(args: list[str] | None = None) -> None:
         run(args)
     except SignalExit:
         raise
+    except SIGTERMException:  # Lightning stopped outside a training step (validation, start-up): nothing new saved
+        # (before `SystemExit`, of which it is a subclass with status 0: caught there, a stopped run exited 0)
+        fail("SIGTERM while no training step ran (validation or start-up): stopped without saving; resume from "
+             "the newest checkpoint (--ckpt_path last)", 128 + signal.SIGTERM)
     except SystemExit as e:  # Lightning ends a Ctrl-C inside fit/validate with sys.exit(1)
         if e.code == 1 and interrupted_by_ctrl_c():
             fail("interrupted (Ctrl-C): stopped without saving; resume from the newest checkpoint with --ckpt_path "
@@ -268,9 +272,6 @@ def main(args: list[str] | None = None) -> None:
         raise
     except KeyboardInterrupt:  # outside Lightning's loops (start-up)
         fail("interrupted (Ctrl-C) before training: nothing was saved", 130)
-    except SIGTERMException:  # Lightning stopped outside a training step (validation, start-up): nothing new saved
-        fail("SIGTERM while no training step ran (validation or start-up): stopped without saving; resume from "
-              "the newest checkpoint (--ckpt_path last)", 128 + signal.SIGTERM)
     except (ResumeError, CheckpointError, DataStateError) as e:
         fail(str(e))
     except OSError as e:

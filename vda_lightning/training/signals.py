@@ -10,6 +10,12 @@ atomically, so `--ckpt_path last` and `vda submit --find-checkpoint` both resume
 the run. A signal that lands while no step runs (validation, start-up) still stops the run with status 128 + n,
 without a new checkpoint: `main` reports the newest one.
 
+Who hears SIGTERM: Lightning installs its handler after `on_fit_start`, so `on_train_start` puts a gate in front
+of it. While training batches run, the gate only notes the signal: Lightning's flag stays unset, so its loop
+cannot end the run between our step-end check and its own (a SIGTERM in that gap once stopped a run without a
+checkpoint). Outside training batches (in-loop validation, the epoch's end) the gate passes the signal on to
+Lightning, whose loops then stop; a note still pending when training batches end is passed on at that moment.
+
 Ctrl-C (SIGINT) is Lightning's: it ends fit/validate with `sys.exit(1)` after telling the callbacks; `SaveOnSignal`
 notes it (`interrupted_by_ctrl_c`) so that `main` exits 130 with one line, as every vda command does.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -56,6 +63,8 @@ class SaveOnSignal(Callback):
         self.extra = tuple(signal.Signals[s] for s in extra_signals)
         self.pending: int | None = None
         self._previous: dict[int, object] = {}
+        self._lightning_sigterm = None  # the handler the gate passes SIGTERM on to outside training batches
+        self._training = False
 
     def _note(self, signum, frame) -> None:
         self.pending = self.pending or int(signum)  # only a note: the work happens at the next step boundary
@@ -69,6 +78,37 @@ class SaveOnSignal(Callback):
         for sig in self.extra:
             if sig not in taken and sig not in self._previous and signal.getsignal(sig) in (signal.SIG_DFL, None):
                 self._previous[sig] = signal.signal(sig, self._note)
+
+    def _gate_sigterm(self, signum, frame) -> None:
+        self.pending = self.pending or int(signum)
+        if not self._training:
+            self._pass_on(signum, frame)
+
+    def _pass_on(self, signum, frame) -> None:
+        if callable(self._lightning_sigterm):
+            self._lightning_sigterm(signum, frame)
+
+    def _training_batches(self, running: bool) -> None:
+        self._training = running
+        if not running and self.pending == signal.SIGTERM:
+            self._pass_on(signal.SIGTERM, None)  # noted in the gap after the last step check: Lightning stops
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning's signal connector restores the handler it replaced when fit ends, which also removes the gate.
+        if threading.current_thread() is threading.main_thread():
+            self._lightning_sigterm = signal.signal(signal.SIGTERM, self._gate_sigterm)
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._training_batches(True)
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._training_batches(False)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._training_batches(not trainer.sanity_checking)  # an in-loop validation returns to the epoch's batches
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._training_batches(False)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         for sig, previous in self._previous.items():
