@@ -33,6 +33,20 @@ MAX_CACHE = 42  # frame 0 + the 41 most recent frames
 RECENT = 29  # consecutive predecessors in the context
 
 
+def cache_context(cache: list) -> list:
+    """The cached entries frame t attends to besides itself: the list's first two and its RECENT last (published
+    `video_depth_stream.py`); one place for the exported step and the batched head's frame numbers."""
+    return cache[:2] + cache[-RECENT:]
+
+
+def cache_push(cache: list, entry, t: int) -> None:
+    """Frame t's entry joins the cache list; once t + CONTEXT passes MAX_CACHE the entry after frame 0's leaves, so
+    the list stays at 42 (published `video_depth_stream.py`)."""
+    cache.append(entry)
+    if t + CONTEXT > MAX_CACHE:
+        del cache[1]
+
+
 READ_AHEAD = 8  # frames of a file run through the model in one batch on the CPU (module docstring)
 
 
@@ -89,7 +103,7 @@ class StreamingRunner:
         return len(self._ids) if self.project_cache else len(self._cache)
 
     def _context(self) -> list[torch.Tensor]:
-        entries = self._cache[:2] + self._cache[-RECENT:]
+        entries = cache_context(self._cache)
         return [torch.cat([e[i] for e in entries], dim=1) for i in range(len(entries[0]))]
 
     def _read(self, index: int, prep: Preprocessor, frames: list[np.ndarray]) -> FrameRead:
@@ -138,10 +152,8 @@ class StreamingRunner:
         else:
             ids, contexts = list(self._ids), []
             for t in range(t0, t0 + n):
-                contexts.append(ids[:2] + ids[-RECENT:] + [t])
-                ids.append(t)
-                if t + CONTEXT > MAX_CACHE:
-                    del ids[1]
+                contexts.append(cache_context(ids) + [t])
+                cache_push(ids, t, t)
             old = sorted({i for ctx in contexts for i in ctx if i < t0})
             row = {i: r for r, i in enumerate(old)} | {t0 + j: len(old) + j for j in range(n)}
             index = torch.tensor([[row[i] for i in ctx] for ctx in contexts], device=self.device)
@@ -166,9 +178,7 @@ class StreamingRunner:
         if not self._cache:
             self._cache = [states] * CONTEXT  # references, not copies
         else:
-            self._cache.append(states)
-            if self.frame_id + CONTEXT > MAX_CACHE:
-                del self._cache[1]
+            cache_push(self._cache, states, self.frame_id)
         self.frame_id += 1
         return Download(to_frame_size(depth[0], read.prep.frame_size)[0])
 
