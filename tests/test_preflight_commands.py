@@ -92,6 +92,21 @@ def test_a_real_process_refuses_without_importing_torch(files):
     assert not any(line.split("|")[-1].strip().split(".")[0] == "torch" for line in proc.stderr.splitlines())
 
 
+def test_the_vda_fit_script_checks_before_lightning(files):
+    """`vda-fit` (pyproject's script) runs the dispatcher's checks too: one line saying `vda-fit`, no torch."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["vda-fit"] == "vda_lightning.cli:fit_alias"
+    probe = ("import sys; from vda_lightning.cli import fit_alias; sys.argv = ['vda-fit', '--config', sys.argv[1]]; "
+             "code = fit_alias(); print(code, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe, str(files["broken.yaml"])], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    lines = proc.stderr.splitlines()
+    assert proc.stdout.split() == ["2", "False"], proc.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("vda-fit: error: ") and str(files["broken.yaml"]) in lines[0]
+
+
 def test_hub_names_pass_through_to_the_loader():
     from vda_lightning.checkpoints import CheckpointError
     from vda_lightning.cli.preflight import checked_weights

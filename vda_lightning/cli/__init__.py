@@ -12,6 +12,7 @@ aliases: the one table in `cli/commands.py`. Shared options: `cli/options.py`; e
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from .commands import COMMANDS, run
@@ -53,4 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(COMMANDS[name], prog, rest)
     except KeyboardInterrupt:  # commands end their own work with 130; this covers imports and argument parsing
+        return interrupted(prog)
+
+
+def fit_alias() -> int:
+    """The `vda-fit` script: `vda fit` with its checks before weight (`training/preflight.py`), which the Lightning
+    module's own `main` would only reach after importing Lightning and torch; error lines say `vda-fit`."""
+    prog = os.path.basename(sys.argv[0]) or "vda-fit"
+    try:
+        return run(COMMANDS["fit"], prog, sys.argv[1:])
+    except KeyboardInterrupt:
         return interrupted(prog)
