@@ -27,8 +27,9 @@ from vda_lightning.inference.distributed import (
 from vda_lightning.io import launch_rank_world
 from vda_lightning.trust import ReadError, parse_path_list
 
-CLIPS = {"a": 3, "b": 4, "c": 2, "d": 5, "long": 130}  # frames; "long" is six 32-frame windows: the rank is
-# still on it when the short ones have records, the state the test kills in
+CLIPS = {"a": 3, "b": 4, "c": 2, "d": 5, "long": 290}  # frames; "long" is thirteen 32-frame windows (~1.5 s on
+# one thread): its rank is frozen part-way through it (SIGSTOP) while the other completes short ones, then killed
+SHORT = sum(n for name, n in CLIPS.items() if name != "long")
 
 
 def test_shares_balance_frames_not_files_and_cover_each_input_once():
@@ -169,14 +170,25 @@ def test_two_processes_killed_and_rerun_match_one_process_bit_for_bit(clip_job, 
     launcher = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     spool, done = out / ".long.depths.f32.partial", out / ".vda-job" / "done"
     deadline = time.monotonic() + 240
-    # the state to kill in (polled, not timed): rank 0 part-way through the long clip, rank 1 with a short clip
-    # complete
-    while not (spool.exists() and spool.stat().st_size > 0 and done.exists() and any(done.iterdir())):
+    # the state to kill in (states polled, not times): rank 0 part-way through the long clip, frozen there with
+    # SIGSTOP as soon as its spool holds a map (so how far the ranks' start-ups are apart does not matter), and
+    # rank 1 with a short clip complete
+    rank0 = None
+    while rank0 is None:
+        pid = _rank_pid(launcher, 0)
+        if pid is not None and spool.exists() and spool.stat().st_size > 0:
+            os.kill(pid, signal.SIGSTOP)
+            rank0 = pid
         assert launcher.poll() is None, launcher.communicate()[0][-3000:]
-        assert time.monotonic() < deadline, "no mid-run state within 240 s"
+        assert time.monotonic() < deadline, "rank 0 spooled no map within 240 s"
+        time.sleep(0.01)
+    while not (done.exists() and any(done.iterdir())):
+        assert launcher.poll() is None, launcher.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "rank 1 completed no input within 240 s"
         time.sleep(0.02)
     spooled = spool.stat().st_size
-    os.kill(_rank_pid(launcher, 0), signal.SIGKILL)
+    assert 0 < spooled < CLIPS["long"] * 28 * 42 * 4, "rank 0 was not stopped part-way through the long clip"
+    os.kill(rank0, signal.SIGKILL)
     log = launcher.communicate(timeout=120)[0]
     assert launcher.returncode != 0, log[-2000:]
     complete = sorted(p.stem for p in done.iterdir())
@@ -195,10 +207,11 @@ def test_two_processes_killed_and_rerun_match_one_process_bit_for_bit(clip_job, 
     assert [e["input"] for e in manifest["inputs"]] == [str(p) for p in clip_job["inputs"]]  # each input once
     assert {e["name"] for e in manifest["inputs"] if e["reused"]} == set(complete)
     assert manifest["totals"]["complete"] == 5 and manifest["world_size"] == 2
-    assert "rank 0/2: 1 of 5 inputs, 130 of 144 frames: long" in rerun.stderr  # each rank's log names its share
-    assert "rank 1/2: 4 of 5 inputs, 14 of 144 frames: a, b, c, d" in rerun.stderr
-    assert "job: 5/5 inputs, 144/144 frames" in rerun.stderr  # rank 0's totals over both ranks
-    print(f"SIGKILL of rank 0 with {spooled // (28 * 42 * 4)} of 130 frames of 'long' spooled, "
+    total, long = sum(CLIPS.values()), CLIPS["long"]
+    assert f"rank 0/2: 1 of 5 inputs, {long} of {total} frames: long" in rerun.stderr  # each rank names its share
+    assert f"rank 1/2: 4 of 5 inputs, {SHORT} of {total} frames: a, b, c, d" in rerun.stderr
+    assert f"job: 5/5 inputs, {total}/{total} frames" in rerun.stderr  # rank 0's totals over both ranks
+    print(f"SIGKILL of rank 0 with {spooled // (28 * 42 * 4)} of {long} frames of 'long' spooled, "
           f"{complete} complete; the re-run reused those (mtimes unchanged), computed the rest; "
           f"{len(reference)} files bit-identical to one process; totals {manifest['totals']}")
 
