@@ -59,6 +59,16 @@ def test_shape_ranges_are_checked():
         parse_triple("1,2", "frames")
     with pytest.raises(ValueError, match="multiples of 14"):
         ShapeRange(height=(280, 500, 518))
+    # DINOv3 (patch 16): default sides in its patch, and a sidecar's patch rules the profile
+    assert ShapeRange(patch=16).sizes(2) == {"batch": 1, "frames": 32, "n": 32, "h": 37, "w": 66, "context": 31}
+    assert ShapeRange(patch=16).side("width") == (320, 592, 1056)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        ShapeRange(height=(280, 518, 518), patch=16)
+    sixteen = {"input_contract": {"patch": 16}, "inputs": {"frame": {"shape": [1, 3, "16*h", "16*w"]}}}
+    assert profile_shapes(sixteen, ShapeRange()) == {"frame": ((1, 3, 320, 320), (1, 3, 592, 592),
+                                                               (1, 3, 592, 1056))}
+    with pytest.raises(ValueError, match="multiples of 16"):
+        profile_shapes(sixteen, ShapeRange(height=(280, 518, 518)))
     with pytest.raises(ValueError, match="min <= opt <= max"):
         ShapeRange(frames=(8, 4, 32))
     with pytest.raises(ValueError, match="1..32"):

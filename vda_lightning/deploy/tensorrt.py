@@ -13,7 +13,7 @@ precision constraints on the same layers.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..models.input_contract import is_multiple_size
@@ -45,35 +45,46 @@ def missing_requirements() -> str | None:
     return "; ".join(problems) or None
 
 
+DEFAULT_SIDES = {"height": (20, 37, 37), "width": (20, 37, 66)}  # in patches: 280..518..518 x 280..518..924 at 14
+
+
 @dataclass(frozen=True)
 class ShapeRange:
-    """Inclusive (min, opt, max) of the run-time sizes an engine accepts; image sides in pixels."""
+    """Inclusive (min, opt, max) of the run-time sizes an engine accepts; image sides in pixels, multiples of the
+    model's `patch` (14 for DINOv2, 16 for DINOv3). Sides left None are 20..37..37 by 20..37..66 patches."""
 
-    height: tuple[int, int, int] = (280, 518, 518)
-    width: tuple[int, int, int] = (280, 518, 924)
+    height: tuple[int, int, int] | None = None
+    width: tuple[int, int, int] | None = None
     frames: tuple[int, int, int] = (1, 32, 32)
     batch: tuple[int, int, int] = (1, 1, 1)
     context: tuple[int, int, int] = (0, 31, 31)
+    patch: int = PATCH
 
     def __post_init__(self):
         for name in ("height", "width", "frames", "batch", "context"):
-            lo, opt, hi = getattr(self, name)
+            lo, opt, hi = self.side(name) if name in DEFAULT_SIDES else getattr(self, name)
             if not lo <= opt <= hi:
                 raise ValueError(f"{name}: need min <= opt <= max, got {lo}, {opt}, {hi}")
-        for name in ("height", "width"):
-            bad = [v for v in getattr(self, name) if not is_multiple_size([v])]
+        for name in DEFAULT_SIDES:
+            bad = [v for v in self.side(name) if not is_multiple_size([v], self.patch)]
             if bad:
-                raise ValueError(f"{name} {bad[0]}: image sides must be positive multiples of {PATCH}")
+                raise ValueError(f"{name} {bad[0]}: image sides must be positive multiples of {self.patch} (the "
+                                 f"model's patch)")
         if self.frames[2] > 32 or self.frames[0] < 1:
             raise ValueError(f"frames must lie in 1..32, got {self.frames}")
         if self.context[2] > 31 or self.context[0] < 0:
             raise ValueError(f"context must lie in 0..31, got {self.context}")
 
+    def side(self, name: str) -> tuple[int, int, int]:
+        """`height` or `width` in pixels: as given, or the default range in this patch."""
+        given = getattr(self, name)
+        return tuple(given) if given is not None else tuple(self.patch * v for v in DEFAULT_SIDES[name])
+
     def sizes(self, which: int) -> dict:
         """The graph symbols at min (0), opt (1) or max (2)."""
         return {"batch": self.batch[which], "frames": self.frames[which],
-                "n": self.batch[which] * self.frames[which], "h": self.height[which] // PATCH,
-                "w": self.width[which] // PATCH, "context": self.context[which]}
+                "n": self.batch[which] * self.frames[which], "h": self.side("height")[which] // self.patch,
+                "w": self.side("width")[which] // self.patch, "context": self.context[which]}
 
 
 def parse_triple(text: str, name: str) -> tuple[int, int, int]:
@@ -90,7 +101,11 @@ def parse_triple(text: str, name: str) -> tuple[int, int, int]:
 
 
 def profile_shapes(sidecar: dict, shapes: ShapeRange) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """input name -> (min, opt, max) shapes of one optimisation profile, from the sidecar's symbolic inputs."""
+    """input name -> (min, opt, max) shapes of one optimisation profile, from the sidecar's symbolic inputs; the
+    sides are checked against the patch the sidecar records (a DINOv3 graph takes multiples of 16)."""
+    patch = int(sidecar.get("input_contract", {}).get("patch", PATCH))
+    if patch != shapes.patch:
+        shapes = replace(shapes, patch=patch)
     out = {}
     for name, spec in sidecar["inputs"].items():
         out[name] = tuple(tuple(dim_value(d, shapes.sizes(i)) for d in spec["shape"]) for i in range(3))
