@@ -6,6 +6,7 @@ Session-scoped and shared: treat them as read-only (copy a model with `copy.deep
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,12 @@ TINY_ENCODER = "vitt"  # ViT-Ti/14-sized: the real code paths at CPU-test cost
 # The kind probe's verdict cache (checkpoints/probe_cache.py) of this test session, not the user's (subprocesses
 # inherit it).
 os.environ["VDA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vda-test-cache-")
+# Ctrl-C as a user's terminal delivers it: a suite started in the background of a non-interactive shell inherits
+# SIGINT ignored (and its subprocesses with it), where `_thread.interrupt_main()` does nothing and a SIGINT sent to a
+# `vda` process is lost; the Ctrl-C tests then fail for the launcher's sake. A Python handler here is reset to the
+# default at exec, so every subprocess a test starts gets KeyboardInterrupt as well.
+if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def golden_path() -> Path:
