@@ -65,6 +65,7 @@ class SaveOnSignal(Callback):
         self._previous: dict[int, object] = {}
         self._lightning_sigterm = None  # the handler the gate passes SIGTERM on to outside training batches
         self._training = False
+        self._passed_on = False  # Lightning hears a SIGTERM once (its handler broadcasts across ranks)
 
     def _note(self, signum, frame) -> None:
         self.pending = self.pending or int(signum)  # only a note: the work happens at the next step boundary
@@ -85,7 +86,8 @@ class SaveOnSignal(Callback):
             self._pass_on(signum, frame)
 
     def _pass_on(self, signum, frame) -> None:
-        if callable(self._lightning_sigterm):
+        if callable(self._lightning_sigterm) and not self._passed_on:
+            self._passed_on = True
             self._lightning_sigterm(signum, frame)
 
     def _training_batches(self, running: bool) -> None:
