@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -78,8 +79,16 @@ def fit_env(step_keys: Path | None = None) -> dict:
 
 
 def run_fit(*args: str, kill_after: float = 300, step_keys: Path | None = None) -> subprocess.CompletedProcess:
-    cmd = ["timeout", "-s", "KILL", str(kill_after), *FIT, *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=fit_env(step_keys))
+    """`vda fit ARGS` bounded by `kill_after` s. A run still going then (a 2-rank gloo fit hung after "All
+    distributed processes registered" in 2 of ~10 CI runs) gets SIGABRT first, to every process of its group (ranks,
+    dataloader workers): with PYTHONFAULTHANDLER each prints its threads' stacks, printed here whole so that the
+    failure report shows where it hung; SIGKILL 15 s later."""
+    cmd = ["timeout", "-s", "ABRT", "-k", "15", str(kill_after), *FIT, *args]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                         env={**fit_env(step_keys), "PYTHONFAULTHANDLER": "1"})
+    if res.returncode in (124, 137, -signal.SIGABRT, -signal.SIGKILL):
+        print(f"vda fit ran past {kill_after} s; its whole stderr:\n{res.stderr}")
+    return res
 
 
 def head_weights(ckpt: Path) -> tuple[dict[str, torch.Tensor], dict]:
